@@ -1,0 +1,1 @@
+"""Shared utilities of editrl: structured configs, atomic file writes, logging."""

@@ -1,0 +1,1 @@
+"""Editing policies. OmniGen2 is the first (:mod:`policies.omnigen2`)."""

@@ -1,0 +1,56 @@
+"""Typed rollouts: what a policy sampler returns and what the learner needs to re-score a trajectory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+
+@dataclass
+class EditConditions:
+    """Everything the transformer needs besides x_t and t, for B samples (kept on CPU between actors).
+
+    text_hidden_states:           (B, L, D_text) positive prompt embeddings (instruction).
+    text_attention_mask:          (B, L) bool.
+    negative_text_hidden_states:  (B, L_neg, D_text) negative prompt embeddings (for CFG), or None.
+    negative_text_attention_mask: (B, L_neg) bool, or None.
+    ref_latents:                  per sample, a list of reference-image latents, each (C, h_j, w_j).
+    """
+
+    text_hidden_states: torch.Tensor
+    text_attention_mask: torch.Tensor
+    negative_text_hidden_states: torch.Tensor | None
+    negative_text_attention_mask: torch.Tensor | None
+    ref_latents: list[list[torch.Tensor]]
+
+
+@dataclass
+class Rollout:
+    """A batch of B SDE trajectories with T steps each.
+
+    latents:         (B, T+1, C, H, W) float32, x at t_0 (noise) ... t_T (final clean latent).
+    log_probs:       (B, T) float32, log-prob of each transition x_i -> x_{i+1} under the sampling weights.
+    timesteps:       (T+1,) float32, the time grid t_0 = 0 ... t_T = 1 (OmniGen2 convention, shifted).
+    conditions:      the conditioning needed to re-run the transformer on any step.
+    images:          (B, 3, H_px, W_px) float32 in [0, 1], decoded final edits.
+    noise_level:     the SDE noise coefficient c (sigma in the papers); 0 = ODE.
+    text_guidance_scale / image_guidance_scale / cfg_range: CFG settings used while sampling (re-used when
+                     re-scoring so that log-probs are comparable).
+    adapter_version: version of the LoRA weights that sampled this rollout.
+    instructions:    the B edit instructions.
+    group_ids:       (B,) int64, samples with the same id share an instruction (a GRPO group).
+    """
+
+    latents: torch.Tensor
+    log_probs: torch.Tensor
+    timesteps: torch.Tensor
+    conditions: EditConditions
+    images: torch.Tensor
+    noise_level: float
+    text_guidance_scale: float = 1.0
+    image_guidance_scale: float = 1.0
+    cfg_range: tuple[float, float] = (0.0, 1.0)
+    adapter_version: int = 0
+    instructions: list[str] = field(default_factory=list)
+    group_ids: torch.Tensor | None = None

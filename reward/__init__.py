@@ -1,0 +1,1 @@
+"""Reward models for image editing behind one interface (:mod:`reward.base`)."""

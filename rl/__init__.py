@@ -1,0 +1,1 @@
+"""Flow-GRPO: algorithm functions, rollout handling, Ray actors, controller, checkpoints, eval hooks."""
