@@ -52,7 +52,7 @@ QWEN_VL_CHAT_TEMPLATE = (
 )
 
 _CORPUS: tuple[str, ...] = (
-    "You are a helpful assistant.",
+    "system user assistant You are a helpful assistant.",
     "You are a helpful assistant that generates high quality images based on user instructions.",
     "Change the color of the car to red. Make the sky blue and add some clouds.",
     "Remove the person on the left. Replace the background with a beach at sunset.",

@@ -24,6 +24,34 @@ class EditConditions:
     negative_text_attention_mask: torch.Tensor | None
     ref_latents: list[list[torch.Tensor]]
 
+    def to(self, device: str | torch.device) -> EditConditions:
+        """A copy with every tensor on ``device``."""
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return EditConditions(
+            text_hidden_states=self.text_hidden_states.to(device),
+            text_attention_mask=self.text_attention_mask.to(device),
+            negative_text_hidden_states=move(self.negative_text_hidden_states),
+            negative_text_attention_mask=move(self.negative_text_attention_mask),
+            ref_latents=[[r.to(device) for r in refs] for refs in self.ref_latents],
+        )
+
+    def select(self, indices: list[int]) -> EditConditions:
+        """The conditions of samples ``indices`` (repeats allowed), in that order."""
+        index = torch.tensor(indices, dtype=torch.long)
+
+        def pick(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t[index.to(t.device)]
+
+        return EditConditions(
+            text_hidden_states=pick(self.text_hidden_states),
+            text_attention_mask=pick(self.text_attention_mask),
+            negative_text_hidden_states=pick(self.negative_text_hidden_states),
+            negative_text_attention_mask=pick(self.negative_text_attention_mask),
+            ref_latents=[list(self.ref_latents[i]) for i in indices],
+        )
+
 
 @dataclass
 class Rollout:
@@ -54,3 +82,21 @@ class Rollout:
     adapter_version: int = 0
     instructions: list[str] = field(default_factory=list)
     group_ids: torch.Tensor | None = None
+
+
+@dataclass
+class StepLogProbs:
+    """Re-scored transitions for K chosen steps of each of B trajectories (differentiable w.r.t. the policy).
+
+    log_prob: (B, K) float32, log-prob of x_{i+1} given x_i under the current (or reference) weights.
+    mean:     (B, K, C, H, W) float32, the SDE transition means (for the KL to the reference policy).
+    std:      (B, K) float32, the transition stds σ_t·sqrt(dt) (same for policy and reference).
+    sigma:    (B, K) float32, the SDE noise scale σ_t of each step (the KL divides by σ_t² or σ_t²·dt).
+    dt:       (B, K) float32, t_{i+1} − t_i of each step.
+    """
+
+    log_prob: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    sigma: torch.Tensor
+    dt: torch.Tensor

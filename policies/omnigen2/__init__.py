@@ -1,0 +1,2 @@
+from policies.omnigen2.rotary import OmniGen2RotaryPosEmbed as OmniGen2RotaryPosEmbed
+from policies.omnigen2.transformer import OmniGen2Transformer2DModel as OmniGen2Transformer2DModel

@@ -1,0 +1,157 @@
+"""Benchmark: the Ray Flow-GRPO pipeline (one-round overlap) vs a sequential single-process loop.
+
+Both run the toy preset (tiny OmniGen2, tiny JRM, toy-world instructions) with the same models and batch:
+(a) ``rl.controller.run_flow_grpo`` with ``max_weight_lag=1`` (sampling of round k+1 overlaps learning on
+round k; scoring of chunk n overlaps sampling of chunk n+1), (b) the public Flow-GRPO shape: sample, score,
+learn, load weights, one after the other, in one process. Steady-state rounds only (round 0 is warm-up).
+Reports samples/s of both and their ratio, the time split, framework overhead (driver bookkeeping,
+serialisation, scheduling and weight sync, as a fraction of the round) and the bytes per weight sync
+against the adapter size. Writes ``runs/bench/ray_pipeline.json``.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from editrl.io import atomic_write_json
+from editrl.world.tasks import make_tasks, write_instruction_jsonl
+from rl.actor_group import GatheredChunk
+from rl.config import ExperimentConfig, load_experiment_config
+from rl.controller import chunk_requests, ensure_ray, round_advantages, run_flow_grpo
+from rl.data import InstructionDataset, load_reference_images
+from rl.learner import LearnerWorker
+from rl.reward_actor import RewardActor
+from rl.sampler import PolicySampler
+from rl.types import RoundTiming
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "runs" / "bench" / "ray_pipeline.json"
+
+
+def sequential_loop(cfg: ExperimentConfig) -> dict:
+    """Public Flow-GRPO shape in one process: sample -> score -> learn -> load weights, per round."""
+    g = cfg.grpo
+    sampler = PolicySampler(cfg.policy, max_weight_lag=0, torch_threads=cfg.ray.torch_threads)
+    reward = RewardActor(cfg.reward, torch_threads=cfg.ray.torch_threads)
+    learner = LearnerWorker(cfg.policy, g, torch_threads=cfg.ray.torch_threads)
+    sampler.load_weights(learner.weight_payload())
+    dataset = InstructionDataset.from_jsonl(cfg.data.train_path, seed=cfg.data.seed)
+    k = max(1, round(g.timestep_fraction * cfg.policy.num_inference_steps))
+    timings, samples = [], []
+    for step in range(g.num_steps):
+        t0 = time.perf_counter()
+        records = dataset.take(g.instructions_per_step)
+        images = [load_reference_images(r) for r in records]
+        requests = chunk_requests(
+            records, images, step=step, group_size=g.group_size, samples_per_chunk=g.samples_per_chunk,
+            seed=g.seed, learner_version=learner.version,
+        )
+        t_sample = t_reward = 0.0
+        gathered, rollouts = [], []
+        for i, req in enumerate(requests):
+            a = time.perf_counter()
+            rollout, scoring = sampler.sample(req)
+            b = time.perf_counter()
+            result = reward.score(scoring)
+            c = time.perf_counter()
+            t_sample += b - a
+            t_reward += c - b
+            rollouts.append(rollout)
+            gathered.append(GatheredChunk(i, req, None, None, result))
+        chunks, adv = round_advantages(gathered, num_steps=cfg.policy.num_inference_steps, cfg_grpo=g, step=step)
+        a = time.perf_counter()
+        n_kept = int(adv["n_kept"])
+        if n_kept:
+            learner.learn(rollouts, chunks, n_kept * k, n_kept)
+        b = time.perf_counter()
+        sampler.load_weights(learner.weight_payload())
+        c = time.perf_counter()
+        total = c - t0
+        timing = RoundTiming(sample=t_sample, reward=t_reward, learn=b - a, sync=c - b, total=total)
+        timing.idle = max(0.0, total - t_sample - t_reward - (b - a) - (c - b))
+        timings.append(timing)
+        samples.append(int(adv["n_samples"]))
+    adapter_bytes = sum(p.numel() * p.element_size() for p in learner.params)
+    rollout_bytes = len(pickle.dumps(rollouts[0]))
+    t = time.perf_counter()
+    for _ in range(5):
+        pickle.loads(pickle.dumps(rollouts[0]))
+    serialise_s = (time.perf_counter() - t) / 5
+    return {"timings": timings, "samples": samples, "adapter_bytes": adapter_bytes, "chunks_per_round": len(requests),
+            "rollout_pickle_bytes": rollout_bytes, "rollout_roundtrip_s": serialise_s}
+
+
+def _steady(timings: list[RoundTiming], samples: list[int]) -> dict:
+    rounds = timings[1:] or timings
+    n = samples[1:] or samples
+    total = sum(t.total for t in rounds)
+    split = {key: sum(getattr(t, key) for t in rounds) / len(rounds) for key in ("sample", "reward", "learn", "sync", "idle", "total")}
+    return {"samples_per_s": sum(n) / total if total > 0 else 0.0, "mean_round_s": split}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    torch.set_num_threads(1)
+    steps = 5
+    with tempfile.TemporaryDirectory(prefix="bench_ray_pipeline_") as tmp:
+        data = write_instruction_jsonl(make_tasks("train", 16, size=32), Path(tmp) / "world")
+        overrides = [
+            f"data.train_path={data}", f"output_dir={tmp}/ray", f"grpo.num_steps={steps}", "logging.wandb=false",
+            "logging.progress_bar=false", "logging.log_images_every_n_steps=1000", "checkpoint.every_n_steps=1000",
+            "checkpoint.resume=never", "grpo.max_weight_lag=1",
+        ]
+        cfg = load_experiment_config(REPO / "configs" / "toy.yaml", overrides)
+        seq = sequential_loop(replace(cfg, output_dir=f"{tmp}/seq"))
+        ensure_ray(cfg.ray)
+        result = run_flow_grpo(cfg)
+    seq_stats = _steady(seq["timings"], seq["samples"])
+    ray_stats = _steady([s.timing for s in result.summaries], [s.n_samples for s in result.summaries])
+    split = ray_stats["mean_round_s"]
+    overhead = (split["idle"] + split["sync"]) / split["total"] if split["total"] else 0.0
+    report = {
+        "preset": "configs/toy.yaml",
+        "rounds": steps,
+        "batch": {"instructions": cfg.grpo.instructions_per_step, "group_size": cfg.grpo.group_size,
+                  "samples_per_chunk": cfg.grpo.samples_per_chunk},
+        "sequential": seq_stats,
+        "ray_pipeline": ray_stats,
+        "speedup_ray_over_sequential": ray_stats["samples_per_s"] / seq_stats["samples_per_s"] if seq_stats["samples_per_s"] else 0.0,
+        "framework_overhead_fraction": overhead,
+        "rollout_pickle_bytes": seq["rollout_pickle_bytes"],
+        # pickling + unpickling every rollout of a round once, as a fraction of the pipeline's round
+        "rollout_serialise_fraction_of_round": (
+            seq["rollout_roundtrip_s"] * seq["chunks_per_round"] / split["total"] if split["total"] else 0.0
+        ),
+        "bytes_per_weight_sync": result.sync_bytes,
+        "adapter_bytes": seq["adapter_bytes"],
+        "sync_bytes_equal_adapter": result.sync_bytes == seq["adapter_bytes"],
+        "targets": {"speedup": 1.5, "overhead_fraction": 0.10},
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(OUT, report)
+    print(_summary(report))
+    return report
+
+
+def _summary(r: dict) -> str:
+    s, p = r["sequential"]["mean_round_s"], r["ray_pipeline"]["mean_round_s"]
+    rows = "\n".join(
+        f"  {k:<7} {s[k]:8.3f} {p[k]:8.3f}" for k in ("sample", "reward", "learn", "sync", "idle", "total")
+    )
+    return (
+        f"ray_pipeline ({r['rounds']} rounds, steady state)\n"
+        f"  samples/s  sequential {r['sequential']['samples_per_s']:.3f}  ray {r['ray_pipeline']['samples_per_s']:.3f}"
+        f"  ratio {r['speedup_ray_over_sequential']:.2f}x (target >= {r['targets']['speedup']}x)\n"
+        f"  mean seconds per round   seq      ray\n{rows}\n"
+        f"  framework overhead {100 * r['framework_overhead_fraction']:.1f}% of the round (target <= 10%)\n"
+        f"  bytes per weight sync {r['bytes_per_weight_sync']} (adapter {r['adapter_bytes']}, equal: {r['sync_bytes_equal_adapter']})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,6 @@
+"""The toy editing world: seeded scenes of coloured shapes, edit tasks with exact targets, an oracle on the
+paper's 1-4 scales, preference pairs in the EditReward-Data layout and a rule-based rationale teacher.
+
+It is the embedded default: every stage of the method (policy pretraining, JRM training, Flow-GRPO,
+evaluation) runs on it at CPU scale with numbers a reader can check against the oracle.
+"""

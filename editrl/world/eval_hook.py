@@ -1,0 +1,35 @@
+"""An RL eval hook: every K steps, the policy's ODE edits of fixed held-out world tasks, scored by the oracle."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from editrl.world.evaluate import evaluate_policy
+from editrl.world.tasks import EditTask
+from policies.base import EditingPolicy
+from rl.hooks import EvalResult
+
+
+class WorldOracleHook:
+    """Implements :class:`rl.hooks.EvalHook`; metrics ``world_oracle/if``, ``/vq``, ``/edit_success``."""
+
+    def __init__(self, tasks: Sequence[EditTask], every_n_steps: int, *, seed: int = 0, num_images: int = 4, name: str = "world_oracle") -> None:
+        if not tasks:
+            raise ValueError("WorldOracleHook needs at least one task")
+        if every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be >= 1, got {every_n_steps}")
+        self.tasks = list(tasks)
+        self.every_n_steps = every_n_steps
+        self.seed = seed
+        self.num_images = num_images
+        self.name = name
+
+    def __call__(self, policy: EditingPolicy, step: int) -> EvalResult:
+        result = evaluate_policy(policy, self.tasks, seed=self.seed)
+        metrics = {
+            f"{self.name}/if": float(result.instruction_following.mean()),
+            f"{self.name}/vq": float(result.visual_quality.mean()),
+            f"{self.name}/edit_success": float(result.edit_success.mean()),
+        }
+        images = [(f"{task.instruction}", image) for task, image in zip(self.tasks, result.images[: self.num_images])]
+        return EvalResult(metrics=metrics, images=images, n_items=len(self.tasks))

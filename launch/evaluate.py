@@ -1,0 +1,176 @@
+"""Evaluate a policy (GEdit-Bench, ImgEdit-Bench) or a reward model (EditReward-Bench, TIGER's EditReward-Bench,
+MMRB2 image editing) on a locally downloaded benchmark release; writes JSON and a markdown table.
+
+    python launch/evaluate.py policy --bench gedit --data DIR --checkpoint OMNIGEN2_DIR [--lora DIR]
+        [--judge-config configs/eval_judge_gpt41.yaml] [--judge-set openai.max_concurrency=4] [--out DIR]
+    python launch/evaluate.py reward --bench editreward_bench --data DIR --reward jrm --checkpoint JRM_DIR
+
+``--checkpoint tiny`` builds the tiny random-config model (smoke tests). Also runs as
+``python -m launch.evaluate``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from editrl.config import ConfigError, load_config  # noqa: E402
+from editrl.io import atomic_write_json  # noqa: E402
+from reward.benchmarks.report import BenchmarkReport, write_report  # noqa: E402
+
+POLICY_BENCHES = ("gedit", "imgedit")
+REWARD_BENCHES = ("editreward_bench", "tiger_editreward_bench", "mmrb2")
+REWARD_KINDS = ("jrm", "jrm_alpha0", "editreward")
+TINY = "tiny"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evaluate", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="target", required=True)
+
+    pol = sub.add_parser("policy", help="edit with the policy (ODE) and judge the edits with a VLM")
+    pol.add_argument("--bench", choices=POLICY_BENCHES, required=True)
+    pol.add_argument("--data", required=True, help="the downloaded benchmark release")
+    pol.add_argument("--checkpoint", required=True, help=f"OmniGen2 pipeline directory, or '{TINY}'")
+    pol.add_argument("--lora", default=None, help="LoRA adapter directory saved by the RL run")
+    pol.add_argument("--device", default="cpu")
+    pol.add_argument("--dtype", default="float32")
+    pol.add_argument("--config", default=None, help="YAML preset of rl.benchmarks.config.PolicyBenchConfig")
+    pol.add_argument("--judge-config", default=None, help="YAML of reward.judges.config.JudgeConfig")
+    pol.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a PolicyBenchConfig key, e.g. edit.text_guidance_scale=5.0 or judge.openai.model=gpt-4o")
+    pol.add_argument("--max-items-per-group", type=int, default=None)
+    pol.add_argument("--out", default=None, help="output directory (default runs/eval/<bench>)")
+
+    rew = sub.add_parser("reward", help="preference accuracy of a reward model")
+    rew.add_argument("--bench", choices=REWARD_BENCHES, required=True)
+    rew.add_argument("--data", required=True, help="the downloaded benchmark release")
+    rew.add_argument("--reward", choices=REWARD_KINDS, required=True)
+    rew.add_argument("--checkpoint", required=True, help=f"reward model directory, or '{TINY}'")
+    rew.add_argument("--device", default="cpu")
+    rew.add_argument("--dtype", default="float32")
+    rew.add_argument("--batch-size", type=int, default=8)
+    rew.add_argument("--max-items", type=int, default=None, help="first N pairs/groups (per subset for TIGER's)")
+    rew.add_argument("--map", dest="dimension_map", action="append", default=[], metavar="BENCH_DIM=SCORE",
+                     help="EditReward-Bench: which score answers a bench dimension, e.g. consistency=visual_quality")
+    rew.add_argument("--score-field", default="reward", help="TIGER / MMRB2: the score that ranks candidates")
+    rew.add_argument("--tie-threshold", type=float, default=None, help="TIGER 2-pair ties (default: calibrated)")
+    rew.add_argument("--multi-image", choices=("concat", "first"), default="concat", help="MMRB2 several inputs")
+    rew.add_argument("--out", default=None, help="output directory (default runs/eval/<bench>)")
+    return parser
+
+
+def _load_policy(checkpoint: str, lora: str | None, device: str, dtype: str):
+    from policies.omnigen2 import build_pipeline
+    from policies.omnigen2.config import OmniGen2PolicyConfig
+
+    cfg = OmniGen2PolicyConfig(
+        checkpoint=None if checkpoint == TINY else checkpoint, lora_checkpoint=lora, device=device, dtype=dtype,
+    )
+    cfg.validate()
+    return build_pipeline(cfg)
+
+
+def _load_reward(kind: str, checkpoint: str, device: str, dtype: str, batch_size: int):
+    from reward.registry import RewardModelConfig, build_reward_model
+
+    cfg = RewardModelConfig(
+        kind=kind, checkpoint=None if checkpoint == TINY else checkpoint, device=device, dtype=dtype, batch_size=batch_size,
+    )
+    cfg.validate()
+    return build_reward_model(cfg)
+
+
+def run_policy(args: argparse.Namespace) -> BenchmarkReport:
+    from reward.judges.config import JudgeConfig, build_judge
+    from rl.benchmarks.config import PolicyBenchConfig
+    from rl.benchmarks.gedit import GEditBenchmark, load_gedit_bench
+    from rl.benchmarks.imgedit import ImgEditBenchmark, load_imgedit_bench, resolve_imgedit_prompts
+    from rl.benchmarks.runner import evaluate_policy
+
+    overrides = [f"bench={args.bench}", f"data_dir={args.data}", *args.overrides]
+    if args.max_items_per_group is not None:
+        overrides.append(f"max_items_per_group={args.max_items_per_group}")
+    if args.out is not None:
+        overrides.append(f"out_dir={args.out}")
+    cfg = load_config(PolicyBenchConfig, args.config, overrides)
+    if args.judge_config is not None:
+        judge_overrides = [o.removeprefix("judge.") for o in args.overrides if o.startswith("judge.")]
+        cfg.judge = load_config(JudgeConfig, args.judge_config, judge_overrides)
+    out_dir = Path(cfg.out_dir) / cfg.bench if args.out is None else Path(cfg.out_dir)
+
+    settings = {"checkpoint": args.checkpoint, "lora": args.lora, "data_dir": cfg.data_dir}
+    if cfg.bench == "gedit":
+        bench, items = GEditBenchmark(), load_gedit_bench(cfg.data_dir, cfg.language, cfg.max_items_per_group)
+        settings["language"] = cfg.language
+    else:
+        prompts, source = resolve_imgedit_prompts(cfg.imgedit_prompts, cfg.data_dir)
+        bench, items = ImgEditBenchmark(prompts), load_imgedit_bench(cfg.data_dir, cfg.max_items_per_group)
+        settings["judge_prompts"] = source
+    judge = build_judge(cfg.judge)
+    policy = _load_policy(args.checkpoint, args.lora, args.device, args.dtype)
+    outcome = evaluate_policy(
+        policy, bench, items, judge,
+        seed=cfg.seed, batch_size=cfg.batch_size, edit_kwargs=cfg.edit.as_kwargs(),
+        edits_dir=out_dir / "edits", reuse_edits=cfg.reuse_edits, settings=settings,
+    )
+    write_report(outcome.report, out_dir)
+    atomic_write_json(out_dir / f"{cfg.bench}_items.json", [vars(o) for o in outcome.items])
+    return outcome.report
+
+
+def _dimension_map(pairs: list[str]) -> dict[str, str]:
+    from reward.benchmarks.editreward_bench import default_dimension_map
+
+    mapping = default_dimension_map()
+    for item in pairs:
+        if "=" not in item:
+            raise ConfigError(f"--map {item!r} is not of the form BENCH_DIM=SCORE")
+        key, value = item.split("=", 1)
+        mapping[key.strip()] = value.strip()
+    return mapping
+
+
+def run_reward(args: argparse.Namespace) -> BenchmarkReport:
+    from reward.benchmarks import editreward_bench, mmrb2, tiger_editreward_bench
+
+    if args.bench == "editreward_bench":
+        bench_cfg = editreward_bench.EditRewardBenchConfig(_dimension_map(args.dimension_map), args.batch_size, args.max_items)
+        bench_cfg.validate()
+        data = editreward_bench.load_editreward_bench(args.data, args.max_items)
+        model = _load_reward(args.reward, args.checkpoint, args.device, args.dtype, args.batch_size)
+        report = editreward_bench.run_editreward_bench(model, data, bench_cfg)
+    elif args.bench == "tiger_editreward_bench":
+        tiger_cfg = tiger_editreward_bench.TigerBenchConfig(args.score_field, args.tie_threshold, args.batch_size, args.max_items)
+        tiger_cfg.validate()
+        groups = tiger_editreward_bench.load_tiger_bench(args.data, args.max_items)
+        model = _load_reward(args.reward, args.checkpoint, args.device, args.dtype, args.batch_size)
+        report = tiger_editreward_bench.run_tiger_bench(model, groups, tiger_cfg)
+    else:
+        mmrb2_cfg = mmrb2.MMRB2Config(args.score_field, args.multi_image, args.batch_size, args.max_items)
+        mmrb2_cfg.validate()
+        pairs = mmrb2.load_mmrb2_edit(args.data, args.max_items)
+        model = _load_reward(args.reward, args.checkpoint, args.device, args.dtype, args.batch_size)
+        report = mmrb2.run_mmrb2(model, pairs, mmrb2_cfg)
+    report.settings.update({"reward": args.reward, "checkpoint": args.checkpoint, "data_dir": args.data})
+    write_report(report, Path(args.out) if args.out else Path("runs/eval") / args.bench)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        report = run_policy(args) if args.target == "policy" else run_reward(args)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"evaluate: error: {exc}", file=sys.stderr)
+        return 2
+    print(report.to_markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Scoring unique (source, edit, instruction) triples with any RewardModel, in batches, with a progress bar."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image
+from tqdm import tqdm
+
+from reward.base import RewardModel
+
+#: Name under which the reward model's combined scalar (``RewardScores.reward``) is exposed.
+COMBINED_REWARD = "reward"
+
+
+@dataclass
+class ScoreTarget:
+    """One edit to score; ``key`` identifies it (an edit shared by several pairs is scored once)."""
+
+    key: str
+    source: Image.Image
+    edit: Image.Image
+    instruction: str
+
+
+def score_targets(model: RewardModel, targets: Sequence[ScoreTarget], batch_size: int, desc: str) -> dict[str, dict[str, float]]:
+    """key -> {dimension name: mean score, ..., "reward": combined scalar} for every target.
+
+    A non-finite score raises naming the item: it must not silently decide a comparison.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    unique: dict[str, ScoreTarget] = {}
+    for t in targets:
+        unique.setdefault(t.key, t)
+    items = list(unique.values())
+    out: dict[str, dict[str, float]] = {}
+    for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=len(items) <= batch_size):
+        batch = items[start : start + batch_size]
+        scores = model.score([t.source for t in batch], [t.edit for t in batch], [t.instruction for t in batch])
+        mu, reward = scores.mu.detach().float().cpu(), scores.reward.detach().float().cpu()
+        for i, t in enumerate(batch):
+            row = {name: float(mu[i, d]) for d, name in enumerate(scores.dimensions)}
+            row[COMBINED_REWARD] = float(reward[i])
+            bad = [k for k, v in row.items() if not math.isfinite(v)]
+            if bad:
+                raise ValueError(f"{desc}: reward model returned non-finite {bad} for item {t.key!r}")
+            out[t.key] = row
+    return out
+
+
+def check_score_field(model: RewardModel, field_name: str, config_key: str) -> None:
+    """Raise if ``field_name`` is neither one of the model's dimensions nor the combined ``reward``."""
+    allowed = (*model.dimensions, COMBINED_REWARD)
+    if field_name not in allowed:
+        raise ValueError(f"{config_key}: {field_name!r} is not a score of this reward model; choose from {list(allowed)}")

@@ -1,0 +1,213 @@
+"""TIGER-AI-Lab's EditReward-Bench: groups of 2, 3 or 4 candidate edits with a human ranking string.
+
+Layout (``EditReward_Bench_{2,3,4}pair.json`` in one directory): a JSON list of records
+``{"prompt", "path_src", "paths_generated": [...], "human_vote": {"ranking": "A>B" | "B>A" | "A=B=Good" |
+"A=B=Bad" | "C>A>B" | ...}}``; letters index ``paths_generated``; relative paths resolve against the JSON's
+directory. Protocol (TIGER's evaluation): strict ranking accuracy = a group is correct iff the model's scores
+order all candidates exactly as the human ranking; a 2-candidate tie is correct iff |s_A - s_B| <= epsilon,
+with epsilon either given or calibrated as TIGER does (the threshold maximising 2-pair pairwise accuracy
+with ties). Pairwise accuracy is reported too (with ties for 2-pair, without for 3/4-pair).
+Here equal scores never make a strict ranking correct (TIGER's argsort breaks such ties arbitrarily).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+
+from PIL import Image
+
+from editrl.config import ConfigError
+from reward.base import RewardModel
+from reward.benchmarks.files import BenchmarkLayoutError, open_image, read_json
+from reward.benchmarks.report import BenchmarkReport, GroupResult
+from reward.benchmarks.scoring import COMBINED_REWARD, ScoreTarget, check_score_field, score_targets
+
+BENCHMARK = "tiger_editreward_bench"
+SUBSET_FILES: dict[str, str] = {
+    "2-pair": "EditReward_Bench_2pair.json",
+    "3-pair": "EditReward_Bench_3pair.json",
+    "4-pair": "EditReward_Bench_4pair.json",
+}
+TIE = "tie"
+_TIE_LABELS = frozenset({"A=B=Good", "A=B=Bad"})
+
+
+@dataclass
+class TigerBenchConfig:
+    """score_field: which reward-model score ranks candidates; tie_threshold: None = calibrate (TIGER)."""
+
+    score_field: str = COMBINED_REWARD
+    tie_threshold: float | None = None
+    batch_size: int = 8
+    max_groups_per_subset: int | None = None
+
+    def validate(self) -> None:
+        if self.tie_threshold is not None and self.tie_threshold < 0:
+            raise ConfigError(f"tie_threshold must be >= 0 or null, got {self.tie_threshold}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class CandidateGroup:
+    """One ranked group.
+
+    ranking: candidate indices from best to worst, or ``"tie"`` (2-candidate groups only).
+    """
+
+    subset: str
+    index: int
+    instruction: str
+    source: Image.Image
+    candidates: list[Image.Image]
+    ranking: tuple[int, ...] | str
+
+
+def parse_ranking(text: str, num_candidates: int, where: str) -> tuple[int, ...] | str:
+    """``"C>A>B"`` -> (2, 0, 1); ``"B>A"``/``"A<B"`` -> (1, 0); ``"A=B=Good"``/``"A=B=Bad"`` -> ``"tie"``."""
+    text = text.strip()
+    if text in _TIE_LABELS and num_candidates == 2:
+        return TIE
+    if num_candidates == 2 and text == "A<B":
+        return (1, 0)
+    letters = text.split(">")
+    expected = {chr(ord("A") + i) for i in range(num_candidates)}
+    if len(letters) != num_candidates or set(letters) != expected:
+        raise BenchmarkLayoutError(f"{where}: ranking {text!r} is not a strict order of {sorted(expected)}")
+    return tuple(ord(letter) - ord("A") for letter in letters)
+
+
+def strict_ranking_correct(scores: Sequence[float], ranking: tuple[int, ...] | str, tie_threshold: float) -> bool:
+    """True iff the scores reproduce the ranking: strictly decreasing along it, or within the tie threshold."""
+    if ranking == TIE:
+        return abs(scores[0] - scores[1]) <= tie_threshold
+    return all(scores[a] > scores[b] for a, b in zip(ranking, ranking[1:]))
+
+
+def pairwise_labels(scores: Sequence[float], ranking: tuple[int, ...] | str) -> list[tuple[int, float]]:
+    """(human label, model difference) for every candidate pair i < j: label 1 if i ranks above j, -1 below, 0 tie."""
+    out = []
+    for i, j in combinations(range(len(scores)), 2):
+        if ranking == TIE:
+            label = 0
+        else:
+            label = 1 if ranking.index(i) < ranking.index(j) else -1
+        out.append((label, scores[i] - scores[j]))
+    return out
+
+
+def accuracy_with_ties(pairs: Sequence[tuple[int, float]], epsilon: float) -> float:
+    """(C + Thm) / all: a model difference within ``epsilon`` is a predicted tie."""
+    good = 0
+    for label, diff in pairs:
+        if label == 0:
+            good += abs(diff) <= epsilon
+        else:
+            good += abs(diff) > epsilon and label * diff > 0
+    return good / len(pairs)
+
+
+def accuracy_without_ties(pairs: Sequence[tuple[int, float]]) -> float:
+    """Accuracy over pairs with a human preference; an exact model tie counts as wrong."""
+    decided = [(label, diff) for label, diff in pairs if label != 0]
+    return sum(label * diff > 0 for label, diff in decided) / len(decided)
+
+
+def calibrate_tie_threshold(pairs: Sequence[tuple[int, float]]) -> float:
+    """The epsilon in {0} ∪ {|diff|} maximising :func:`accuracy_with_ties` (smallest on ties)."""
+    candidates = sorted({0.0, *(abs(d) for _, d in pairs)})
+    return max(candidates, key=lambda eps: (accuracy_with_ties(pairs, eps), -eps))
+
+
+def load_tiger_bench(data_dir: str | Path, max_groups_per_subset: int | None = None) -> list[CandidateGroup]:
+    """Read whichever of the three subset files exist (at least one must)."""
+    root = Path(data_dir)
+    present = {name: root / fname for name, fname in SUBSET_FILES.items() if (root / fname).is_file()}
+    if not present:
+        expected = ", ".join(str(root / f) for f in SUBSET_FILES.values())
+        raise BenchmarkLayoutError(f"{BENCHMARK}: none of the subset files found; expected one or more of {expected}")
+    groups: list[CandidateGroup] = []
+    for subset, path in present.items():
+        records = read_json(path, BENCHMARK, "a JSON list of records")
+        if not isinstance(records, list):
+            raise BenchmarkLayoutError(f"{BENCHMARK}: {path} must hold a JSON list of records")
+        limit = len(records) if max_groups_per_subset is None else max_groups_per_subset
+        for i, rec in enumerate(records[:limit]):
+            where = f"{path.name} record {i}"
+            try:
+                prompt, src, gens, ranking = rec["prompt"], rec["path_src"], rec["paths_generated"], rec["human_vote"]["ranking"]
+            except (KeyError, TypeError):
+                raise BenchmarkLayoutError(
+                    f"{where}: expected keys prompt, path_src, paths_generated, human_vote.ranking"
+                ) from None
+            if not isinstance(gens, list) or len(gens) < 2:
+                raise BenchmarkLayoutError(f"{where}: paths_generated must list at least two images")
+            groups.append(
+                CandidateGroup(
+                    subset=subset,
+                    index=i,
+                    instruction=str(prompt),
+                    source=open_image(path.parent / src, where),
+                    candidates=[open_image(path.parent / g, where) for g in gens],
+                    ranking=parse_ranking(str(ranking), len(gens), where),
+                )
+            )
+    return groups
+
+
+def run_tiger_bench(model: RewardModel, groups: Sequence[CandidateGroup], cfg: TigerBenchConfig) -> BenchmarkReport:
+    """Score every candidate and compute strict ranking and pairwise accuracies per subset and overall."""
+    cfg.validate()
+    check_score_field(model, cfg.score_field, "score_field")
+    targets = [
+        ScoreTarget(f"{g.subset}/{g.index}/{c}", g.source, image, g.instruction)
+        for g in groups
+        for c, image in enumerate(g.candidates)
+    ]
+    scored = score_targets(model, targets, cfg.batch_size, desc=BENCHMARK)
+    group_scores = [[scored[f"{g.subset}/{g.index}/{c}"][cfg.score_field] for c in range(len(g.candidates))] for g in groups]
+    two_pair = [p for g, s in zip(groups, group_scores) if g.subset == "2-pair" for p in pairwise_labels(s, g.ranking)]
+    if cfg.tie_threshold is not None:
+        epsilon = cfg.tie_threshold
+    else:
+        epsilon = calibrate_tie_threshold(two_pair) if two_pair else 0.0
+    results: list[GroupResult] = []
+    all_pairs: list[tuple[int, float]] = []
+    n_correct = 0
+    for subset in SUBSET_FILES:
+        members = [(g, s) for g, s in zip(groups, group_scores) if g.subset == subset]
+        if not members:
+            continue
+        correct = sum(strict_ranking_correct(s, g.ranking, epsilon) for g, s in members)
+        pairs = [p for g, s in members for p in pairwise_labels(s, g.ranking)]
+        all_pairs += pairs
+        n_correct += correct
+        metrics = {"strict_accuracy": correct / len(members)}
+        if subset == "2-pair":
+            metrics["pairwise_accuracy"] = accuracy_with_ties(pairs, epsilon)
+        elif any(label != 0 for label, _ in pairs):
+            metrics["pairwise_accuracy"] = accuracy_without_ties(pairs)
+        results.append(GroupResult(subset, len(members), 0, metrics))
+    overall = {
+        "strict_accuracy": n_correct / len(groups),
+        "pairwise_accuracy": accuracy_with_ties(all_pairs, epsilon),
+    }
+    return BenchmarkReport(
+        benchmark=BENCHMARK,
+        metric_names=["strict_accuracy", "pairwise_accuracy"],
+        groups=results,
+        overall=overall,
+        aggregation=(
+            "strict ranking accuracy per subset; overall = correct groups / all groups; pairwise accuracy with ties "
+            "(2-pair and overall) at the tie threshold, without ties for 3/4-pair"
+        ),
+        n_items=len(groups),
+        n_failures=0,
+        settings={"score_field": cfg.score_field, "tie_threshold": epsilon, "tie_threshold_calibrated": cfg.tie_threshold is None},
+        notes=[f"subset(s) absent: {[s for s in SUBSET_FILES if s not in {g.subset for g in groups}]}"]
+        if len({g.subset for g in groups}) < len(SUBSET_FILES)
+        else [],
+    )

@@ -1,0 +1,131 @@
+"""Structured config of stage 1, training the JRM (DESIGN.md section 1), with the paper's numbers as defaults.
+
+Batch arithmetic: ``global_batch_size = per_device_batch_size * num_workers * grad_accumulation_steps``; the
+accumulation is derived from the other three (validation fails if it does not divide). The paper: 8 GPUs x 1
+pair x 8 accumulation steps = 64 pairs per optimizer step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from editrl.config import ConfigError
+
+
+@dataclass
+class JRMModelInit:
+    """Where the JRM starts: a local JRM checkpoint, a local Qwen3-VL backbone directory, or a tiny random model.
+
+    checkpoint: a directory written by ``JRM.save_pretrained`` (continue from a JRM).
+    backbone:   a local Qwen3-VL-(8B-)Instruct directory (fresh reward token and head).
+    tiny:       neither: ``JRM.build_tiny(seed=tiny_seed)`` (CPU tests and demos).
+    """
+
+    checkpoint: str | None = None
+    backbone: str | None = None
+    tiny: bool = False
+    tiny_seed: int = 0
+
+    def validate(self) -> None:
+        if sum([self.checkpoint is not None, self.backbone is not None, self.tiny]) > 1:
+            raise ConfigError("set only one of checkpoint, backbone or tiny=true")
+
+    def require_choice(self) -> None:
+        """Training needs a starting point (the defaults leave it open so configs can compose this one)."""
+        if not (self.checkpoint or self.backbone or self.tiny):
+            raise ConfigError("model: set one of model.checkpoint, model.backbone or model.tiny=true")
+
+
+@dataclass
+class JRMDataConfig:
+    """Preference pairs (EditReward-Data layout, see :mod:`reward.jrm.data`) and their rationales.
+
+    held_out_pairs: a separate held-out file; if null, ``held_out_fraction`` of ``train_pairs`` is held out.
+    rationales:     an annotation JSONL of :mod:`reward.jrm.annotate`, joined onto the pairs by record id
+                    (pairs may also carry ``rationale1`` / ``rationale2`` columns themselves).
+    """
+
+    train_pairs: str = ""
+    image_root: str | None = None
+    held_out_pairs: str | None = None
+    held_out_image_root: str | None = None
+    held_out_fraction: float = 0.02
+    rationales: str | None = None
+    on_error: Literal["raise", "skip"] = "skip"
+    image_check: Literal["decode", "exists", "none"] = "exists"
+    max_pixels: int = 200_704  # image budget per image (Qwen-VL's 256 * 28 * 28)
+
+    def validate(self) -> None:
+        if not 0.0 <= self.held_out_fraction < 1.0:
+            raise ConfigError(f"held_out_fraction must be in [0, 1), got {self.held_out_fraction}")
+        if self.max_pixels < 28 * 28:
+            raise ConfigError(f"max_pixels must be >= 784, got {self.max_pixels}")
+
+
+@dataclass
+class JRMTrainConfig:
+    """Stage-1 JRM training on Ray Train (one worker per GPU; CPU: one worker with gloo)."""
+
+    model: JRMModelInit = field(default_factory=JRMModelInit)
+    data: JRMDataConfig = field(default_factory=JRMDataConfig)
+    output_dir: str = "runs/jrm"
+    alpha: float = 0.7  # L = (1 - alpha) * L_rank + alpha * L_LM; 0 = the discriminative baseline
+    # optimisation (paper): AdamW (0.9, 0.95), wd 0.1, lr 2e-6 cosine with 5% warmup, 10 epochs, batch 64
+    learning_rate: float = 2e-6
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.1
+    warmup_ratio: float = 0.05
+    min_lr_ratio: float = 0.0
+    epochs: int = 10
+    max_steps: int | None = None  # stop early after this many optimizer steps (tests, smoke runs)
+    global_batch_size: int = 64
+    per_device_batch_size: int = 1
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    # precision and memory
+    precision: Literal["bf16", "fp32"] = "bf16"  # bf16 autocast on GPU; CPU always runs fp32
+    gradient_checkpointing: bool = True  # non-reentrant
+    max_seq_len: int = 8192
+    # Ray Train: data parallel, gradients averaged across workers after accumulation (no parameter sharding)
+    num_workers: int = 8
+    use_gpu: bool = True
+    resources_per_worker_cpu: float = 1.0
+    # evaluation, checkpointing, logging
+    eval_every_steps: int = 50
+    eval_batch_size: int = 8
+    checkpoint_every_steps: int = 200
+    keep_checkpoints: int = 2
+    resume: str = "auto"  # "auto": latest checkpoint in output_dir; "never"; or a checkpoint directory
+    wandb_project: str = "editrl-jrm"
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    wandb_run_name: str | None = None
+    progress_bar: bool = True
+
+    @property
+    def grad_accumulation_steps(self) -> int:
+        """Micro-batches per worker per optimizer step."""
+        return self.global_batch_size // (self.per_device_batch_size * self.num_workers)
+
+    def validate(self) -> None:
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        for key in ("global_batch_size", "per_device_batch_size", "num_workers", "epochs", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.global_batch_size % (self.per_device_batch_size * self.num_workers):
+            raise ConfigError(
+                f"global_batch_size ({self.global_batch_size}) must be a multiple of per_device_batch_size "
+                f"({self.per_device_batch_size}) x num_workers ({self.num_workers})"
+            )
+        if self.learning_rate <= 0 or self.max_grad_norm <= 0:
+            raise ConfigError("learning_rate and max_grad_norm must be positive")
+        if not 0.0 <= self.warmup_ratio < 1.0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ConfigError("warmup_ratio must be in [0, 1) and min_lr_ratio in [0, 1]")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1 or null, got {self.max_steps}")
+        for key in ("eval_every_steps", "checkpoint_every_steps", "keep_checkpoints", "max_seq_len"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")

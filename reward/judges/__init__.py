@@ -1,0 +1,10 @@
+"""VLM judges (GPT-4.1 over an OpenAI-compatible endpoint, or a local transformers VLM) behind one interface.
+
+The policy benchmarks (GEdit-Bench's VIEScore, ImgEdit-Bench) ask a judge for a few integer scores per edit.
+A malformed or missing answer is retried and then recorded as a failure, never scored as zero.
+"""
+
+from reward.judges.base import Judge, JudgeAnswer, JudgeRequest
+from reward.judges.parsing import MalformedAnswerError, ScoreFormat
+
+__all__ = ["Judge", "JudgeAnswer", "JudgeRequest", "MalformedAnswerError", "ScoreFormat"]

@@ -1,0 +1,202 @@
+"""The Ray actors of a run and the plumbing between them: submit, gather with restarts, learn, sync.
+
+Samplers and reward actors are restartable (``max_restarts``); a chunk whose sampler or reward actor died is
+re-issued (same request, same seed) after the restarted sampler has been given the latest weights. Learner
+workers are not restarted: a learner failure fails the run, which then resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import ray
+from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError, RayTaskError
+
+from rl.config import ExperimentConfig
+from rl.learner import LearnerWorker
+from rl.placement import PlacementPlan
+from rl.reward_actor import RewardActor
+from rl.sampler import NoWeightsError, PolicySampler
+from rl.types import LearnChunk, LearnerStats, RewardResult, SampleRequest, WeightSyncPayload
+
+logger = logging.getLogger(__name__)
+
+RESTART_ERRORS = (RayActorError, ActorUnavailableError, ObjectLostError)
+
+
+@dataclass
+class PendingChunk:
+    """One submitted chunk: its request, which sampler/reward pair runs it, and the result refs."""
+
+    index: int
+    request: SampleRequest
+    worker: int
+    rollout_ref: ray.ObjectRef
+    scoring_ref: ray.ObjectRef
+    reward_ref: ray.ObjectRef
+
+
+@dataclass
+class GatheredChunk:
+    """A finished chunk: the rollout stays in the object store; the reward result is local."""
+
+    index: int
+    request: SampleRequest
+    rollout_ref: ray.ObjectRef
+    scoring_ref: ray.ObjectRef
+    reward: RewardResult
+
+
+@dataclass
+class GatherTiming:
+    sample: float
+    reward: float
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    """Unwrap Ray task errors (a failed dependency may be wrapped once per task it flowed through)."""
+    while isinstance(exc, RayTaskError) and exc.cause is not None and exc.cause is not exc:
+        exc = exc.cause
+    return exc
+
+
+def _is_restartable(exc: BaseException) -> bool:
+    """True when an actor died, or was restarted and has no weights yet: the chunk is re-issued."""
+    cause = _root_cause(exc)
+    return isinstance(exc, RESTART_ERRORS) or isinstance(cause, (*RESTART_ERRORS, NoWeightsError))
+
+
+class ActorGroup:
+    """Creates the samplers, reward actors and learner workers of ``cfg`` on ``plan``'s bundles."""
+
+    def __init__(self, cfg: ExperimentConfig, plan: PlacementPlan) -> None:
+        rc = cfg.ray
+        self.cfg = cfg
+        self.plan = plan
+        sampler_cls = ray.remote(PolicySampler)
+        reward_cls = ray.remote(RewardActor)
+        learner_cls = ray.remote(LearnerWorker)
+        self.samplers = [
+            sampler_cls.options(
+                num_cpus=rc.sampler_num_cpus, num_gpus=rc.sampler_num_gpus, max_restarts=rc.max_restarts,
+                max_task_retries=0, scheduling_strategy=plan.strategy(b),
+            ).remote(cfg.policy, max_weight_lag=cfg.grpo.max_weight_lag, torch_threads=rc.torch_threads)
+            for b in plan.sampler_bundles
+        ]
+        self.reward_actors = [
+            reward_cls.options(
+                num_cpus=rc.reward_num_cpus, num_gpus=rc.reward_num_gpus, max_restarts=rc.max_restarts,
+                max_task_retries=0, scheduling_strategy=plan.strategy(b),
+            ).remote(cfg.reward, torch_threads=rc.torch_threads)
+            for b in plan.sampler_bundles
+        ]
+        world = len(plan.learner_bundles)
+        self.learners = [
+            learner_cls.options(
+                num_cpus=rc.learner_num_cpus, num_gpus=rc.learner_num_gpus, max_restarts=0,
+                scheduling_strategy=plan.strategy(b),
+            ).remote(cfg.policy, cfg.grpo, rank=rank, world_size=world, torch_threads=rc.torch_threads)
+            for rank, b in enumerate(plan.learner_bundles)
+        ]
+        if world > 1:
+            host, port = ray.get(self.learners[0].rendezvous_address.remote())
+            ray.get([w.init_process_group.remote(host, port, rc.learner_backend) for w in self.learners])
+        self.latest_payload_ref: ray.ObjectRef | None = None
+        self.reissued_chunks = 0
+        self.sync_bytes = 0
+
+    # -- weights -------------------------------------------------------------------------------------------
+    def broadcast(self, payload_ref: ray.ObjectRef, num_bytes: int) -> list[ray.ObjectRef]:
+        """Queue the new adapter on every sampler (after the work already queued there); returns the refs."""
+        self.latest_payload_ref = payload_ref
+        self.sync_bytes = num_bytes
+        return [s.load_weights.remote(payload_ref) for s in self.samplers]
+
+    def wait_sync(self, refs: list[ray.ObjectRef]) -> None:
+        """Wait for queued weight loads; a sampler that died meanwhile gets the latest weights on re-issue."""
+        for i, ref in enumerate(refs):
+            try:
+                ray.get(ref)
+            except RESTART_ERRORS:
+                logger.warning("sampler %d died while loading weights; it reloads them on restart", i)
+                ray.get(self.samplers[i].load_weights.remote(self.latest_payload_ref))
+
+    def initial_payload(self) -> WeightSyncPayload:
+        return ray.get(self.learners[0].weight_payload.remote())
+
+    def restore_learners(self, adapter: dict, optimizer_state: dict | None, version: int) -> None:
+        ray.get([w.load_state.remote(adapter, optimizer_state, version) for w in self.learners])
+
+    def learner_state(self) -> tuple[WeightSyncPayload, dict]:
+        payload_ref = self.learners[0].weight_payload.remote()
+        opt_ref = self.learners[0].optimizer_state.remote()
+        return ray.get(payload_ref), ray.get(opt_ref)
+
+    # -- sampling and scoring ------------------------------------------------------------------------------
+    def _submit(self, index: int, request: SampleRequest, worker: int) -> PendingChunk:
+        rollout_ref, scoring_ref = self.samplers[worker].sample.options(num_returns=2).remote(request)
+        reward_ref = self.reward_actors[worker].score.remote(scoring_ref)
+        return PendingChunk(index, request, worker, rollout_ref, scoring_ref, reward_ref)
+
+    def submit(self, requests: list[SampleRequest]) -> list[PendingChunk]:
+        """Queue every chunk, round-robin over the sampler/reward pairs (each pair pipelines its chunks)."""
+        return [self._submit(i, req, i % len(self.samplers)) for i, req in enumerate(requests)]
+
+    def _reissue(self, chunk: PendingChunk, exc: BaseException) -> PendingChunk:
+        self.reissued_chunks += 1
+        logger.warning("chunk %d failed on worker %d (%s); re-issuing it", chunk.index, chunk.worker, type(exc).__name__)
+        if self.latest_payload_ref is not None:
+            ray.get(self.samplers[chunk.worker].load_weights.remote(self.latest_payload_ref))
+        return self._submit(chunk.index, chunk.request, chunk.worker)
+
+    def gather(self, pending: list[PendingChunk], *, max_reissues: int | None = None) -> tuple[list[GatheredChunk], GatherTiming]:
+        """Wait for every chunk's rollout and reward, re-issuing chunks whose actor died."""
+        budget = max_reissues if max_reissues is not None else self.cfg.ray.max_restarts * len(self.samplers) + 1
+        done: dict[int, GatheredChunk] = {}
+        sample_wait = reward_wait = 0.0
+        todo = list(pending)
+        while todo:
+            t0 = time.perf_counter()
+            ray.wait([c.rollout_ref for c in todo], num_returns=len(todo), fetch_local=False)
+            t1 = time.perf_counter()
+            ray.wait([c.reward_ref for c in todo], num_returns=len(todo), fetch_local=False)
+            t2 = time.perf_counter()
+            sample_wait += t1 - t0
+            reward_wait += t2 - t1
+            retry = []
+            for chunk in todo:
+                try:
+                    # a failed sampler task propagates its error into the reward task that consumed it
+                    result = ray.get(chunk.reward_ref)
+                except Exception as exc:
+                    if not _is_restartable(exc) or budget <= 0:
+                        raise
+                    budget -= 1
+                    retry.append(self._reissue(chunk, exc))
+                    continue
+                done[chunk.index] = GatheredChunk(chunk.index, chunk.request, chunk.rollout_ref, chunk.scoring_ref, result)
+            todo = retry
+        return [done[i] for i in sorted(done)], GatherTiming(sample_wait, reward_wait)
+
+    # -- learning ------------------------------------------------------------------------------------------
+    def learn(self, gathered: list[GatheredChunk], chunks: list[LearnChunk], num_elements: int, num_samples: int) -> tuple[ray.ObjectRef, list[ray.ObjectRef]]:
+        """Start one learner round on all workers (chunks dealt round-robin); returns (stats ref, payload ref)."""
+        world = len(self.learners)
+        refs = []
+        for rank, worker in enumerate(self.learners):
+            mine = [i for i in range(len(gathered)) if i % world == rank]
+            refs.append(
+                worker.learn.remote([gathered[i].rollout_ref for i in mine], [chunks[i] for i in mine], num_elements, num_samples)
+            )
+        payload_ref = self.learners[0].weight_payload.remote()
+        return refs[0], [*refs, payload_ref]
+
+    def kill_all(self) -> None:
+        for handle in [*self.samplers, *self.reward_actors, *self.learners]:
+            ray.kill(handle, no_restart=True)
+
+
+def learner_stats(ref: ray.ObjectRef) -> LearnerStats:
+    return ray.get(ref)

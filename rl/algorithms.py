@@ -1,0 +1,147 @@
+"""Flow-GRPO algorithm functions (DESIGN.md section 2.3): small, pure, shapes in every docstring.
+
+Nothing here touches a model, a device placement or Ray; the learner and the controller call these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+ADVANTAGE_EPS = 1e-4
+
+
+@dataclass
+class GroupAdvantages:
+    """Advantages of B samples.
+
+    advantages:   (B,) float32, normalised and clipped; 0 where ``valid`` is False.
+    valid:        (B,) bool, samples that enter the loss (finite reward, group with non-zero spread).
+    n_zero_spread: samples dropped because every finite reward of their group is equal.
+    n_nonfinite:  samples dropped because their reward is NaN/inf.
+    """
+
+    advantages: torch.Tensor
+    valid: torch.Tensor
+    n_zero_spread: int
+    n_nonfinite: int
+
+
+def group_advantages(
+    rewards: torch.Tensor,
+    group_ids: torch.Tensor,
+    *,
+    std_over_batch: bool = False,
+    clip: float = 5.0,
+    eps: float = ADVANTAGE_EPS,
+) -> GroupAdvantages:
+    """GRPO advantages ``A_i = (r_i - mean_g) / (std_g + eps)`` clipped to ``[-clip, clip]``.
+
+    rewards:   (B,) float, may hold NaN/inf (those samples are dropped and counted, never normalised).
+    group_ids: (B,) int64, samples sharing an id form a group (one instruction).
+    std_over_batch: use the std of all finite rewards of the batch instead of the group's.
+    The std is the population std (``unbiased=False``), as in the public Flow-GRPO code. A group whose
+    finite rewards are all equal (including a group of one) carries no signal: its samples are masked out.
+    Returns :class:`GroupAdvantages` with (B,) tensors.
+    """
+    if rewards.ndim != 1 or group_ids.shape != rewards.shape:
+        raise ValueError(f"rewards {tuple(rewards.shape)} and group_ids {tuple(group_ids.shape)} must be (B,)")
+    rewards = rewards.to(torch.float64)
+    finite = torch.isfinite(rewards)
+    advantages = torch.zeros_like(rewards)
+    valid = torch.zeros_like(finite)
+    batch_std = rewards[finite].std(unbiased=False) if finite.sum() > 1 else torch.tensor(0.0, dtype=torch.float64)
+    n_zero_spread = 0
+    for gid in torch.unique(group_ids):
+        members = (group_ids == gid) & finite
+        r = rewards[members]
+        if r.numel() < 2 or bool((r == r[0]).all()):
+            n_zero_spread += int(members.sum())
+            continue
+        std = batch_std if std_over_batch else r.std(unbiased=False)
+        advantages[members] = (r - r.mean()) / (std + eps)
+        valid[members] = True
+    advantages = advantages.clamp(-clip, clip).to(torch.float32)
+    return GroupAdvantages(advantages, valid, n_zero_spread, int((~finite).sum()))
+
+
+def trained_step_indices(
+    batch_size: int, num_steps: int, fraction: float, generator: torch.Generator
+) -> torch.Tensor:
+    """A random subset of ``K = max(1, round(fraction * T))`` steps per sample, sorted, without repeats.
+
+    Returns (B, K) int64 in ``[0, T)``; each row is drawn independently from ``generator``.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    k = max(1, round(fraction * num_steps))
+    rows = [torch.randperm(num_steps, generator=generator)[:k].sort().values for _ in range(batch_size)]
+    return torch.stack(rows) if rows else torch.zeros(0, k, dtype=torch.long)
+
+
+def clipped_surrogate(
+    log_prob: torch.Tensor,
+    old_log_prob: torch.Tensor,
+    advantages: torch.Tensor,
+    *,
+    eps_low: float = 1e-4,
+    eps_high: float = 5e-4,
+) -> torch.Tensor:
+    """Per-element asymmetric clipped policy loss ``max(-A*rho, -A*clip(rho, 1-eps_low, 1+eps_high))``.
+
+    log_prob, old_log_prob: (B, K) log-probs of the trained steps under the current / sampling weights.
+    advantages: (B,) per-sample advantage, broadcast over K.
+    Returns (B, K); the caller averages (``mean`` over the kept elements is the DESIGN loss).
+    """
+    ratio = torch.exp(log_prob - old_log_prob)
+    adv = advantages[:, None]
+    unclipped = -adv * ratio
+    clipped = -adv * torch.clamp(ratio, 1.0 - eps_low, 1.0 + eps_high)
+    return torch.maximum(unclipped, clipped)
+
+
+def kl_to_reference(
+    mean: torch.Tensor,
+    ref_mean: torch.Tensor,
+    sigma_t: torch.Tensor,
+    dt: torch.Tensor,
+    *,
+    exact: bool = False,
+) -> torch.Tensor:
+    """KL between the SDE transitions of the policy and the reference (same x_t, same step).
+
+    mean, ref_mean: (B, K, ...) transition means mu_theta and mu_ref.
+    sigma_t:        (B, K) SDE diffusion coefficient sigma_t of each step (not multiplied by sqrt(dt)).
+    dt:             (B, K) step size t' - t > 0.
+    Default: ``mean((mu_theta - mu_ref)^2) / (2 sigma_t^2)`` (the public implementations, no dt); with
+    ``exact`` the Gaussian KL ``... / (2 sigma_t^2 dt)``. The square is averaged over the latent elements.
+    Returns (B, K).
+    """
+    sq = (mean.float() - ref_mean.float()).pow(2).flatten(2).mean(dim=2)
+    denom = 2.0 * sigma_t.float().pow(2)
+    if exact:
+        denom = denom * dt.float()
+    return sq / denom
+
+
+def clip_fraction(
+    log_prob: torch.Tensor, old_log_prob: torch.Tensor, *, eps_low: float = 1e-4, eps_high: float = 5e-4
+) -> torch.Tensor:
+    """Fraction of the (B, K) ratios outside ``[1 - eps_low, 1 + eps_high]``; a 0-d tensor."""
+    ratio = torch.exp(log_prob.detach() - old_log_prob)
+    return ((ratio < 1.0 - eps_low) | (ratio > 1.0 + eps_high)).float().mean()
+
+
+def approx_kl(log_prob: torch.Tensor, old_log_prob: torch.Tensor) -> torch.Tensor:
+    """Approximate KL(old || new) ``0.5 * mean((logp - logp_old)^2)`` over (B, K) log-probs; a 0-d tensor."""
+    return 0.5 * (log_prob.detach() - old_log_prob).pow(2).mean()
+
+
+def masked_mean(values: torch.Tensor, weights: torch.Tensor, denominator: float) -> torch.Tensor:
+    """``sum(values * weights) / denominator`` for (B, K) values and (B,) 0/1 sample weights; 0-d tensor.
+
+    The learner passes the *global* number of kept elements as ``denominator`` so that summing the results of
+    several workers (an all-reduce) equals the mean over the whole batch.
+    """
+    return (values * weights[:, None].to(values.dtype)).sum() / max(denominator, 1.0)

@@ -1,0 +1,38 @@
+"""What a policy benchmark is: items to edit, the judge questions per edit, and how answers become metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from PIL import Image
+
+from reward.judges.base import JudgeAnswer, JudgeRequest
+
+
+@dataclass
+class EditItem:
+    """One benchmark sample: edit ``source`` by ``instruction``; ``group`` is its task group / edit type."""
+
+    key: str
+    group: str
+    instruction: str
+    source: Image.Image
+
+
+class PolicyBenchmark(Protocol):
+    """A benchmark's protocol, independent of how edits are produced and who judges them.
+
+    groups:       the benchmark's groups in the papers' column order.
+    metric_names: per-item metrics, averaged per group and then over groups.
+    """
+
+    name: str
+    groups: tuple[str, ...]
+    metric_names: tuple[str, ...]
+    aggregation: str
+
+    def requests(self, item: EditItem, edited: Image.Image) -> list[JudgeRequest]: ...
+
+    def item_metrics(self, item: EditItem, answers: Sequence[JudgeAnswer]) -> dict[str, float]: ...

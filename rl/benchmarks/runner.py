@@ -1,0 +1,165 @@
+"""Runs a policy benchmark: ODE edits with the policy, one batched call to the judge, per-group aggregation.
+
+Failures (a judge that never answered validly) exclude the item and are counted per group; they are never
+scored as zero. Edits can be saved (and reused on a rerun) so that re-judging does not re-edit.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+from tqdm import tqdm
+
+from editrl.io import atomic_write_bytes
+from policies.base import EditingPolicy
+from reward.benchmarks.report import BenchmarkReport, GroupResult, macro_average
+from reward.judges.base import Judge, JudgeAnswer
+from rl.benchmarks.base import EditItem, PolicyBenchmark
+
+
+@dataclass
+class ItemOutcome:
+    """One item's result: ``metrics`` when judged, else ``failure`` (the judge's reason)."""
+
+    key: str
+    group: str
+    metrics: dict[str, float] | None
+    failure: str | None
+    raw_answers: list[str | None]
+
+
+@dataclass
+class PolicyEvalOutcome:
+    """The report, per-item outcomes (for the JSON) and the edits (for logging samples)."""
+
+    report: BenchmarkReport
+    items: list[ItemOutcome]
+    edits: dict[str, Image.Image]
+
+
+def _edit_path(edits_dir: Path, item: EditItem) -> Path:
+    return edits_dir / item.group / f"{item.key}.png"
+
+
+def generate_edits(
+    policy: EditingPolicy,
+    items: Sequence[EditItem],
+    *,
+    seed: int,
+    batch_size: int,
+    edit_kwargs: dict[str, Any],
+    edits_dir: Path | None = None,
+    reuse_edits: bool = False,
+    desc: str = "edit",
+) -> dict[str, Image.Image]:
+    """key -> edited image; every batch uses ``seed`` (the public scripts fix one seed for all samples)."""
+    edits: dict[str, Image.Image] = {}
+    todo: list[EditItem] = []
+    for item in items:
+        path = _edit_path(edits_dir, item) if edits_dir is not None else None
+        if reuse_edits and path is not None and path.is_file():
+            with Image.open(path) as im:
+                edits[item.key] = im.convert("RGB")
+        else:
+            todo.append(item)
+    for start in tqdm(range(0, len(todo), batch_size), desc=desc, disable=len(todo) <= batch_size):
+        batch = todo[start : start + batch_size]
+        try:
+            images = policy.edit([it.source for it in batch], [it.instruction for it in batch], seed=seed, **edit_kwargs)
+        except TypeError as exc:
+            if edit_kwargs and "unexpected keyword" in str(exc):
+                raise TypeError(f"the policy's edit() does not accept an edit setting from the config ({exc})") from None
+            raise
+        if len(images) != len(batch):
+            raise ValueError(f"policy.edit returned {len(images)} images for {len(batch)} inputs")
+        for item, image in zip(batch, images):
+            edits[item.key] = image.convert("RGB")
+            if edits_dir is not None:
+                buf = io.BytesIO()
+                edits[item.key].save(buf, format="PNG")
+                atomic_write_bytes(_edit_path(edits_dir, item), buf.getvalue())
+    return edits
+
+
+def judge_edits(
+    bench: PolicyBenchmark, items: Sequence[EditItem], edits: dict[str, Image.Image], judge: Judge
+) -> list[ItemOutcome]:
+    """Ask the judge every question of every item in one call; an item fails if any of its answers failed."""
+    per_item = [bench.requests(item, edits[item.key]) for item in items]
+    answers = judge.judge([r for reqs in per_item for r in reqs])
+    outcomes: list[ItemOutcome] = []
+    pos = 0
+    for item, reqs in zip(items, per_item):
+        mine: list[JudgeAnswer] = answers[pos : pos + len(reqs)]
+        pos += len(reqs)
+        failed = [a for a in mine if not a.ok]
+        raw = [a.raw_text for a in mine]
+        if failed:
+            reason = "; ".join(f"{a.request_id}: {a.failure}" for a in failed)
+            outcomes.append(ItemOutcome(item.key, item.group, None, reason, raw))
+        else:
+            outcomes.append(ItemOutcome(item.key, item.group, bench.item_metrics(item, mine), None, raw))
+    return outcomes
+
+
+def aggregate(bench: PolicyBenchmark, outcomes: Sequence[ItemOutcome], settings: dict[str, Any]) -> BenchmarkReport:
+    """Per-group means of the valid items, then the mean over groups; counts and notes for the rest."""
+    values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    n_items: dict[str, int] = defaultdict(int)
+    n_failed: dict[str, int] = defaultdict(int)
+    for o in outcomes:
+        n_items[o.group] += 1
+        if o.metrics is None:
+            n_failed[o.group] += 1
+            continue
+        for m in bench.metric_names:
+            values[o.group][m].append(o.metrics[m])
+    present = [g for g in bench.groups if n_items[g]]
+    group_means, overall, empty = macro_average({g: values[g] for g in present}, bench.metric_names)
+    notes = []
+    absent = [g for g in bench.groups if not n_items[g]]
+    if absent:
+        notes.append(f"groups without items (not in the overall): {absent}")
+    if empty:
+        notes.append(f"groups whose every item failed (not in the overall): {empty}")
+    return BenchmarkReport(
+        benchmark=bench.name,
+        metric_names=list(bench.metric_names),
+        groups=[GroupResult(g, n_items[g], n_failed[g], group_means[g]) for g in present],
+        overall=overall,
+        aggregation=bench.aggregation,
+        n_items=len(outcomes),
+        n_failures=sum(n_failed.values()),
+        settings=settings,
+        notes=notes,
+    )
+
+
+def evaluate_policy(
+    policy: EditingPolicy,
+    bench: PolicyBenchmark,
+    items: Sequence[EditItem],
+    judge: Judge,
+    *,
+    seed: int = 0,
+    batch_size: int = 1,
+    edit_kwargs: dict[str, Any] | None = None,
+    edits_dir: Path | None = None,
+    reuse_edits: bool = False,
+    settings: dict[str, Any] | None = None,
+) -> PolicyEvalOutcome:
+    """Edit every item, judge every edit, aggregate."""
+    edits = generate_edits(
+        policy, items, seed=seed, batch_size=batch_size, edit_kwargs=edit_kwargs or {},
+        edits_dir=edits_dir, reuse_edits=reuse_edits, desc=f"{bench.name} edits",
+    )
+    outcomes = judge_edits(bench, items, edits, judge)
+    all_settings = {"judge": getattr(judge, "name", type(judge).__name__), "seed": seed, "edit": edit_kwargs or {}}
+    all_settings.update(settings or {})
+    return PolicyEvalOutcome(aggregate(bench, outcomes, all_settings), outcomes, edits)

@@ -1,0 +1,205 @@
+"""The experiment config: one structured OmegaConf tree, validated once before any actor starts.
+
+It composes the policy (:class:`OmniGen2PolicyConfig`), the reward model (:class:`RewardModelConfig`), stage 1
+JRM training (:class:`JRMTrainConfig`), and this package's GRPO, Ray, data, checkpoint, logging and eval
+settings. Load with :func:`load_experiment_config` (``editrl.config.load_config`` underneath), so a preset is a
+small ``base:`` override and a wrong key or value is reported by its full dotted name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from editrl.config import ConfigError, load_config
+from policies.omnigen2.config import OmniGen2PolicyConfig
+from reward.jrm.train_config import JRMTrainConfig
+from reward.registry import RewardModelConfig
+
+JRM_KINDS = ("jrm", "jrm_alpha0")
+#: Eval hook kinds :mod:`rl.hook_registry` can build (checked here so a typo fails before any actor starts).
+EVAL_HOOK_KINDS = ("reward_pair_accuracy",)
+
+
+@dataclass
+class GRPOConfig:
+    """Flow-GRPO hyper-parameters (DESIGN.md section 2.3); defaults are the paper's / public recipe's."""
+
+    num_steps: int = 300  # optimisation rounds (sample -> score -> update -> sync)
+    instructions_per_step: int = 24  # groups per round (global batch = this * group_size)
+    group_size: int = 12
+    samples_per_chunk: int = 12  # SDE samples per sampler call (a multiple of group_size or a divisor of it)
+    std_over_batch: bool = False
+    advantage_clip: float = 5.0
+    eps_low: float = 1e-4
+    eps_high: float = 5e-4
+    beta: float = 0.04
+    exact_kl: bool = False  # False: mean((mu-mu_ref)^2)/(2 sigma^2) as public code; True: the Gaussian KL
+    timestep_fraction: float = 0.6
+    learning_rate: float = 4e-4
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.95
+    adam_eps: float = 1e-8
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 1.0
+    num_updates_per_step: int = 2
+    max_weight_lag: int = 0  # 0: strictly on-policy; 1: sampling of round k+1 overlaps learning on round k
+    seed: int = 0
+
+    def validate(self) -> None:
+        for key in ("num_steps", "instructions_per_step", "group_size", "samples_per_chunk", "num_updates_per_step"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.group_size < 2:
+            raise ConfigError(f"group_size must be >= 2 (advantages need a spread), got {self.group_size}")
+        if self.samples_per_chunk % self.group_size and self.group_size % self.samples_per_chunk:
+            raise ConfigError(
+                f"samples_per_chunk ({self.samples_per_chunk}) must be a multiple or divisor of group_size "
+                f"({self.group_size})"
+            )
+        if not 0.0 < self.timestep_fraction <= 1.0:
+            raise ConfigError(f"timestep_fraction must be in (0, 1], got {self.timestep_fraction}")
+        for key in ("eps_low", "eps_high", "learning_rate", "max_grad_norm", "advantage_clip"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
+        if self.beta < 0:
+            raise ConfigError(f"beta must be >= 0, got {self.beta}")
+        if self.max_weight_lag not in (0, 1):
+            raise ConfigError(f"max_weight_lag must be 0 or 1, got {self.max_weight_lag}")
+
+
+@dataclass
+class RayConfig:
+    """Where the actors run. Samplers and reward actors share bundles (fractional GPUs); learners get theirs."""
+
+    address: str | None = None  # None: join the job's cluster if inside `ray job submit`, else start one
+    num_cpus: int | None = None  # for a locally started cluster only
+    num_samplers: int = 1
+    num_learner_workers: int = 1
+    sampler_num_gpus: float = 0.0  # per sampler, within its bundle
+    reward_num_gpus: float = 0.0  # per reward actor, within the same bundle as its sampler
+    learner_num_gpus: float = 0.0  # per learner worker, one bundle each
+    sampler_num_cpus: float = 0.25
+    reward_num_cpus: float = 0.25
+    learner_num_cpus: float = 0.25
+    placement_strategy: str = "PACK"
+    max_restarts: int = 3  # sampler / reward actor restarts before the run fails
+    learner_backend: str = "auto"  # auto: nccl on GPU, gloo on CPU
+    env_vars: dict[str, str] = field(
+        default_factory=lambda: {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "WANDB_MODE": "offline",
+            "TOKENIZERS_PARALLELISM": "false",
+        }
+    )
+    torch_threads: int = 1  # torch.set_num_threads in every actor
+
+    def validate(self) -> None:
+        if self.num_samplers < 1:
+            raise ConfigError(f"num_samplers must be >= 1, got {self.num_samplers}")
+        if self.num_learner_workers < 1:
+            raise ConfigError(f"num_learner_workers must be >= 1, got {self.num_learner_workers}")
+        if self.sampler_num_gpus + self.reward_num_gpus > 1.0 and (self.sampler_num_gpus % 1 or self.reward_num_gpus % 1):
+            raise ConfigError("sampler_num_gpus + reward_num_gpus must fit one GPU when fractional")
+        for key in ("sampler_num_gpus", "reward_num_gpus", "learner_num_gpus", "sampler_num_cpus",
+                    "reward_num_cpus", "learner_num_cpus"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{key} must be >= 0, got {getattr(self, key)}")
+        if self.placement_strategy not in ("PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"):
+            raise ConfigError(f"placement_strategy must be PACK/SPREAD/STRICT_PACK/STRICT_SPREAD, got {self.placement_strategy!r}")
+        if self.learner_backend not in ("auto", "gloo", "nccl"):
+            raise ConfigError(f"learner_backend must be auto, gloo or nccl, got {self.learner_backend!r}")
+        if self.max_restarts < 0:
+            raise ConfigError(f"max_restarts must be >= 0, got {self.max_restarts}")
+
+
+@dataclass
+class DataConfig:
+    """Instruction JSONL for RL (format in :mod:`rl.data`)."""
+
+    train_path: str = "???"
+    seed: int = 0
+
+
+@dataclass
+class CheckpointConfig:
+    """Checkpoints under ``output_dir/checkpoints/step_XXXXXXXX`` every ``every_n_steps`` rounds."""
+
+    every_n_steps: int = 10
+    keep_last: int = 3
+    resume: str = "auto"  # auto: latest checkpoint in output_dir if any; never; or a checkpoint directory
+
+    def validate(self) -> None:
+        if self.every_n_steps < 1:
+            raise ConfigError(f"every_n_steps must be >= 1, got {self.every_n_steps}")
+        if self.keep_last < 1:
+            raise ConfigError(f"keep_last must be >= 1, got {self.keep_last}")
+
+
+@dataclass
+class LoggingConfig:
+    """Console + wandb (offline unless ``wandb_mode`` says otherwise)."""
+
+    wandb: bool = True
+    wandb_project: str = "editrl"
+    wandb_mode: str = "offline"
+    run_name: str | None = None
+    log_images_every_n_steps: int = 10
+    num_logged_images: int = 4
+    progress_bar: bool = True
+
+    def validate(self) -> None:
+        if self.wandb_mode not in ("offline", "online", "disabled"):
+            raise ConfigError(f"wandb_mode must be offline, online or disabled, got {self.wandb_mode!r}")
+        if self.log_images_every_n_steps < 1:
+            raise ConfigError(f"log_images_every_n_steps must be >= 1, got {self.log_images_every_n_steps}")
+
+
+@dataclass
+class EvalHookConfig:
+    """One evaluation hook; ``kind`` picks the builder (see :mod:`rl.hook_registry`)."""
+
+    kind: str = "reward_pair_accuracy"
+    every_n_steps: int = 10
+    path: str = "???"  # the hook's data (e.g. held-out preference pairs JSONL)
+    image_root: str | None = None
+    limit: int | None = None
+
+    def validate(self) -> None:
+        if self.kind not in EVAL_HOOK_KINDS:
+            raise ConfigError(f"kind: unknown eval hook {self.kind!r}; known: {list(EVAL_HOOK_KINDS)}")
+        if self.every_n_steps < 1:
+            raise ConfigError(f"every_n_steps must be >= 1, got {self.every_n_steps}")
+
+
+@dataclass
+class ExperimentConfig:
+    """The whole run: stage 1 (JRM training, optional) and stage 2 (Flow-GRPO)."""
+
+    output_dir: str = "runs/flow_grpo"
+    policy: OmniGen2PolicyConfig = field(default_factory=OmniGen2PolicyConfig)
+    reward: RewardModelConfig = field(default_factory=RewardModelConfig)
+    train_jrm: bool = False  # stage 1: train JRM with ``jrm`` first unless reward.checkpoint is given
+    jrm: JRMTrainConfig = field(default_factory=JRMTrainConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    eval_hooks: list[EvalHookConfig] = field(default_factory=list)
+
+    def validate(self) -> None:
+        if self.train_jrm and self.reward.kind not in JRM_KINDS:
+            raise ConfigError(f"train_jrm is set but reward.kind is {self.reward.kind!r} (needs one of {JRM_KINDS})")
+        if self.data.train_path == "???" or not self.data.train_path:
+            raise ConfigError("data.train_path must be set")
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output_dir)
+
+
+def load_experiment_config(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:
+    """Defaults <- YAML preset chain <- ``key=value`` overrides, validated (errors name the key)."""
+    return load_config(ExperimentConfig, path, overrides)

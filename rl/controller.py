@@ -1,0 +1,317 @@
+"""The Flow-GRPO controller: each step reads sample -> score -> advantages -> update -> sync.
+
+With ``grpo.max_weight_lag = 1`` the next round's sampling is queued while the learner works on the
+current one (samplers use weights one version old); with 0 it is strictly on-policy. Eval hooks run every
+K steps, checkpoints are written every N steps (and at the end), and ``checkpoint.resume=auto`` continues
+after a killed driver at the next round with the data position of the checkpoint: nothing repeated, nothing
+skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ray
+import torch
+from omegaconf import OmegaConf
+
+from editrl.config import to_yaml
+from rl.actor_group import ActorGroup, GatheredChunk, PendingChunk
+from rl.algorithms import group_advantages, trained_step_indices
+from rl.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
+from rl.config import ExperimentConfig, RayConfig
+from rl.data import InstructionDataset, load_reference_images
+from rl.hook_registry import build_eval_hooks
+from rl.hooks import EvalHook
+from rl.logging import RunLogger
+from rl.placement import reserve
+from rl.remote_proxies import RemotePolicy, RemoteRewardModel
+from rl.types import LearnChunk, LearnerStats, RoundSummary, RoundTiming, SampleRequest
+
+logger = logging.getLogger("editrl.rl")
+
+_SEED_STRIDE = 1_000_003
+
+
+@dataclass
+class RunResult:
+    """What a finished (or resumed-and-finished) run reports.
+
+    start_step: the round the run started at (> 0 after a resume).
+    steps_completed: rounds completed in total, including those before a resume.
+    summaries: one per round run by this call.
+    eval_metrics: step -> hook metrics.
+    samples_per_second: SDE samples drawn per wall-clock second over this call's rounds.
+    """
+
+    output_dir: Path
+    start_step: int
+    steps_completed: int
+    adapter_version: int
+    last_checkpoint: Path | None
+    summaries: list[RoundSummary] = field(default_factory=list)
+    eval_metrics: dict[int, dict[str, float]] = field(default_factory=dict)
+    samples_per_second: float = 0.0
+    wall_time: float = 0.0
+    sync_bytes: int = 0
+
+
+def ensure_ray(cfg: RayConfig) -> None:
+    """Join the job's cluster (``ray job submit`` sets RAY_ADDRESS) or ``cfg.address``, else start one."""
+    if ray.is_initialized():
+        return
+    joining = cfg.address is not None or "RAY_ADDRESS" in os.environ
+    ray.init(
+        address=cfg.address,
+        num_cpus=None if joining else cfg.num_cpus,
+        include_dashboard=False,
+        runtime_env={"env_vars": dict(cfg.env_vars)},
+    )
+
+
+def chunk_requests(
+    records: list, images: list, *, step: int, group_size: int, samples_per_chunk: int, seed: int, learner_version: int
+) -> list[SampleRequest]:
+    """Split a round's groups into sampler calls: whole groups per call, or one group over several calls."""
+    requests: list[SampleRequest] = []
+    if samples_per_chunk >= group_size:
+        per = samples_per_chunk // group_size
+        spans = [(list(range(g, min(g + per, len(records)))), group_size) for g in range(0, len(records), per)]
+    else:
+        spans = [([g], samples_per_chunk) for g in range(len(records)) for _ in range(group_size // samples_per_chunk)]
+    for c, (groups, spg) in enumerate(spans):
+        requests.append(
+            SampleRequest(
+                record_ids=[records[g].record_id for g in groups],
+                instructions=[records[g].instruction for g in groups],
+                sources=[images[g] for g in groups],
+                group_ids=torch.tensor(groups, dtype=torch.long),
+                samples_per_group=spg,
+                seed=((seed * _SEED_STRIDE + step) * 10_007 + c) % (2**63),
+                learner_version=learner_version,
+            )
+        )
+    return requests
+
+
+def round_advantages(
+    gathered: list[GatheredChunk], *, num_steps: int, cfg_grpo, step: int
+) -> tuple[list[LearnChunk], dict[str, float]]:
+    """Advantages over the whole round (by group id), split back per chunk, with trained step indices."""
+    rewards = torch.cat([g.reward.reward for g in gathered])
+    group_ids = torch.cat([g.request.group_ids.repeat_interleave(g.request.samples_per_group) for g in gathered])
+    adv = group_advantages(rewards, group_ids, std_over_batch=cfg_grpo.std_over_batch, clip=cfg_grpo.advantage_clip)
+    gen = torch.Generator().manual_seed(cfg_grpo.seed * _SEED_STRIDE + step)
+    chunks, offset = [], 0
+    for g in gathered:
+        n = g.reward.reward.shape[0]
+        idx = trained_step_indices(n, num_steps, cfg_grpo.timestep_fraction, gen)
+        chunks.append(LearnChunk(adv.advantages[offset : offset + n], adv.valid[offset : offset + n], idx))
+        offset += n
+    kept = adv.advantages[adv.valid]
+    stats = {
+        "n_samples": float(rewards.numel()),
+        "n_kept": float(adv.valid.sum()),
+        "n_zero_spread": float(adv.n_zero_spread),
+        "n_nonfinite": float(adv.n_nonfinite),
+        "adv_mean": float(kept.mean()) if kept.numel() else 0.0,
+        "adv_std": float(kept.std(unbiased=False)) if kept.numel() else 0.0,
+        "adv_abs_max": float(kept.abs().max()) if kept.numel() else 0.0,
+    }
+    return chunks, stats
+
+
+def reward_statistics(gathered: list[GatheredChunk]) -> tuple[dict[str, float], dict[str, float]]:
+    """Mean and std of the finite combined reward and of each dimension's mean score."""
+    reward = torch.cat([g.reward.reward for g in gathered])
+    mu = torch.cat([g.reward.mu for g in gathered])
+    means, stds = {}, {}
+    columns = {"reward": reward, **{name: mu[:, d] for d, name in enumerate(gathered[0].reward.dimensions)}}
+    for name, col in columns.items():
+        col = col[torch.isfinite(col)]
+        if col.numel():
+            means[name] = float(col.mean())
+            stds[name] = float(col.std(unbiased=False))
+    return means, stds
+
+
+class FlowGRPORun:
+    """One run of stage 2 on live actors (created by :func:`run_flow_grpo`)."""
+
+    def __init__(self, cfg: ExperimentConfig, actors: ActorGroup) -> None:
+        self.cfg = cfg
+        self.actors = actors
+        self.out = cfg.output_path
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.dataset = InstructionDataset.from_jsonl(cfg.data.train_path, seed=cfg.data.seed)
+        self.positions: dict[int, int] = {}
+        self.record_ids: dict[int, list[str]] = {}
+        self.version = 0
+        self.start_step = 0
+        self.last_checkpoint: Path | None = None
+        self.hooks: list[EvalHook] = []
+
+    # -- state ---------------------------------------------------------------------------------------------
+    def _restore(self) -> str:
+        """Load the checkpoint chosen by ``checkpoint.resume`` (if any); returns the wandb run id to continue."""
+        choice = self.cfg.checkpoint.resume
+        path = None if choice == "never" else latest_checkpoint(self.out) if choice == "auto" else Path(choice)
+        if path is None:
+            return ""
+        ckpt = load_checkpoint(path)
+        self.actors.restore_learners(ckpt.adapter, ckpt.optimizer, ckpt.state.adapter_version)
+        if "torch_cpu" in ckpt.rng:
+            torch.set_rng_state(ckpt.rng["torch_cpu"])
+        self.start_step = ckpt.state.step
+        self.dataset.position = ckpt.state.data_position
+        self.version = ckpt.state.adapter_version
+        self.last_checkpoint = path
+        logger.info("resumed from %s at step %d (data position %d)", path, self.start_step, self.dataset.position)
+        return ckpt.state.wandb_run_id
+
+    def _checkpoint(self, completed_steps: int, run_id: str) -> None:
+        payload, optimizer_state = self.actors.learner_state()
+        state = TrainingState(completed_steps, self.positions[completed_steps - 1], payload.version, run_id)
+        self.last_checkpoint = save_checkpoint(
+            self.out, state, payload.tensors, optimizer_state, {"torch_cpu": torch.get_rng_state()},
+            to_yaml(self.cfg), keep_last=self.cfg.checkpoint.keep_last,
+        )
+
+    # -- the steps -----------------------------------------------------------------------------------------
+    def _sample(self, step: int, learner_version: int) -> list[PendingChunk]:
+        """Pick the round's instructions and queue its chunks on the samplers (scoring follows each chunk)."""
+        g = self.cfg.grpo
+        records = self.dataset.take(g.instructions_per_step)
+        self.positions[step] = self.dataset.position
+        self.record_ids[step] = [r.record_id for r in records]
+        images = [load_reference_images(r) for r in records]
+        requests = chunk_requests(
+            records, images, step=step, group_size=g.group_size, samples_per_chunk=g.samples_per_chunk,
+            seed=g.seed, learner_version=learner_version,
+        )
+        return self.actors.submit(requests)
+
+    def _log_images(self, step: int, gathered: list[GatheredChunk], run_logger: RunLogger) -> None:
+        scoring = ray.get(gathered[0].scoring_ref)
+        n = min(self.cfg.logging.num_logged_images, len(scoring.edits))
+        rewards = gathered[0].reward.reward
+        run_logger.log_images(
+            step, [(f"{scoring.instructions[i]} | r={float(rewards[i]):.3f}", scoring.edits[i]) for i in range(n)]
+        )
+
+    def _run_hooks(self, step: int, run_logger: RunLogger, results: dict[int, dict[str, float]]) -> None:
+        due = [h for h in self.hooks if (step + 1) % h.every_n_steps == 0]
+        if not due:
+            return
+        policy = RemotePolicy(self.actors.samplers[0])
+        metrics: dict[str, float] = {}
+        for hook in due:
+            result = hook(policy, step)
+            metrics.update(result.metrics)
+            if result.images:
+                run_logger.log_images(step, result.images)
+        results[step] = metrics
+        run_logger.log_metrics(step, metrics)
+
+    def run(self) -> RunResult:
+        cfg, g = self.cfg, self.cfg.grpo
+        run_id = self._restore()
+        payload = self.actors.initial_payload()
+        self.version = payload.version
+        sync_bytes = payload.num_bytes
+        self.actors.wait_sync(self.actors.broadcast(ray.put(payload), sync_bytes))
+        if cfg.eval_hooks:
+            self.hooks = build_eval_hooks(cfg.eval_hooks, RemoteRewardModel(self.actors.reward_actors[0]))
+        run_logger = RunLogger(
+            cfg.logging, self.out, total_steps=g.num_steps, start_step=self.start_step,
+            config_dict=OmegaConf.to_container(OmegaConf.structured(cfg)), run_id=run_id,
+        )
+        result = RunResult(self.out, self.start_step, self.start_step, self.version, self.last_checkpoint, sync_bytes=sync_bytes)
+        t_start = time.perf_counter()
+        samples = 0
+        try:
+            pending = self._sample(self.start_step, self.version) if self.start_step < g.num_steps else []
+            pending_sync: list[ray.ObjectRef] = []
+            for step in range(self.start_step, g.num_steps):
+                t0 = time.perf_counter()
+                gathered, waits = self.actors.gather(pending)  # sample + score (overlapped per chunk)
+                t_sync = time.perf_counter()
+                self.actors.wait_sync(pending_sync)
+                sync_wait = time.perf_counter() - t_sync
+                chunks, adv_stats = round_advantages(gathered, num_steps=cfg.policy.num_inference_steps, cfg_grpo=g, step=step)
+                stats, learn_wait, pending, pending_sync, sync_more = self._update_and_sync(step, gathered, chunks, adv_stats)
+                timing = RoundTiming(sample=waits.sample, reward=waits.reward, learn=learn_wait, sync=sync_wait + sync_more)
+                timing.total = time.perf_counter() - t0
+                timing.idle = max(0.0, timing.total - timing.sample - timing.reward - timing.learn - timing.sync)
+                samples += int(adv_stats["n_samples"])
+                means, stds = reward_statistics(gathered)
+                summary = RoundSummary(
+                    step=step, reward_mean=means, reward_std=stds, advantage_mean=adv_stats["adv_mean"],
+                    advantage_std=adv_stats["adv_std"], advantage_abs_max=adv_stats["adv_abs_max"],
+                    n_samples=int(adv_stats["n_samples"]), n_kept=int(adv_stats["n_kept"]),
+                    n_zero_spread=int(adv_stats["n_zero_spread"]), n_reward_failed=int(adv_stats["n_nonfinite"]),
+                    learner=stats, timing=timing, sync_bytes=sync_bytes if stats is not None else 0,
+                    sampler_restarts=self.actors.reissued_chunks,
+                )
+                result.summaries.append(summary)
+                if (step + 1) % cfg.logging.log_images_every_n_steps == 0:
+                    self._log_images(step, gathered, run_logger)
+                self._run_hooks(step, run_logger, result.eval_metrics)
+                if (step + 1) % cfg.checkpoint.every_n_steps == 0 or step + 1 == g.num_steps:
+                    self._checkpoint(step + 1, run_logger.run_id)
+                run_logger.log_round(summary, self.record_ids.pop(step))
+                result.steps_completed = step + 1
+        finally:
+            run_logger.close()
+        result.wall_time = time.perf_counter() - t_start
+        result.samples_per_second = samples / result.wall_time if result.wall_time > 0 else 0.0
+        result.adapter_version = self.version
+        result.last_checkpoint = self.last_checkpoint
+        return result
+
+    def _update_and_sync(
+        self, step: int, gathered: list[GatheredChunk], chunks: list[LearnChunk], adv_stats: dict[str, float]
+    ) -> tuple[LearnerStats | None, float, list[PendingChunk], list[ray.ObjectRef], float]:
+        """Learn on the round, queue the next round (before or after the learner, per the weight lag), sync."""
+        g = self.cfg.grpo
+        has_next = step + 1 < g.num_steps
+        n_kept = int(adv_stats["n_kept"])
+        k = max(1, round(g.timestep_fraction * self.cfg.policy.num_inference_steps))
+        if n_kept == 0:
+            logger.warning("step %d: no sample with a reward spread; skipping the update", step)
+            return None, 0.0, self._sample(step + 1, self.version) if has_next else [], [], 0.0
+        stats_ref, learn_refs = self.actors.learn(gathered, chunks, n_kept * k, n_kept)
+        pending: list[PendingChunk] = []
+        if g.max_weight_lag >= 1 and has_next:
+            pending = self._sample(step + 1, self.version + 1)  # overlaps the learner
+        t0 = time.perf_counter()
+        stats: LearnerStats = ray.get(stats_ref)
+        ray.get(learn_refs[:-1])
+        learn_wait = time.perf_counter() - t0
+        self.version = stats.version
+        sync_refs = self.actors.broadcast(learn_refs[-1], self.actors.sync_bytes)
+        sync_wait = 0.0
+        if g.max_weight_lag == 0:
+            t1 = time.perf_counter()
+            self.actors.wait_sync(sync_refs)
+            sync_wait = time.perf_counter() - t1
+            sync_refs = []
+            if has_next:
+                pending = self._sample(step + 1, self.version)
+        return stats, learn_wait, pending, sync_refs, sync_wait
+
+
+def run_flow_grpo(cfg: ExperimentConfig) -> RunResult:
+    """Reserve the placement group, start the actors, run all rounds, release everything."""
+    ensure_ray(cfg.ray)
+    plan = reserve(cfg.ray)
+    actors = ActorGroup(cfg, plan)
+    try:
+        return FlowGRPORun(cfg, actors).run()
+    finally:
+        actors.kill_all()
+        plan.remove()

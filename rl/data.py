@@ -1,0 +1,116 @@
+"""Instruction data for RL: JSONL records, a seeded epoch order and a resumable position.
+
+One record per line: ``{"id": str, "instruction": str, "source": "rel/path.png"}`` or ``"sources": [...]``
+(1-5 reference images); extra keys are allowed and ignored. Image paths are relative to the JSONL's directory.
+The order of epoch ``e`` is a permutation drawn from ``seed + e``, so the ``position`` (number of records
+handed out so far) alone determines what comes next: resuming at a saved position repeats and skips nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from rl.types import InstructionRecord
+
+MAX_REFERENCE_IMAGES = 5
+
+
+class InstructionDataError(ValueError):
+    """A record of the instruction JSONL is malformed (the message names the file and line)."""
+
+
+def _parse_record(raw: object, where: str, root: Path) -> InstructionRecord:
+    if not isinstance(raw, dict):
+        raise InstructionDataError(f"{where}: expected a JSON object, got {type(raw).__name__}")
+    for key in ("id", "instruction"):
+        if not isinstance(raw.get(key), str) or not raw[key].strip():
+            raise InstructionDataError(f"{where}: key {key!r} must be a non-empty string")
+    has_one, has_many = "source" in raw, "sources" in raw
+    if has_one == has_many:
+        raise InstructionDataError(f"{where} (id {raw['id']!r}): give exactly one of 'source' or 'sources'")
+    rel = [raw["source"]] if has_one else raw["sources"]
+    if not isinstance(rel, list) or not 1 <= len(rel) <= MAX_REFERENCE_IMAGES or not all(
+        isinstance(p, str) and p for p in rel
+    ):
+        raise InstructionDataError(
+            f"{where} (id {raw['id']!r}): 'sources' must be 1-{MAX_REFERENCE_IMAGES} non-empty path strings"
+        )
+    return InstructionRecord(raw["id"], raw["instruction"], tuple(root / p for p in rel))
+
+
+def read_instruction_jsonl(path: str | Path, *, check_files: bool = True) -> list[InstructionRecord]:
+    """Parse and validate every line; raise :class:`InstructionDataError` naming the first bad one."""
+    path = Path(path)
+    if not path.is_file():
+        raise InstructionDataError(f"instruction file not found: {path}")
+    records: list[InstructionRecord] = []
+    seen: set[str] = set()
+    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}:{lineno}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InstructionDataError(f"{where}: invalid JSON ({exc.msg})") from None
+        record = _parse_record(raw, where, path.parent)
+        if record.record_id in seen:
+            raise InstructionDataError(f"{where}: duplicate id {record.record_id!r}")
+        if check_files:
+            for src in record.sources:
+                if not src.is_file():
+                    raise InstructionDataError(f"{where} (id {record.record_id!r}): image not found: {src}")
+        seen.add(record.record_id)
+        records.append(record)
+    if not records:
+        raise InstructionDataError(f"instruction file {path} holds no records")
+    return records
+
+
+def load_reference_images(record: InstructionRecord) -> list[Image.Image]:
+    """Decode a record's reference images to RGB (the error names the record and file)."""
+    images = []
+    for src in record.sources:
+        try:
+            with Image.open(src) as img:
+                images.append(img.convert("RGB"))
+        except OSError as exc:
+            raise InstructionDataError(f"record {record.record_id!r}: cannot read image {src}: {exc}") from None
+    return images
+
+
+class InstructionDataset:
+    """Endless seeded stream of instruction records with a resumable ``position``."""
+
+    def __init__(self, records: list[InstructionRecord], *, seed: int, position: int = 0) -> None:
+        if not records:
+            raise InstructionDataError("instruction dataset is empty")
+        if position < 0:
+            raise InstructionDataError(f"position must be >= 0, got {position}")
+        self.records = records
+        self.seed = seed
+        self.position = position
+
+    @classmethod
+    def from_jsonl(cls, path: str | Path, *, seed: int, position: int = 0) -> InstructionDataset:
+        return cls(read_instruction_jsonl(path), seed=seed, position=position)
+
+    def _epoch_order(self, epoch: int) -> list[int]:
+        gen = torch.Generator().manual_seed(self.seed + epoch)
+        return torch.randperm(len(self.records), generator=gen).tolist()
+
+    def take(self, n: int) -> list[InstructionRecord]:
+        """The next ``n`` records (crossing epochs as needed); advances ``position`` by ``n``."""
+        out: list[InstructionRecord] = []
+        size = len(self.records)
+        while len(out) < n:
+            epoch, offset = divmod(self.position, size)
+            order = self._epoch_order(epoch)
+            chunk = order[offset : offset + (n - len(out))]
+            out.extend(self.records[i] for i in chunk)
+            self.position += len(chunk)
+        return out

@@ -1,0 +1,38 @@
+"""Builds the eval hooks an experiment config lists (``eval_hooks: [{kind: ..., ...}]``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from types import MappingProxyType
+
+from editrl.config import ConfigError
+from reward.base import RewardModel
+from rl.config import EVAL_HOOK_KINDS, EvalHookConfig
+from rl.hooks import EvalHook
+from rl.reward_eval_hook import RewardPairAccuracyHook
+
+HookBuilder = Callable[[EvalHookConfig, RewardModel], EvalHook]
+
+
+def _reward_pair_accuracy(cfg: EvalHookConfig, reward_model: RewardModel) -> EvalHook:
+    return RewardPairAccuracyHook(
+        reward_model, cfg.path, image_root=cfg.image_root, every_n_steps=cfg.every_n_steps, limit=cfg.limit
+    )
+
+
+#: kind -> builder (read-only).
+HOOK_BUILDERS: MappingProxyType[str, HookBuilder] = MappingProxyType({"reward_pair_accuracy": _reward_pair_accuracy})
+
+
+if set(HOOK_BUILDERS) != set(EVAL_HOOK_KINDS):
+    raise ImportError(f"rl.config.EVAL_HOOK_KINDS {EVAL_HOOK_KINDS} and HOOK_BUILDERS {sorted(HOOK_BUILDERS)} disagree")
+
+
+def build_eval_hooks(cfgs: Sequence[EvalHookConfig], reward_model: RewardModel) -> list[EvalHook]:
+    hooks = []
+    for i, cfg in enumerate(cfgs):
+        builder = HOOK_BUILDERS.get(cfg.kind)
+        if builder is None:
+            raise ConfigError(f"eval_hooks.{i}.kind: unknown hook kind {cfg.kind!r}; known: {sorted(HOOK_BUILDERS)}")
+        hooks.append(builder(cfg, reward_model))
+    return hooks

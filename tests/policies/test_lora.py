@@ -1,0 +1,114 @@
+"""LoRA on the tiny OmniGen2 transformer: identity at init, disabling, strict tensor I/O, peft-readable files."""
+
+import pytest
+import torch
+from peft import PeftModel
+from PIL import Image
+
+from policies.omnigen2.pipeline import OmniGen2EditPipeline
+from policies.omnigen2.tiny import build_tiny_pipeline
+
+
+def _inputs(pipeline, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 4, 8, 8, generator=generator)
+    text = torch.randn(2, 5, 32, generator=generator)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], dtype=torch.bool)
+    refs = [[torch.randn(4, 8, 6, generator=generator)], None]
+    return x, torch.tensor([0.2, 0.7]), text, pipeline.freqs_cis, mask, refs
+
+
+def _forward(model, inputs):
+    x, t, text, freqs, mask, refs = inputs
+    with torch.no_grad():
+        return model(x, t, text, freqs, mask, ref_image_hidden_states=refs)
+
+
+def _randomise_lora(pipeline, seed=1):
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for param in pipeline.trainable_parameters():
+            param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+
+
+def test_lora_at_init_equals_base_and_disabling_restores_base():
+    pipeline = build_tiny_pipeline()
+    inputs = _inputs(pipeline)
+    base = _forward(pipeline.transformer, inputs)
+    pipeline.add_lora(rank=4, alpha=8)
+    assert torch.equal(_forward(pipeline.transformer, inputs), base)
+    trainable = {n for n, p in pipeline.transformer.named_parameters() if p.requires_grad}
+    assert trainable and all("lora_" in n for n in trainable)
+    assert len(pipeline.trainable_parameters()) == len(trainable)
+    assert any(n.endswith("to_out.0.lora_A.default.weight") for n in trainable)
+
+    _randomise_lora(pipeline)
+    adapted = _forward(pipeline.transformer, inputs)
+    assert not torch.allclose(adapted, base, atol=1e-4)
+    with pipeline.adapter_disabled():
+        assert torch.equal(_forward(pipeline.transformer, inputs), base)
+    assert torch.equal(_forward(pipeline.transformer, inputs), adapted)
+    assert all(p.requires_grad for p in pipeline.trainable_parameters())
+
+
+def test_adapter_tensors_round_trip_strictly(tmp_path):
+    source = build_tiny_pipeline()
+    source.add_lora(rank=4, alpha=8)
+    _randomise_lora(source)
+    inputs = _inputs(source)
+    expected = _forward(source.transformer, inputs)
+
+    target = build_tiny_pipeline()
+    target.add_lora(rank=4, alpha=8)
+    target.load_adapter_state_dict(source.adapter_state_dict(), version=3)
+    assert target.adapter_version == 3
+    assert torch.equal(_forward(target.transformer, inputs), expected)
+
+    tensors = source.adapter_state_dict()
+    name = next(iter(tensors))
+    with pytest.raises(KeyError, match="missing"):
+        target.load_adapter_state_dict({k: v for k, v in tensors.items() if k != name})
+    with pytest.raises(ValueError, match="shape"):
+        target.load_adapter_state_dict({**tensors, name: torch.zeros(1)})
+    with pytest.raises(ValueError, match="non-finite"):
+        target.load_adapter_state_dict({**tensors, name: torch.full_like(tensors[name], float("nan"))})
+
+    source.save_lora(tmp_path / "lora")
+    assert {p.name for p in (tmp_path / "lora").iterdir()} == {"adapter_config.json", "adapter_model.safetensors"}
+    fresh = build_tiny_pipeline()
+    fresh.load_lora(tmp_path / "lora")
+    loaded = fresh.adapter_state_dict()
+    assert loaded.keys() == tensors.keys() and all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+    assert torch.equal(_forward(fresh.transformer, inputs), expected)
+
+    mismatched = build_tiny_pipeline()
+    mismatched.add_lora(rank=2, alpha=8)
+    with pytest.raises(ValueError, match="differ"):
+        mismatched.load_lora(tmp_path / "lora")
+
+    # peft itself reads the directory
+    plain = build_tiny_pipeline().transformer
+    via_peft = PeftModel.from_pretrained(plain, tmp_path / "lora")
+    assert torch.allclose(_forward(via_peft, inputs), expected, atol=1e-6)
+
+
+def test_save_pretrained_with_merged_lora_matches_the_adapted_model(tmp_path):
+    pipeline = build_tiny_pipeline()
+    pipeline.add_lora(rank=4, alpha=8)
+    _randomise_lora(pipeline)
+    inputs = _inputs(pipeline)
+    expected = _forward(pipeline.transformer, inputs)
+    pipeline.save_pretrained(tmp_path / "merged", merge_lora=True)
+    merged = OmniGen2EditPipeline.from_pretrained(tmp_path / "merged")
+    assert torch.allclose(_forward(merged.transformer, inputs), expected, atol=1e-5)
+    pipeline.save_pretrained(tmp_path / "base")
+    base = OmniGen2EditPipeline.from_pretrained(tmp_path / "base")
+    with pipeline.adapter_disabled():
+        assert torch.equal(_forward(base.transformer, inputs), _forward(pipeline.transformer, inputs))
+
+
+def test_edit_inputs_are_checked_before_any_work():
+    pipeline = build_tiny_pipeline()
+    image = Image.new("RGB", (16, 16))
+    with pytest.raises(ValueError, match="at most 5"):
+        pipeline.edit([[image] * 6], ["too many"])

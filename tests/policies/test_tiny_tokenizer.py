@@ -1,0 +1,36 @@
+"""The locally built tiny Qwen tokenizer: deterministic, Qwen's special tokens, chat template, round trips."""
+
+from transformers import AutoTokenizer
+
+from editrl.tiny_tokenizer import QWEN_SPECIAL_TOKENS, build_tiny_qwen_tokenizer
+
+
+def test_deterministic_and_special_tokens_are_single_ids():
+    first, second = build_tiny_qwen_tokenizer(("<|reward|>",)), build_tiny_qwen_tokenizer(("<|reward|>",))
+    assert first.get_vocab() == second.get_vocab()
+    for token in (*QWEN_SPECIAL_TOKENS, "<|reward|>"):
+        ids = first(token, add_special_tokens=False)["input_ids"]
+        assert len(ids) == 1 and first.convert_ids_to_tokens(ids[0]) == token
+    assert first.pad_token == "<|endoftext|>" and first.eos_token == "<|im_end|>"
+    text = "Edit: make the 🚗 red, ünïcödé"
+    assert first.decode(first(text)["input_ids"]) == text
+
+
+def test_chat_template_places_image_placeholder_and_roles(tmp_path):
+    tok = build_tiny_qwen_tokenizer()
+    messages = [
+        {"role": "system", "content": "Sys prompt."},
+        {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Make it red."}]},
+    ]
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text == (
+        "<|im_start|>system\nSys prompt.<|im_end|>\n"
+        "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>Make it red.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    no_system = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
+    assert no_system.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
+    tok.save_pretrained(tmp_path)
+    reloaded = AutoTokenizer.from_pretrained(tmp_path)
+    assert reloaded(text)["input_ids"] == tok(text)["input_ids"]
+    assert reloaded.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == text

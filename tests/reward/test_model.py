@@ -1,0 +1,113 @@
+"""JRM on a tiny random Qwen3-VL: the <|reward|> read-out, the LM mask, persistence, dtypes, failure modes."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from reward.base import RewardModel
+from reward.jrm.model import JRM, REWARD_TOKEN
+from tests.reward._jrm_fixtures import solid
+
+SOURCES = [solid((255, 0, 0)), solid((0, 255, 0), (48, 64)), solid((0, 0, 0))]
+EDITS = [solid((0, 0, 255)), solid((255, 255, 0)), solid((9, 9, 9), (64, 64))]
+INSTRUCTIONS = ["make it blue", "make it yellow and add a much longer description here", "darken"]
+RATIONALE = '{"visual_quality": {"reasoning": "clean edges"}}'
+
+
+@pytest.fixture(scope="module")
+def jrm():
+    return JRM.build_tiny(seed=0)
+
+
+def test_is_a_reward_model_with_added_tokens(jrm):
+    assert isinstance(jrm, RewardModel)
+    vocab = jrm.tokenizer.get_vocab()
+    for token in (REWARD_TOKEN, "<|global|>", "<|bbox_0|>", f"<|bbox_{jrm.config.max_region_index}|>"):
+        assert token in vocab
+    assert jrm.backbone.get_input_embeddings().weight.shape[0] >= len(jrm.tokenizer)
+
+
+def test_score_stops_at_reward_and_ignores_appended_rationale(jrm):
+    scoring = jrm.scoring_inputs(SOURCES, EDITS, INSTRUCTIONS)
+    assert (scoring.input_ids[:, -1] == jrm.reward_token_id).all()  # nothing after <|reward|> is run
+    scores = jrm.score(SOURCES, EDITS, INSTRUCTIONS)
+    jrm.eval()
+    with torch.no_grad():
+        training_like = jrm(jrm.build_inputs(SOURCES, EDITS, INSTRUCTIONS, [RATIONALE, "x" * 40, RATIONALE]))
+    torch.testing.assert_close(training_like.scores.mu, scores.mu, atol=1e-5, rtol=1e-5)
+    assert scores.mu.shape == (3, 2) and scores.mu.dtype == torch.float32
+    torch.testing.assert_close(scores.reward, scores.mu.mean(dim=1))  # default combine = mean
+    assert (scores.sigma > 0).all()
+
+
+def test_lm_mask_covers_exactly_the_rationale(jrm):
+    batch = jrm.build_inputs(SOURCES[:2], EDITS[:2], INSTRUCTIONS[:2], [RATIONALE, None])
+    expected = jrm.tokenizer(RATIONALE + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    assert batch.input_ids[0][batch.continuation_mask[0]].tolist() == expected
+    assert not batch.continuation_mask[1].any()
+    first = int(batch.continuation_mask[0].nonzero()[0])
+    assert batch.input_ids[0, first - 1] == jrm.reward_token_id  # the rationale starts right after <|reward|>
+    out = jrm(batch, with_lm=True)
+    assert out.lm_targets.tolist() == expected and out.lm_logits.shape == (len(expected), len(jrm.tokenizer))
+
+
+def test_save_load_round_trip_is_exact_and_strict(jrm, tmp_path):
+    jrm.save_pretrained(tmp_path / "ckpt")
+    loaded = JRM.from_pretrained(tmp_path / "ckpt")
+    torch.testing.assert_close(loaded.score(SOURCES, EDITS, INSTRUCTIONS).mu, jrm.score(SOURCES, EDITS, INSTRUCTIONS).mu)
+    assert loaded.config == jrm.config and len(loaded.tokenizer) == len(jrm.tokenizer)
+
+    head = load_file(tmp_path / "ckpt" / "reward_head.safetensors")
+    save_file({**head, "extra.weight": torch.zeros(1)}, tmp_path / "ckpt" / "reward_head.safetensors")
+    with pytest.raises(RuntimeError, match="extra.weight"):
+        JRM.from_pretrained(tmp_path / "ckpt")
+    save_file(head, tmp_path / "ckpt" / "reward_head.safetensors")
+
+    weights = load_file(tmp_path / "ckpt" / "backbone" / "model.safetensors")
+    dropped = sorted(weights)[0]
+    save_file({k: v for k, v in weights.items() if k != dropped}, tmp_path / "ckpt" / "backbone" / "model.safetensors")
+    with pytest.raises(ValueError, match="does not match"):
+        JRM.from_pretrained(tmp_path / "ckpt")
+    save_file(weights, tmp_path / "ckpt" / "backbone" / "model.safetensors")
+
+    cfg_path = tmp_path / "ckpt" / "jrm_config.json"
+    cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "mystery": 1}))
+    with pytest.raises(ValueError, match="mystery"):
+        JRM.from_pretrained(tmp_path / "ckpt")
+    with pytest.raises(FileNotFoundError, match="local checkpoint directory"):
+        JRM.from_pretrained("org/some-hub-id")
+
+
+def test_reward_embedding_trains_and_checkpointing_matches():
+    model = JRM.build_tiny(seed=1)
+    model.train()
+    batch = model.build_inputs(SOURCES[:2], EDITS[:2], INSTRUCTIONS[:2])
+    model(batch).scores.mu.sum().backward()
+    plain = model.backbone.get_input_embeddings().weight.grad.clone()
+    assert plain[model.reward_token_id].abs().sum() > 0
+    model.zero_grad()
+    model.enable_gradient_checkpointing()
+    model(batch).scores.mu.sum().backward()
+    torch.testing.assert_close(model.backbone.get_input_embeddings().weight.grad, plain, atol=1e-6, rtol=1e-5)
+
+
+def test_bf16_backbone_keeps_fp32_head_and_scores():
+    model = JRM.build_tiny(seed=2)
+    model.backbone.to(torch.bfloat16)
+    scores = model.score(SOURCES[:2], EDITS[:2], INSTRUCTIONS[:2])
+    assert scores.mu.dtype == torch.float32 and all(p.dtype == torch.float32 for p in model.head.parameters())
+    assert torch.isfinite(scores.mu).all()
+
+
+def test_non_finite_score_raises_and_explain_reports_parse_errors():
+    model = JRM.build_tiny(seed=3)
+    explanations = model.explain(SOURCES[:1], EDITS[:1], INSTRUCTIONS[:1], max_new_tokens=4)
+    assert len(explanations) == 1 and (explanations[0].rationales is None) == (explanations[0].error is not None)
+    with torch.no_grad():
+        model.head.mlp[-1].bias.fill_(float("nan"))
+    with pytest.raises(FloatingPointError, match=r"batch items \[0, 1\]"):
+        model.score(SOURCES[:2], EDITS[:2], INSTRUCTIONS[:2])
+    with pytest.raises(ValueError, match="non-finite"):
+        model.save_pretrained("/tmp/never-written-jrm")
