@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     steps = 5
     with tempfile.TemporaryDirectory(prefix="bench_ray_pipeline_") as tmp:
-        data = write_instruction_jsonl(make_tasks("train", 16, size=32), Path(tmp) / "world")
+        data = write_instruction_jsonl(make_tasks("rl", 16, size=32), Path(tmp) / "world")
         overrides = [
             f"data.train_path={data}", f"output_dir={tmp}/ray", f"grpo.num_steps={steps}", "logging.wandb=false",
             "logging.progress_bar=false", "logging.log_images_every_n_steps=1000", "checkpoint.every_n_steps=1000",

@@ -63,3 +63,11 @@ def atomic_replace_dir(tmp_dir: str | Path, final_dir: str | Path) -> None:
     os.replace(tmp_dir, final_dir)
     if old.exists():
         shutil.rmtree(old)
+
+
+def require_local_dir(path: str | Path, what: str = "checkpoint") -> Path:
+    """``path`` as a local directory; anything else (e.g. a hub id) is a clear error. Nothing is downloaded."""
+    root = Path(path)
+    if not root.is_dir():
+        raise FileNotFoundError(f"expected a local {what} directory, got {str(path)!r}")
+    return root

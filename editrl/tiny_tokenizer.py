@@ -24,7 +24,7 @@ QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
 )
 
 # Qwen2-VL / Qwen2.5-VL chat template: a default system turn, text or typed content lists, image and video
-# placeholders as <|vision_start|><|image_pad|><|vision_end|> (the processor expands <|image_pad|>).
+# slots as <|vision_start|><|image_pad|><|vision_end|> (the processor expands <|image_pad|>).
 QWEN_VL_CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
     "{% for message in messages %}"

@@ -12,15 +12,20 @@ MMRB2 image editing) on a locally downloaded benchmark release; writes JSON and 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from editrl.config import ConfigError, load_config  # noqa: E402
-from editrl.io import atomic_write_json  # noqa: E402
-from reward.benchmarks.report import BenchmarkReport, write_report  # noqa: E402
+
+if TYPE_CHECKING:
+    from reward.benchmarks.report import BenchmarkReport
 
 POLICY_BENCHES = ("gedit", "imgedit")
 REWARD_BENCHES = ("editreward_bench", "tiger_editreward_bench", "mmrb2")
@@ -86,10 +91,17 @@ def _load_reward(kind: str, checkpoint: str, device: str, dtype: str, batch_size
 
 
 def run_policy(args: argparse.Namespace) -> BenchmarkReport:
+    from editrl.io import atomic_write_json
+    from reward.benchmarks.report import write_report
     from reward.judges.config import JudgeConfig, build_judge
     from rl.benchmarks.config import PolicyBenchConfig
-    from rl.benchmarks.gedit import GEditBenchmark, load_gedit_bench
-    from rl.benchmarks.imgedit import ImgEditBenchmark, load_imgedit_bench, resolve_imgedit_prompts
+    from rl.benchmarks.gedit import GEDIT_EN_SIZE, GEditBenchmark, load_gedit_bench
+    from rl.benchmarks.imgedit import (
+        IMGEDIT_BASIC_SIZE,
+        ImgEditBenchmark,
+        load_imgedit_bench,
+        resolve_imgedit_prompts,
+    )
     from rl.benchmarks.runner import evaluate_policy
 
     overrides = [f"bench={args.bench}", f"data_dir={args.data}", *args.overrides]
@@ -113,13 +125,23 @@ def run_policy(args: argparse.Namespace) -> BenchmarkReport:
         settings["judge_prompts"] = source
     judge = build_judge(cfg.judge)
     policy = _load_policy(args.checkpoint, args.lora, args.device, args.dtype)
+    edit_kwargs = cfg.edit.as_kwargs()
+    # Saved edits are reused only by a run with the same policy and sampling settings.
+    fingerprint = hashlib.sha256(
+        json.dumps([args.checkpoint, args.lora, args.dtype, cfg.seed, sorted(edit_kwargs.items())], default=str).encode()
+    ).hexdigest()[:12]
+    settings["edits_dir"] = str(out_dir / "edits" / fingerprint)
     outcome = evaluate_policy(
         policy, bench, items, judge,
-        seed=cfg.seed, batch_size=cfg.batch_size, edit_kwargs=cfg.edit.as_kwargs(),
-        edits_dir=out_dir / "edits", reuse_edits=cfg.reuse_edits, settings=settings,
+        seed=cfg.seed, batch_size=cfg.batch_size, edit_kwargs=edit_kwargs,
+        edits_dir=out_dir / "edits" / fingerprint, reuse_edits=cfg.reuse_edits, settings=settings,
     )
+    expected = GEDIT_EN_SIZE if cfg.bench == "gedit" and cfg.language == "en" else IMGEDIT_BASIC_SIZE
+    if cfg.bench == "imgedit" or cfg.language == "en":
+        if len(items) != expected:
+            outcome.report.notes.append(f"evaluated {len(items)} of the benchmark's {expected} samples: not comparable to published numbers")
     write_report(outcome.report, out_dir)
-    atomic_write_json(out_dir / f"{cfg.bench}_items.json", [vars(o) for o in outcome.items])
+    atomic_write_json(out_dir / f"{cfg.bench}_items.json", [asdict(o) for o in outcome.items])
     return outcome.report
 
 
@@ -137,6 +159,7 @@ def _dimension_map(pairs: list[str]) -> dict[str, str]:
 
 def run_reward(args: argparse.Namespace) -> BenchmarkReport:
     from reward.benchmarks import editreward_bench, mmrb2, tiger_editreward_bench
+    from reward.benchmarks.report import write_report
 
     if args.bench == "editreward_bench":
         bench_cfg = editreward_bench.EditRewardBenchConfig(_dimension_map(args.dimension_map), args.batch_size, args.max_items)

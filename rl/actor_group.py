@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError, RayTaskError
@@ -68,6 +70,18 @@ def _is_restartable(exc: BaseException) -> bool:
     return isinstance(exc, RESTART_ERRORS) or isinstance(cause, (*RESTART_ERRORS, NoWeightsError))
 
 
+def _get_when_alive(call: Callable[[], ray.ObjectRef], timeout_s: float = 600.0) -> Any:
+    """Run an actor call, retrying while Ray reports the actor unavailable (restarting)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ray.get(call())
+        except ActorUnavailableError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 class ActorGroup:
     """Creates the samplers, reward actors and learner workers of ``cfg`` on ``plan``'s bundles."""
 
@@ -121,7 +135,12 @@ class ActorGroup:
                 ray.get(ref)
             except RESTART_ERRORS:
                 logger.warning("sampler %d died while loading weights; it reloads them on restart", i)
-                ray.get(self.samplers[i].load_weights.remote(self.latest_payload_ref))
+                self._reload(i)
+
+    def _reload(self, worker: int) -> None:
+        """Give sampler ``worker`` the latest weights once it is alive again."""
+        sampler, payload = self.samplers[worker], self.latest_payload_ref
+        _get_when_alive(lambda: sampler.load_weights.remote(payload))
 
     def initial_payload(self) -> WeightSyncPayload:
         return ray.get(self.learners[0].weight_payload.remote())
@@ -148,7 +167,9 @@ class ActorGroup:
         self.reissued_chunks += 1
         logger.warning("chunk %d failed on worker %d (%s); re-issuing it", chunk.index, chunk.worker, type(exc).__name__)
         if self.latest_payload_ref is not None:
-            ray.get(self.samplers[chunk.worker].load_weights.remote(self.latest_payload_ref))
+            self._reload(chunk.worker)
+        scorer = self.reward_actors[chunk.worker]
+        _get_when_alive(lambda: scorer.get_dimensions.remote())
         return self._submit(chunk.index, chunk.request, chunk.worker)
 
     def gather(self, pending: list[PendingChunk], *, max_reissues: int | None = None) -> tuple[list[GatheredChunk], GatherTiming]:

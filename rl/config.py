@@ -14,7 +14,7 @@ from pathlib import Path
 from editrl.config import ConfigError, load_config
 from policies.omnigen2.config import OmniGen2PolicyConfig
 from reward.jrm.train_config import JRMTrainConfig
-from reward.registry import RewardModelConfig
+from reward.registry import RewardModelConfig, default_registry
 
 JRM_KINDS = ("jrm", "jrm_alpha0")
 #: Eval hook kinds :mod:`rl.hook_registry` can build (checked here so a typo fails before any actor starts).
@@ -190,6 +190,9 @@ class ExperimentConfig:
     eval_hooks: list[EvalHookConfig] = field(default_factory=list)
 
     def validate(self) -> None:
+        known = default_registry().kinds
+        if self.reward.kind not in known:
+            raise ConfigError(f"reward.kind: unknown reward model kind {self.reward.kind!r}; known: {sorted(known)}")
         if self.train_jrm and self.reward.kind not in JRM_KINDS:
             raise ConfigError(f"train_jrm is set but reward.kind is {self.reward.kind!r} (needs one of {JRM_KINDS})")
         if self.data.train_path == "???" or not self.data.train_path:

@@ -261,9 +261,11 @@ class FlowGRPORun:
                 if (step + 1) % cfg.logging.log_images_every_n_steps == 0:
                     self._log_images(step, gathered, run_logger)
                 self._run_hooks(step, run_logger, result.eval_metrics)
+                # log before the checkpoint: a round logged but not checkpointed is re-run (and re-logged) on
+                # resume, so the last entry per step in rounds.jsonl is what the weights saw
+                run_logger.log_round(summary, self.record_ids.pop(step))
                 if (step + 1) % cfg.checkpoint.every_n_steps == 0 or step + 1 == g.num_steps:
                     self._checkpoint(step + 1, run_logger.run_id)
-                run_logger.log_round(summary, self.record_ids.pop(step))
                 result.steps_completed = step + 1
         finally:
             run_logger.close()

@@ -16,8 +16,7 @@ import ray
 import torch
 import torch.distributed as dist
 
-from policies.omnigen2 import build_pipeline
-from policies.omnigen2.config import OmniGen2PolicyConfig
+from policies.omnigen2.config import OmniGen2PolicyConfig, build_pipeline
 from policies.rollout import Rollout
 from rl.algorithms import approx_kl, clip_fraction, clipped_surrogate, kl_to_reference
 from rl.config import GRPOConfig

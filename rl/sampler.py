@@ -12,8 +12,7 @@ from collections.abc import Sequence
 import torch
 from PIL import Image
 
-from policies.omnigen2 import build_pipeline
-from policies.omnigen2.config import OmniGen2PolicyConfig
+from policies.omnigen2.config import OmniGen2PolicyConfig, build_pipeline
 from policies.omnigen2.image_processing import tensor_to_pil
 from policies.rollout import Rollout
 from rl.types import SampleRequest, ScoringInput, WeightSyncPayload

@@ -1,2 +1,9 @@
+from policies.omnigen2.config import OmniGen2PolicyConfig as OmniGen2PolicyConfig
+from policies.omnigen2.config import build_pipeline as build_pipeline
+from policies.omnigen2.pipeline import OmniGen2EditPipeline as OmniGen2EditPipeline
 from policies.omnigen2.rotary import OmniGen2RotaryPosEmbed as OmniGen2RotaryPosEmbed
+from policies.omnigen2.scheduler import OmniGen2FlowMatchScheduler as OmniGen2FlowMatchScheduler
+from policies.omnigen2.sde import SDEStepOutput as SDEStepOutput
+from policies.omnigen2.sde import sde_step_with_logprob as sde_step_with_logprob
+from policies.omnigen2.settings import SamplingSettings as SamplingSettings
 from policies.omnigen2.transformer import OmniGen2Transformer2DModel as OmniGen2Transformer2DModel

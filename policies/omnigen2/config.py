@@ -8,21 +8,9 @@ from pathlib import Path
 import torch
 
 from editrl.config import ConfigError
-
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """Sampling defaults a pipeline falls back on when a call leaves an argument as None."""
-
-    num_inference_steps: int = 20
-    noise_level: float = 0.9
-    text_guidance_scale: float = 4.0
-    image_guidance_scale: float = 2.0
-    cfg_range: tuple[float, float] = (0.0, 0.6)
-    height: int = 512
-    width: int = 512
+from policies.omnigen2.pipeline import OmniGen2EditPipeline
+from policies.omnigen2.settings import DTYPES, OFFICIAL_NEGATIVE_PROMPT, SamplingSettings
+from policies.omnigen2.tiny import build_tiny_pipeline
 
 
 @dataclass
@@ -36,7 +24,7 @@ class OmniGen2PolicyConfig:
     cfg_range:           [start, end]: CFG applies at step i when start <= i/T <= end.
     height / width:      output size in pixels (multiples of 16).
     max_input_pixels / max_input_side_length: reference-image resize limits (OmniGen2's preprocessing).
-    negative_prompt:     text of the negative branch of CFG (OmniGen2 uses "" by default).
+    negative_prompt:     text of the CFG negative branches (default: the official inference script's).
     """
 
     checkpoint: str | None = None
@@ -57,8 +45,8 @@ class OmniGen2PolicyConfig:
     width: int = 512
     max_input_pixels: int = 1024 * 1024
     max_input_side_length: int = 1024
-    max_sequence_length: int = 512
-    negative_prompt: str = ""
+    max_sequence_length: int = 1024
+    negative_prompt: str = OFFICIAL_NEGATIVE_PROMPT
     gradient_checkpointing: bool = False
 
     def validate(self) -> None:
@@ -112,3 +100,37 @@ class OmniGen2PolicyConfig:
     def torch_dtype(self) -> torch.dtype:
         """The torch dtype named by ``dtype``."""
         return DTYPES[self.dtype]
+
+
+def build_pipeline(cfg: OmniGen2PolicyConfig) -> OmniGen2EditPipeline:
+    """Build the policy a config describes: load (or build tiny), move/cast, add or load LoRA, set defaults."""
+    cfg.validate()
+    settings = cfg.sampling_settings()
+    if cfg.checkpoint is None:
+        pipeline = build_tiny_pipeline(
+            cfg.tiny_seed,
+            sampling=settings,
+            negative_prompt=cfg.negative_prompt,
+            max_input_pixels=cfg.max_input_pixels,
+            max_input_side_length=cfg.max_input_side_length,
+            max_sequence_length=cfg.max_sequence_length,
+        )
+        pipeline.to(cfg.device, cfg.torch_dtype)
+    else:
+        pipeline = OmniGen2EditPipeline.from_pretrained(
+            cfg.checkpoint,
+            device=cfg.device,
+            dtype=cfg.torch_dtype,
+            sampling=settings,
+            negative_prompt=cfg.negative_prompt,
+            max_input_pixels=cfg.max_input_pixels,
+            max_input_side_length=cfg.max_input_side_length,
+            max_sequence_length=cfg.max_sequence_length,
+        )
+    if cfg.use_lora:
+        pipeline.add_lora(rank=cfg.lora_rank, alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules)
+        if cfg.lora_checkpoint is not None:
+            pipeline.load_lora(cfg.lora_checkpoint)
+    if cfg.gradient_checkpointing:
+        pipeline.transformer.enable_gradient_checkpointing()
+    return pipeline

@@ -27,12 +27,18 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2_5_VLForCo
 
 from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_json
 from policies.omnigen2 import lora
-from policies.omnigen2.config import DTYPES, SamplingSettings
 from policies.omnigen2.guidance import GuidanceMode, cfg_active, combine_guidance, guidance_mode
-from policies.omnigen2.image_processing import normalize_edit_inputs, preprocess_reference, tensor_to_pil
+from policies.omnigen2.image_processing import (
+    normalize_edit_inputs,
+    preprocess_reference,
+    reference_size,
+    tensor_to_pil,
+    to_rgb8,
+)
 from policies.omnigen2.rotary import OmniGen2RotaryPosEmbed
 from policies.omnigen2.scheduler import OmniGen2FlowMatchScheduler
 from policies.omnigen2.sde import draw_noise, sde_noise_std, sde_step_with_logprob
+from policies.omnigen2.settings import DTYPES, SamplingSettings
 from policies.omnigen2.text_encoder import QwenTextEncoder
 from policies.omnigen2.transformer import OmniGen2Transformer2DModel
 from policies.rollout import EditConditions, Rollout, StepLogProbs
@@ -112,7 +118,10 @@ class OmniGen2EditPipeline:
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> OmniGen2EditPipeline:
         """Move every component (and optionally cast it); returns self."""
         for module in (self.transformer, self.vae, self.mllm):
-            module.to(device=device, dtype=dtype)
+            if dtype is None or dtype == next(module.parameters()).dtype:
+                module.to(device)
+            else:
+                module.to(device, dtype)
         return self
 
     @classmethod
@@ -299,8 +308,9 @@ class OmniGen2EditPipeline:
         texts, masks = [text], [text_mask]
         refs: list[list[torch.Tensor] | None] = list(conditions.ref_latents)
         x_rows, t_rows = [latents], [timesteps]
-        branches = [GuidanceMode.DUAL] if mode is GuidanceMode.DUAL else []
-        branches += [GuidanceMode.TEXT] if rows else []
+        branches: list[GuidanceMode] = []
+        if rows:  # extra rows: ``ref`` (dual mode only: negative text + references), then ``uncond``
+            branches = [GuidanceMode.DUAL, GuidanceMode.TEXT] if mode is GuidanceMode.DUAL else [GuidanceMode.TEXT]
         for branch in branches:
             texts.append(conditions.negative_text_hidden_states[rows])
             masks.append(conditions.negative_text_attention_mask[rows])
@@ -441,9 +451,15 @@ class OmniGen2EditPipeline:
         cfg_range: tuple[float, float] | None = None,
         height: int | None = None,
         width: int | None = None,
+        match_source_size: bool = False,
         progress: bool = False,
     ) -> list[Image.Image]:
-        """Deterministic (ODE) edits; sample i starts from noise seeded with ``seed + i``."""
+        """Deterministic (ODE) edits; sample i starts from noise seeded with ``seed + i``.
+
+        ``match_source_size``: each output takes the preprocessed size of its first reference image (as the
+        official pipeline does for single-image edits) instead of ``height`` x ``width``; samples of equal
+        size run together.
+        """
         settings = self._settings(
             num_inference_steps=num_inference_steps,
             text_guidance_scale=text_guidance_scale,
@@ -453,9 +469,29 @@ class OmniGen2EditPipeline:
             width=width,
         )
         settings = replace(settings, noise_level=0.0)
-        generators = [torch.Generator().manual_seed(seed + i) for i in range(len(instructions))]
-        rollout = self._sample(sources, instructions, settings, generators, progress)
-        return tensor_to_pil(rollout.images)
+        references, cleaned = normalize_edit_inputs(sources, instructions)
+        sizes = [(settings.width, settings.height)] * len(cleaned)
+        if match_source_size:
+            sizes = [
+                reference_size(
+                    *to_rgb8(refs[0]).size,
+                    max_pixels=self.max_input_pixels,
+                    max_side_length=self.max_input_side_length,
+                    align=self.align,
+                )
+                for refs in references
+            ]
+        outputs: list[Image.Image | None] = [None] * len(cleaned)
+        for size in dict.fromkeys(sizes):
+            members = [i for i, s in enumerate(sizes) if s == size]
+            generators = [torch.Generator().manual_seed(seed + i) for i in members]
+            group = replace(settings, width=size[0], height=size[1])
+            rollout = self._sample(
+                [references[i] for i in members], [cleaned[i] for i in members], group, generators, progress
+            )
+            for i, image in zip(members, tensor_to_pil(rollout.images)):
+                outputs[i] = image
+        return outputs
 
     # ------------------------------------------------------------------ re-scoring for the learner
 

@@ -14,9 +14,9 @@ from diffusers import AutoencoderKL
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
 from editrl.tiny_tokenizer import build_tiny_qwen_tokenizer
-from policies.omnigen2.config import SamplingSettings
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
 from policies.omnigen2.scheduler import OmniGen2FlowMatchScheduler
+from policies.omnigen2.settings import SamplingSettings
 from policies.omnigen2.transformer import OmniGen2Transformer2DModel
 
 TINY_SAMPLING = SamplingSettings(
@@ -80,6 +80,9 @@ def build_tiny_pipeline(
     num_layers: int = 2,
     sampling: SamplingSettings = TINY_SAMPLING,
     negative_prompt: str = "",
+    max_input_pixels: int = 64 * 64,
+    max_input_side_length: int = 64,
+    max_sequence_length: int = 512,
 ) -> OmniGen2EditPipeline:
     """Build the tiny pipeline (fp32, CPU, eval mode). Outputs are multiples of 8 px (VAE ×4, patch 2)."""
     generator_state = torch.random.get_rng_state()
@@ -133,6 +136,7 @@ def build_tiny_pipeline(
         tokenizer,
         sampling=sampling,
         negative_prompt=negative_prompt,
-        max_input_pixels=64 * 64,
-        max_input_side_length=64,
+        max_input_pixels=max_input_pixels,
+        max_input_side_length=max_input_side_length,
+        max_sequence_length=max_sequence_length,
     )

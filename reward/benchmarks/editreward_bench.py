@@ -15,14 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image
-
 from editrl.config import ConfigError
 from reward.base import RewardModel
 from reward.benchmarks.files import (
     BenchmarkLayoutError,
-    decode_image_cell,
+    ImageRef,
     find_parquet_files,
+    image_cell_bytes,
     read_parquet_records,
 )
 from reward.benchmarks.report import BenchmarkReport, GroupResult, macro_average
@@ -63,12 +62,13 @@ class EditRewardBenchPair:
     """One human preference: ``output_images[0]`` is preferred on ``dimension``.
 
     keys: ids of the two output images (an image appears in several pairs under the same id).
+    Images are the encoded bytes of the release (decoded when scored).
     """
 
     keys: tuple[str, str]
     instruction: str
-    input_image: Image.Image
-    output_images: tuple[Image.Image, Image.Image]
+    input_image: ImageRef
+    output_images: tuple[ImageRef, ImageRef]
     task_type: str
     dimension: str
 
@@ -89,10 +89,10 @@ def load_editreward_bench(data_dir: str | Path, max_pairs: int | None = None) ->
             EditRewardBenchPair(
                 keys=(str(keys[0]), str(keys[1])),
                 instruction=str(row["instruction"]),
-                input_image=decode_image_cell(row["input_image"], f"{where} input_image"),
+                input_image=image_cell_bytes(row["input_image"], f"{where} input_image"),
                 output_images=(
-                    decode_image_cell(outputs[0], f"{where} output_images[0]"),
-                    decode_image_cell(outputs[1], f"{where} output_images[1]"),
+                    image_cell_bytes(outputs[0], f"{where} output_images[0]"),
+                    image_cell_bytes(outputs[1], f"{where} output_images[1]"),
                 ),
                 task_type=str(row["task_type"]),
                 dimension=str(row["dimension"]),

@@ -12,9 +12,36 @@ from typing import Any
 import pyarrow.parquet as pq
 from PIL import Image
 
+#: An image kept undecoded until it is needed (benchmarks hold thousands): a PIL image, encoded bytes, or a file.
+ImageRef = Image.Image | bytes | Path
+
 
 class BenchmarkLayoutError(FileNotFoundError):
     """A benchmark directory or record does not have the public release's layout."""
+
+
+def load_image(ref: ImageRef, where: str) -> Image.Image:
+    """Decode an :data:`ImageRef` to RGB; errors name ``where``."""
+    if isinstance(ref, Image.Image):
+        return ref.convert("RGB")
+    if isinstance(ref, Path):
+        return open_image(ref, where)
+    return decode_image_cell(ref, where)
+
+
+def image_cell_bytes(cell: Any, where: str) -> bytes:
+    """The encoded bytes of a Hugging Face ``Image`` cell (``{"bytes": ..., "path": ...}``), undecoded."""
+    data = cell.get("bytes") if isinstance(cell, dict) else cell
+    if not isinstance(data, bytes | bytearray) or not data:
+        raise BenchmarkLayoutError(f"{where}: image cell has no embedded bytes")
+    return bytes(data)
+
+
+def existing_file(path: Path, where: str) -> Path:
+    """``path`` if it is a file, else an error naming it and the record."""
+    if not path.is_file():
+        raise BenchmarkLayoutError(f"{where}: image file not found: {path}")
+    return path
 
 
 def find_parquet_files(data_dir: str | Path, benchmark: str, expected: str) -> list[Path]:
@@ -44,9 +71,7 @@ def read_parquet_records(files: Sequence[Path], required: Sequence[str], benchma
 
 def decode_image_cell(cell: Any, where: str) -> Image.Image:
     """A Hugging Face ``Image`` cell (``{"bytes": ..., "path": ...}``) or raw bytes as an RGB PIL image."""
-    data = cell.get("bytes") if isinstance(cell, dict) else cell
-    if not isinstance(data, bytes | bytearray) or not data:
-        raise BenchmarkLayoutError(f"{where}: image cell has no embedded bytes")
+    data = image_cell_bytes(cell, where)
     try:
         image = Image.open(io.BytesIO(data))
         image.load()

@@ -20,7 +20,7 @@ from PIL import Image
 
 from editrl.config import ConfigError
 from reward.base import RewardModel
-from reward.benchmarks.files import BenchmarkLayoutError, open_image, read_json
+from reward.benchmarks.files import BenchmarkLayoutError, ImageRef, existing_file, open_image, read_json
 from reward.benchmarks.report import BenchmarkReport, GroupResult
 from reward.benchmarks.scoring import COMBINED_REWARD, ScoreTarget, check_score_field, score_targets
 
@@ -48,9 +48,9 @@ class MMRB2Pair:
 
     pair_id: str
     instruction: str
-    sources: list[Image.Image]
-    response_a: Image.Image
-    response_b: Image.Image
+    sources: list[Path]
+    response_a: Path
+    response_b: Path
     chosen: Literal["A", "B"]
 
 
@@ -124,9 +124,9 @@ def load_mmrb2_edit(data_dir: str | Path, max_pairs: int | None = None) -> list[
             MMRB2Pair(
                 pair_id=pair_id,
                 instruction="\n".join(prompt_texts),
-                sources=[open_image(root / p, where) for p in prompt_images],
-                response_a=open_image(root / a_images[0], where),
-                response_b=open_image(root / b_images[0], where),
+                sources=[existing_file(root / p, where) for p in prompt_images],
+                response_a=existing_file(root / a_images[0], where),
+                response_b=existing_file(root / b_images[0], where),
                 chosen=chosen,
             )
         )
@@ -139,7 +139,9 @@ def run_mmrb2(model: RewardModel, pairs: Sequence[MMRB2Pair], cfg: MMRB2Config) 
     check_score_field(model, cfg.score_field, "score_field")
     targets = []
     for p in pairs:
-        source = p.sources[0] if cfg.multi_image == "first" or len(p.sources) == 1 else concat_horizontally(p.sources)
+        source: ImageRef = p.sources[0]
+        if cfg.multi_image == "concat" and len(p.sources) > 1:
+            source = concat_horizontally([open_image(s, f"{BENCHMARK} pair {p.pair_id!r}") for s in p.sources])
         targets += [
             ScoreTarget(f"{p.pair_id}/A", source, p.response_a, p.instruction),
             ScoreTarget(f"{p.pair_id}/B", source, p.response_b, p.instruction),

@@ -6,10 +6,10 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from PIL import Image
 from tqdm import tqdm
 
 from reward.base import RewardModel
+from reward.benchmarks.files import ImageRef, load_image
 
 #: Name under which the reward model's combined scalar (``RewardScores.reward``) is exposed.
 COMBINED_REWARD = "reward"
@@ -17,11 +17,12 @@ COMBINED_REWARD = "reward"
 
 @dataclass
 class ScoreTarget:
-    """One edit to score; ``key`` identifies it (an edit shared by several pairs is scored once)."""
+    """One edit to score; ``key`` identifies it (an edit shared by several pairs is scored once).
+    Images stay undecoded until their batch is scored."""
 
     key: str
-    source: Image.Image
-    edit: Image.Image
+    source: ImageRef
+    edit: ImageRef
     instruction: str
 
 
@@ -39,7 +40,9 @@ def score_targets(model: RewardModel, targets: Sequence[ScoreTarget], batch_size
     out: dict[str, dict[str, float]] = {}
     for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=len(items) <= batch_size):
         batch = items[start : start + batch_size]
-        scores = model.score([t.source for t in batch], [t.edit for t in batch], [t.instruction for t in batch])
+        sources = [load_image(t.source, f"{desc} item {t.key!r} source") for t in batch]
+        edits = [load_image(t.edit, f"{desc} item {t.key!r} edit") for t in batch]
+        scores = model.score(sources, edits, [t.instruction for t in batch])
         mu, reward = scores.mu.detach().float().cpu(), scores.reward.detach().float().cpu()
         for i, t in enumerate(batch):
             row = {name: float(mu[i, d]) for d, name in enumerate(scores.dimensions)}

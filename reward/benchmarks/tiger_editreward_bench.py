@@ -1,9 +1,15 @@
 """TIGER-AI-Lab's EditReward-Bench: groups of 2, 3 or 4 candidate edits with a human ranking string.
 
-Layout (``EditReward_Bench_{2,3,4}pair.json`` in one directory): a JSON list of records
-``{"prompt", "path_src", "paths_generated": [...], "human_vote": {"ranking": "A>B" | "B>A" | "A=B=Good" |
-"A=B=Bad" | "C>A>B" | ...}}``; letters index ``paths_generated``; relative paths resolve against the JSON's
-directory. Protocol (TIGER's evaluation): strict ranking accuracy = a group is correct iff the model's scores
+Two layouts are read:
+- grouped JSON (``EditReward_Bench_{2,3,4}pair.json``, what TIGER's ``eval_bench.py`` reads): a JSON list of
+  records ``{"prompt", "path_src", "paths_generated": [...], "human_vote": {"ranking": "A>B" | "B>A" |
+  "A=B=Good" | "A=B=Bad" | "C>A>B" | ...}}``; letters index ``paths_generated``; relative paths resolve
+  against the JSON's directory;
+- the Hugging Face release (``TIGER-Lab/EditReward-Bench``, ``data/*.parquet``): one row per comparison with
+  ``id`` (``<group>_<n>``), ``instruction``, ``source_image``, ``candidate_1``, ``candidate_2``, ``ranking``
+  (``"A>B"``, ``"A=B"``, ...), ``dataset`` (``2pair``/``3pair``/``4pair``) and, for 3/4 candidates,
+  ``comparison_type`` (``"AvsC"``: candidate_1 is A, candidate_2 is C); groups are rebuilt from the id
+  prefix and their ranking from the pairwise preferences (which must form a strict order). Protocol (TIGER's evaluation): strict ranking accuracy = a group is correct iff the model's scores
 order all candidates exactly as the human ranking; a 2-candidate tie is correct iff |s_A - s_B| <= epsilon,
 with epsilon either given or calibrated as TIGER does (the threshold maximising 2-pair pairwise accuracy
 with ties). Pairwise accuracy is reported too (with ties for 2-pair, without for 3/4-pair).
@@ -17,11 +23,17 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from PIL import Image
-
 from editrl.config import ConfigError
 from reward.base import RewardModel
-from reward.benchmarks.files import BenchmarkLayoutError, open_image, read_json
+from reward.benchmarks.files import (
+    BenchmarkLayoutError,
+    ImageRef,
+    existing_file,
+    find_parquet_files,
+    image_cell_bytes,
+    read_json,
+    read_parquet_records,
+)
 from reward.benchmarks.report import BenchmarkReport, GroupResult
 from reward.benchmarks.scoring import COMBINED_REWARD, ScoreTarget, check_score_field, score_targets
 
@@ -32,7 +44,7 @@ SUBSET_FILES: dict[str, str] = {
     "4-pair": "EditReward_Bench_4pair.json",
 }
 TIE = "tie"
-_TIE_LABELS = frozenset({"A=B=Good", "A=B=Bad"})
+_TIE_LABELS = frozenset({"A=B=Good", "A=B=Bad", "A=B"})
 
 
 @dataclass
@@ -61,8 +73,8 @@ class CandidateGroup:
     subset: str
     index: int
     instruction: str
-    source: Image.Image
-    candidates: list[Image.Image]
+    source: ImageRef
+    candidates: list[ImageRef]
     ranking: tuple[int, ...] | str
 
 
@@ -123,12 +135,17 @@ def calibrate_tie_threshold(pairs: Sequence[tuple[int, float]]) -> float:
 
 
 def load_tiger_bench(data_dir: str | Path, max_groups_per_subset: int | None = None) -> list[CandidateGroup]:
-    """Read whichever of the three subset files exist (at least one must)."""
+    """Read the grouped JSON files if any exists, else the Hugging Face parquet release."""
     root = Path(data_dir)
     present = {name: root / fname for name, fname in SUBSET_FILES.items() if (root / fname).is_file()}
     if not present:
+        if root.is_dir() and any(root.rglob("*.parquet")):
+            return _load_hf_rows(root, max_groups_per_subset)
         expected = ", ".join(str(root / f) for f in SUBSET_FILES.values())
-        raise BenchmarkLayoutError(f"{BENCHMARK}: none of the subset files found; expected one or more of {expected}")
+        raise BenchmarkLayoutError(
+            f"{BENCHMARK}: no data under {root}; expected one or more of {expected}, "
+            "or the TIGER-Lab/EditReward-Bench parquet files (data/*.parquet)"
+        )
     groups: list[CandidateGroup] = []
     for subset, path in present.items():
         records = read_json(path, BENCHMARK, "a JSON list of records")
@@ -150,11 +167,88 @@ def load_tiger_bench(data_dir: str | Path, max_groups_per_subset: int | None = N
                     subset=subset,
                     index=i,
                     instruction=str(prompt),
-                    source=open_image(path.parent / src, where),
-                    candidates=[open_image(path.parent / g, where) for g in gens],
+                    source=existing_file(path.parent / src, where),
+                    candidates=[existing_file(path.parent / g, where) for g in gens],
                     ranking=parse_ranking(str(ranking), len(gens), where),
                 )
             )
+    return groups
+
+
+_HF_COLUMNS = ("id", "instruction", "source_image", "candidate_1", "candidate_2", "ranking", "dataset")
+
+
+def _pair_preference(ranking: str, first: str, second: str, where: str) -> int:
+    """+1 if ``first`` is preferred, -1 if ``second``, 0 for a tie, from a row's ranking string."""
+    text = ranking.strip()
+    if text.startswith(f"{first}={second}") or text.startswith(f"{second}={first}"):
+        return 0
+    if text in (f"{first}>{second}", f"{second}<{first}"):
+        return 1
+    if text in (f"{second}>{first}", f"{first}<{second}"):
+        return -1
+    raise BenchmarkLayoutError(f"{where}: ranking {ranking!r} does not compare {first} and {second}")
+
+
+def ranking_from_preferences(prefs: dict[tuple[str, str], int], letters: Sequence[str], where: str) -> tuple[int, ...] | str:
+    """The strict order implied by pairwise preferences (every pair present), or ``"tie"`` for a 2-way tie."""
+    if len(letters) == 2 and prefs.get((letters[0], letters[1])) == 0:
+        return TIE
+    wins = dict.fromkeys(letters, 0)
+    for a, b in combinations(letters, 2):
+        if (a, b) not in prefs:
+            raise BenchmarkLayoutError(f"{where}: no comparison of {a} and {b}")
+        if prefs[(a, b)] == 0:
+            raise BenchmarkLayoutError(f"{where}: a tie between {a} and {b} in a {len(letters)}-candidate group")
+        wins[a if prefs[(a, b)] > 0 else b] += 1
+    if sorted(wins.values()) != list(range(len(letters))):
+        raise BenchmarkLayoutError(f"{where}: pairwise preferences {prefs} do not form a strict ranking")
+    order = sorted(letters, key=lambda letter: -wins[letter])
+    return tuple(letters.index(letter) for letter in order)
+
+
+def _load_hf_rows(root: Path, max_groups_per_subset: int | None) -> list[CandidateGroup]:
+    files = find_parquet_files(root, BENCHMARK, "TIGER-Lab/EditReward-Bench parquet files with columns " + ", ".join(_HF_COLUMNS))
+    rows = read_parquet_records(files, _HF_COLUMNS, BENCHMARK)
+    by_group: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        subset = f"{str(row['dataset']).removesuffix('pair')}-pair"
+        if subset not in SUBSET_FILES:
+            raise BenchmarkLayoutError(f"{BENCHMARK} row {row['id']!r}: dataset {row['dataset']!r} is not 2pair/3pair/4pair")
+        group_id = str(row["id"]).split("_")[0]
+        by_group.setdefault((subset, group_id), []).append(row)
+    groups: list[CandidateGroup] = []
+    per_subset: dict[str, int] = {}
+    for (subset, group_id), members in by_group.items():
+        if max_groups_per_subset is not None and per_subset.get(subset, 0) >= max_groups_per_subset:
+            continue
+        where = f"{BENCHMARK} {subset} group {group_id!r}"
+        images: dict[str, bytes] = {}
+        prefs: dict[tuple[str, str], int] = {}
+        for row in members:
+            comparison = str(row.get("comparison_type") or "AvsB")
+            first, _, second = comparison.partition("vs")
+            if not first or not second:
+                raise BenchmarkLayoutError(f"{where}: comparison_type {comparison!r} is not like 'AvsC'")
+            images[first] = image_cell_bytes(row["candidate_1"], f"{where} candidate {first}")
+            images[second] = image_cell_bytes(row["candidate_2"], f"{where} candidate {second}")
+            pref = _pair_preference(str(row["ranking"]), first, second, f"{where} row {row['id']!r}")
+            prefs[(first, second)], prefs[(second, first)] = pref, -pref
+        letters = sorted(images)
+        expected = [chr(ord("A") + i) for i in range(int(subset[0]))]
+        if letters != expected:
+            raise BenchmarkLayoutError(f"{where}: candidates {letters}, expected {expected}")
+        per_subset[subset] = per_subset.get(subset, 0) + 1
+        groups.append(
+            CandidateGroup(
+                subset=subset,
+                index=len(groups),
+                instruction=str(members[0]["instruction"]),
+                source=image_cell_bytes(members[0]["source_image"], f"{where} source_image"),
+                candidates=[images[letter] for letter in letters],
+                ranking=ranking_from_preferences(prefs, letters, where),
+            )
+        )
     return groups
 
 
@@ -191,9 +285,10 @@ def run_tiger_bench(model: RewardModel, groups: Sequence[CandidateGroup], cfg: T
         elif any(label != 0 for label, _ in pairs):
             metrics["pairwise_accuracy"] = accuracy_without_ties(pairs)
         results.append(GroupResult(subset, len(members), 0, metrics))
+    overall_epsilon = calibrate_tie_threshold(all_pairs) if cfg.tie_threshold is None else epsilon
     overall = {
         "strict_accuracy": n_correct / len(groups),
-        "pairwise_accuracy": accuracy_with_ties(all_pairs, epsilon),
+        "pairwise_accuracy": accuracy_with_ties(all_pairs, overall_epsilon),
     }
     return BenchmarkReport(
         benchmark=BENCHMARK,
@@ -202,11 +297,16 @@ def run_tiger_bench(model: RewardModel, groups: Sequence[CandidateGroup], cfg: T
         overall=overall,
         aggregation=(
             "strict ranking accuracy per subset; overall = correct groups / all groups; pairwise accuracy with ties "
-            "(2-pair and overall) at the tie threshold, without ties for 3/4-pair"
+            "(2-pair and overall, each at its tie threshold), without ties for 3/4-pair"
         ),
         n_items=len(groups),
         n_failures=0,
-        settings={"score_field": cfg.score_field, "tie_threshold": epsilon, "tie_threshold_calibrated": cfg.tie_threshold is None},
+        settings={
+            "score_field": cfg.score_field,
+            "tie_threshold": epsilon,
+            "overall_pairwise_tie_threshold": overall_epsilon,
+            "tie_threshold_calibrated": cfg.tie_threshold is None,
+        },
         notes=[f"subset(s) absent: {[s for s in SUBSET_FILES if s not in {g.subset for g in groups}]}"]
         if len({g.subset for g in groups}) < len(SUBSET_FILES)
         else [],

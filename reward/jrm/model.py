@@ -31,7 +31,7 @@ from tqdm import tqdm
 from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
-from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_json
+from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_json, require_local_dir
 from reward.base import DEFAULT_DIMENSIONS, RewardScores
 from reward.jrm.head import HeadOutput, RewardHead
 from reward.jrm.loss import select_lm_targets
@@ -210,7 +210,7 @@ class JRM(nn.Module):
         seed: int = 0,
     ) -> JRM:
         """Start a JRM from a local Qwen3-VL checkpoint (e.g. Qwen3-VL-8B-Instruct) with a fresh head."""
-        path = _local_dir(qwen3_vl_dir)
+        path = require_local_dir(qwen3_vl_dir, "Qwen3-VL checkpoint")
         backbone = Qwen3VLForConditionalGeneration.from_pretrained(path, dtype=dtype).to(device)
         tokenizer = AutoTokenizer.from_pretrained(path)
         image_processor = Qwen2VLImageProcessorPil.from_pretrained(path)
@@ -221,7 +221,7 @@ class JRM(nn.Module):
         cls, path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
     ) -> JRM:
         """Load a directory written by :meth:`save_pretrained`; every weight must match by name and shape."""
-        root = _local_dir(path)
+        root = require_local_dir(path, "JRM checkpoint")
         for needed in (CONFIG_NAME, HEAD_NAME, "backbone", "processor"):
             if not (root / needed).exists():
                 raise FileNotFoundError(f"JRM checkpoint {root} lacks {needed}")
@@ -406,11 +406,3 @@ class JRM(nn.Module):
         finally:
             self.train(was_training)
         return results
-
-
-def _local_dir(path: str | Path) -> Path:
-    """A local directory (never a hub id); a clear error otherwise."""
-    root = Path(path)
-    if not root.is_dir():
-        raise FileNotFoundError(f"expected a local checkpoint directory, got {str(path)!r}")
-    return root

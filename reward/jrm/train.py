@@ -5,7 +5,8 @@ strided share, runs it in micro-batches of ``per_device_batch_size`` (gradient a
 are averaged across workers (an explicit all-reduce, i.e. data parallelism), clipped, and AdamW steps with a
 cosine schedule after a linear warmup. Rank 0 evaluates held-out pairwise accuracy every
 ``eval_every_steps``, logs to wandb, and writes checkpoints that resume exactly (model, optimizer, scheduler,
-sampler position, RNG states) with :mod:`editrl.io` (weights and optimizer tensors as safetensors). The final
+sampler position, RNG states) with :mod:`editrl.io` (weights and optimizer tensors as safetensors); every
+step's metrics are also appended to ``<output_dir>/train_log.jsonl``. The final
 model is saved with ``JRM.save_pretrained`` under ``<output_dir>/final`` so ``reward.registry`` can load it.
 
 :func:`train_jrm` launches the Ray job; :func:`run_worker` is the per-worker loop (also callable in-process
@@ -284,6 +285,7 @@ def run_worker(
     device = torch.device(device)
     out_dir = Path(cfg.output_dir)
     ckpt_dir = out_dir / "checkpoints"
+    out_dir.mkdir(parents=True, exist_ok=True)
     train_pairs, held_pairs, data_lines = load_training_data(cfg.data, cfg.seed)
     sampler = PairBatchSampler(len(train_pairs), cfg.global_batch_size, cfg.seed)
     total_steps = cfg.epochs * sampler.batches_per_epoch
@@ -295,6 +297,7 @@ def run_worker(
     torch.manual_seed(cfg.seed + rank)
     random.seed(cfg.seed + rank)
     model = build_model(JRMModelInit(checkpoint=str(resume_from / "model")) if resume_from else cfg.model)
+    model.config.alpha = cfg.alpha  # saved with the checkpoint: how this JRM was trained
     model.to(device)
     model.train()
     if cfg.gradient_checkpointing:
@@ -356,7 +359,7 @@ def run_worker(
             if not torch.isfinite(out.total):
                 raise FloatingPointError(f"non-finite loss at step {step} (records {[p.pair.record_id for p in loaded]})")
             (out.total / accumulation).backward()
-            sums["loss"] += float(out.total) / accumulation
+            sums["loss"] += float(out.total.detach()) / accumulation
             sums["rank"] += float(out.rank) / accumulation
             sums["lm"] += float(out.lm) / accumulation
         _all_reduce_mean_grads(params, world_size)
@@ -381,14 +384,17 @@ def run_worker(
             bar.set_postfix(acc=f"{metrics.get('eval/acc/overall', float('nan')):.3f}")
         if run is not None:
             run.log(metrics, step=step)
-        if report is not None and (step % cfg.eval_every_steps == 0 or step == total_steps):
-            report({"step": float(step), **metrics})
+        if is_main:
+            with (out_dir / "train_log.jsonl").open("a", encoding="utf-8") as log:
+                log.write(json.dumps({"step": step, **metrics}) + "\n")
         last_metrics = metrics
         if is_main and (step % cfg.checkpoint_every_steps == 0 or step == total_steps):
             save_checkpoint(
                 ckpt_dir, model, optimizer, scheduler, sampler, step, {"history": history, "wandb_id": wandb_id}
             )
             _prune(ckpt_dir, cfg.keep_checkpoints)
+        if report is not None and (step % cfg.eval_every_steps == 0 or step == total_steps):
+            report({"step": float(step), **metrics})
     bar.close()
     if not is_main:
         return {}

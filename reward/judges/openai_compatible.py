@@ -178,8 +178,8 @@ class OpenAICompatibleJudge:
             response = client.post(self._url, json=body)
         except httpx.TimeoutException:
             raise _RetryableError(f"timeout after {self.cfg.timeout_s}s") from None
-        except httpx.TransportError as exc:
-            raise _RetryableError(f"transport error: {type(exc).__name__}") from None
+        except httpx.RequestError as exc:
+            raise _RetryableError(f"request error: {type(exc).__name__}") from None
         if response.status_code in _RETRYABLE_STATUS:
             raise _RetryableError(f"HTTP {response.status_code}", _retry_after(response))
         if response.status_code != 200:

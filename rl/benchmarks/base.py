@@ -8,17 +8,22 @@ from typing import Protocol
 
 from PIL import Image
 
+from reward.benchmarks.files import ImageRef, load_image
 from reward.judges.base import JudgeAnswer, JudgeRequest
 
 
 @dataclass
 class EditItem:
-    """One benchmark sample: edit ``source`` by ``instruction``; ``group`` is its task group / edit type."""
+    """One benchmark sample: edit ``source`` by ``instruction``; ``group`` is its task group / edit type.
+    The source stays undecoded (bytes or a file) until :meth:`load_source`."""
 
     key: str
     group: str
     instruction: str
-    source: Image.Image
+    source: ImageRef
+
+    def load_source(self) -> Image.Image:
+        return load_image(self.source, f"item {self.key!r} source")
 
 
 class PolicyBenchmark(Protocol):

@@ -17,8 +17,8 @@ from PIL import Image
 
 from reward.benchmarks.files import (
     BenchmarkLayoutError,
-    decode_image_cell,
     find_parquet_files,
+    image_cell_bytes,
     read_parquet_records,
 )
 from reward.judges.base import JudgeAnswer, JudgeRequest
@@ -59,7 +59,7 @@ def load_gedit_bench(data_dir: str | Path, language: str = "en", max_items_per_g
         if max_items_per_group is not None and per_group.get(group, 0) >= max_items_per_group:
             continue
         per_group[group] = per_group.get(group, 0) + 1
-        items.append(EditItem(str(row["key"]), group, str(row["instruction"]), decode_image_cell(row["input_image"], where)))
+        items.append(EditItem(str(row["key"]), group, str(row["instruction"]), image_cell_bytes(row["input_image"], where)))
     if not items:
         raise BenchmarkLayoutError(f"gedit: no samples with instruction_language == {language!r} under {data_dir}")
     return items
@@ -74,9 +74,10 @@ class GEditBenchmark:
     aggregation = "VIEScore SC/PQ/O (0-10) per item, averaged per task group, then over groups"
 
     def requests(self, item: EditItem, edited: Image.Image) -> list[JudgeRequest]:
-        edit = edited.convert("RGB").resize(item.source.size)
+        source = item.load_source()
+        edit = edited.convert("RGB").resize(source.size)
         return [
-            JudgeRequest(f"{item.key}/SC", semantic_consistency_prompt(item.instruction), [item.source, edit], VIESCORE_FORMAT),
+            JudgeRequest(f"{item.key}/SC", semantic_consistency_prompt(item.instruction), [source, edit], VIESCORE_FORMAT),
             JudgeRequest(f"{item.key}/PQ", perceptual_quality_prompt(), [edit], VIESCORE_FORMAT),
         ]
 

@@ -58,6 +58,7 @@ class PolicyBenchmarkHook:
         outcome = evaluate_policy(
             policy, self.bench, self.items, self.judge,
             seed=self.seed, batch_size=self.batch_size, edit_kwargs=self.edit_kwargs, settings={"step": step},
+            keep_edits=self.num_images,
         )
         report = outcome.report
         metrics = {f"{self.name}/{m}": v for m, v in report.overall.items()}

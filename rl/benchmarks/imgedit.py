@@ -14,7 +14,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from reward.benchmarks.files import BenchmarkLayoutError, open_image, read_json
+from reward.benchmarks.files import BenchmarkLayoutError, existing_file, read_json
 from reward.benchmarks.report import mean
 from reward.judges.base import JudgeAnswer, JudgeRequest
 from reward.judges.prompts.imgedit import (
@@ -63,7 +63,7 @@ def load_imgedit_bench(data_dir: str | Path, max_items_per_group: int | None = N
         if max_items_per_group is not None and per_group.get(rec["edit_type"], 0) >= max_items_per_group:
             continue
         per_group[rec["edit_type"]] = per_group.get(rec["edit_type"], 0) + 1
-        items.append(EditItem(str(key), rec["edit_type"], str(rec["prompt"]), open_image(image_root / rec["id"], where)))
+        items.append(EditItem(str(key), rec["edit_type"], str(rec["prompt"]), existing_file(image_root / rec["id"], where)))
     return items
 
 
@@ -95,7 +95,7 @@ class ImgEditBenchmark:
 
     def requests(self, item: EditItem, edited: Image.Image) -> list[JudgeRequest]:
         prompt = imgedit_prompt(self.prompts[item.group], item.instruction)
-        return [JudgeRequest(f"{item.key}/judge", prompt, [item.source, edited.convert("RGB")], IMGEDIT_FORMAT)]
+        return [JudgeRequest(f"{item.key}/judge", prompt, [item.load_source(), edited.convert("RGB")], IMGEDIT_FORMAT)]
 
     def item_metrics(self, item: EditItem, answers: Sequence[JudgeAnswer]) -> dict[str, float]:
         (answer,) = answers

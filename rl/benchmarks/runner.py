@@ -1,7 +1,9 @@
-"""Runs a policy benchmark: ODE edits with the policy, one batched call to the judge, per-group aggregation.
+"""Runs a policy benchmark: ODE edits with the policy, the judge's questions, per-group aggregation.
 
-Failures (a judge that never answered validly) exclude the item and are counted per group; they are never
-scored as zero. Edits can be saved (and reused on a rerun) so that re-judging does not re-edit.
+Items go through in chunks (edit the chunk, then one judge call for all its questions, which the judge runs
+concurrently), so memory stays bounded on the full benchmarks. Failures (a judge that never answered validly)
+exclude the item and are counted per group; they are never scored as zero. Edits can be saved (and reused on
+a rerun) so that re-judging does not re-edit.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ class ItemOutcome:
 
 @dataclass
 class PolicyEvalOutcome:
-    """The report, per-item outcomes (for the JSON) and the edits (for logging samples)."""
+    """The report, per-item outcomes (for the JSON) and the edits of the first ``keep_edits`` items (samples)."""
 
     report: BenchmarkReport
     items: list[ItemOutcome]
@@ -71,7 +73,7 @@ def generate_edits(
     for start in tqdm(range(0, len(todo), batch_size), desc=desc, disable=len(todo) <= batch_size):
         batch = todo[start : start + batch_size]
         try:
-            images = policy.edit([it.source for it in batch], [it.instruction for it in batch], seed=seed, **edit_kwargs)
+            images = policy.edit([it.load_source() for it in batch], [it.instruction for it in batch], seed=seed, **edit_kwargs)
         except TypeError as exc:
             if edit_kwargs and "unexpected keyword" in str(exc):
                 raise TypeError(f"the policy's edit() does not accept an edit setting from the config ({exc})") from None
@@ -153,13 +155,24 @@ def evaluate_policy(
     edits_dir: Path | None = None,
     reuse_edits: bool = False,
     settings: dict[str, Any] | None = None,
+    chunk_size: int = 64,
+    keep_edits: int = 8,
 ) -> PolicyEvalOutcome:
-    """Edit every item, judge every edit, aggregate."""
-    edits = generate_edits(
-        policy, items, seed=seed, batch_size=batch_size, edit_kwargs=edit_kwargs or {},
-        edits_dir=edits_dir, reuse_edits=reuse_edits, desc=f"{bench.name} edits",
-    )
-    outcomes = judge_edits(bench, items, edits, judge)
+    """Edit every item, judge every edit (``chunk_size`` items at a time), aggregate."""
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    outcomes: list[ItemOutcome] = []
+    kept: dict[str, Image.Image] = {}
+    chunks = range(0, len(items), chunk_size)
+    for start in tqdm(chunks, desc=bench.name, disable=len(chunks) < 2):
+        chunk = items[start : start + chunk_size]
+        edits = generate_edits(
+            policy, chunk, seed=seed, batch_size=batch_size, edit_kwargs=edit_kwargs or {},
+            edits_dir=edits_dir, reuse_edits=reuse_edits, desc=f"{bench.name} edits",
+        )
+        outcomes += judge_edits(bench, chunk, edits, judge)
+        for item in chunk[: max(0, keep_edits - len(kept))]:
+            kept[item.key] = edits[item.key]
     all_settings = {"judge": getattr(judge, "name", type(judge).__name__), "seed": seed, "edit": edit_kwargs or {}}
     all_settings.update(settings or {})
-    return PolicyEvalOutcome(aggregate(bench, outcomes, all_settings), outcomes, edits)
+    return PolicyEvalOutcome(aggregate(bench, outcomes, all_settings), outcomes, kept)

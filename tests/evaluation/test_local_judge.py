@@ -30,7 +30,7 @@ class _ScriptedGenerator(torch.nn.Module):
     def __init__(self, tokenizer, answers):
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(1))
-        self.dtype = torch.float32
+        self.dtype, self.device = torch.float32, torch.device("cpu")
         self.tokenizer, self.answers, self.sampled = tokenizer, list(answers), []
 
     def generate(self, input_ids, do_sample, max_new_tokens, temperature=None, **_):

@@ -141,3 +141,18 @@ def test_eval_hook_on_a_fixed_subset(gedit_dir):
     assert result.n_items == 2 and len(result.images) == 1
     assert "gedit/O" in result.metrics and "gedit/SC/background_change" in result.metrics
     assert result.metrics["gedit/failures"] == float(result.n_failures)
+
+
+def test_eval_hook_with_the_tiny_omnigen2_pipeline(imgedit_dir):
+    tiny = pytest.importorskip("policies.omnigen2.tiny")
+    prompts, _ = resolve_imgedit_prompts("builtin", imgedit_dir)
+    items = fixed_subset(load_imgedit_bench(imgedit_dir), per_group=1, seed=0)
+    judge = ScriptedJudge(lambda r: "Brief reasoning: ok\nA: 3\nB: 2\nC: 1")
+    hook = PolicyBenchmarkHook(
+        "imgedit", ImgEditBenchmark(prompts), items, judge, every_n_steps=1, num_images=2,
+        edit_kwargs={"num_inference_steps": 2, "height": 16, "width": 16},
+    )
+    result = hook(tiny.build_tiny_pipeline(seed=0), step=0)
+    assert result.metrics["imgedit/score"] == pytest.approx(2.0) and result.n_failures == 0
+    assert [im.size for _, im in result.images] == [(16, 16), (16, 16)]
+    assert len(judge.seen) == 3 and all(len(r.images) == 2 for r in judge.seen)

@@ -153,3 +153,38 @@ def test_mmrb2_accuracy_over_all_judgements(mmrb2_dir):
     assert acc == pytest.approx({"single": 2 / 6, "multi": 1.0})
     assert report.overall["accuracy"] == pytest.approx(4 / 8)
     assert (32, 12) in model.source_sizes  # two inputs side by side at the first one's height (8x6 -> 16x12)
+
+
+def _hf_row(rid, dataset, a, b, ranking, comparison=None):
+    from tests.evaluation.fixtures import png_cell
+
+    row = {"id": rid, "instruction": "edit", "source_image": png_cell(solid(5), "s.png"), "candidate_1": png_cell(solid(a), "1.png"),
+           "candidate_2": png_cell(solid(b), "2.png"), "ranking": ranking, "dataset": dataset}
+    row["comparison_type"] = comparison
+    return row
+
+
+def test_tiger_hugging_face_layout_rebuilds_groups(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [
+        _hf_row("g1_0", "2pair", 200, 100, "A>B"),
+        _hf_row("g2_0", "2pair", 100, 100, "A=B"),
+        _hf_row("h1_0", "3pair", 150, 100, "A>B", "AvsB"),
+        _hf_row("h1_1", "3pair", 150, 200, "C>A", "AvsC"),
+        _hf_row("h1_2", "3pair", 100, 200, "C>B", "BvsC"),
+    ]
+    (tmp_path / "data").mkdir()
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data" / "test-00000-of-00001.parquet")
+    groups = load_tiger_bench(tmp_path)
+    assert [(g.subset, g.ranking, len(g.candidates)) for g in groups] == [
+        ("2-pair", (0, 1), 2), ("2-pair", "tie", 2), ("3-pair", (2, 0, 1), 3),
+    ]
+    report = run_tiger_bench(BrightnessReward(), groups, TigerBenchConfig(tie_threshold=0.0))
+    assert report.overall["strict_accuracy"] == 1.0  # A>B right, exact tie within 0, C>A>B right
+
+    cyclic = rows[:4] + [_hf_row("h1_2", "3pair", 100, 200, "B>C", "BvsC")]  # A>B, C>A, B>C
+    pq.write_table(pa.Table.from_pylist(cyclic), tmp_path / "data" / "test-00000-of-00001.parquet")
+    with pytest.raises(FileNotFoundError, match="h1.*strict ranking"):
+        load_tiger_bench(tmp_path)

@@ -112,3 +112,27 @@ def test_edit_inputs_are_checked_before_any_work():
     image = Image.new("RGB", (16, 16))
     with pytest.raises(ValueError, match="at most 5"):
         pipeline.edit([[image] * 6], ["too many"])
+
+
+def test_reads_a_diffusers_layout_lora_file(tmp_path):
+    from diffusers.loaders.lora_base import LoraBaseMixin, _pack_dict_with_prefix
+
+    source = build_tiny_pipeline()
+    source.add_lora(rank=4, alpha=8)
+    _randomise_lora(source)
+    tensors = source.adapter_state_dict()
+    metadata = {"r": 4, "lora_alpha": 8, "target_modules": ["to_q", "to_k", "to_v", "to_out.0"]}
+    LoraBaseMixin.write_lora_layers(
+        state_dict=_pack_dict_with_prefix(tensors, "transformer"),
+        save_directory=str(tmp_path),
+        is_main_process=True,
+        weight_name="pytorch_lora_weights.safetensors",
+        save_function=None,
+        safe_serialization=True,
+        lora_adapter_metadata=_pack_dict_with_prefix(metadata, "transformer"),
+    )
+    fresh = build_tiny_pipeline()
+    fresh.load_lora(tmp_path)
+    assert (fresh.lora_config.r, fresh.lora_config.lora_alpha) == (4, 8.0)
+    loaded = fresh.adapter_state_dict()
+    assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)

@@ -57,3 +57,17 @@ def test_rejects_backward_steps():
     x = torch.zeros(1, 1, 1, 1)
     with pytest.raises(ValueError, match="t < t'"):
         sde_step_with_logprob(x, 0.5, 0.5, x, 0.9)
+
+
+def test_agrees_with_flow_grpo_sd3_form_under_the_change_of_convention():
+    # SD3 convention: s = 1 - t (noise level), velocity u = -v, ds = -(t' - t); Flow-GRPO's step there:
+    # std = c*sqrt(s/(1-s)); mean = x*(1 + std^2/(2s)*ds) + u*(1 + std^2*(1-s)/(2s))*ds
+    generator = torch.Generator().manual_seed(3)
+    x, v = torch.randn(3, 2, 4, 4, generator=generator), torch.randn(3, 2, 4, 4, generator=generator)
+    t, t_next, c = torch.tensor([0.1, 0.4, 0.8]), torch.tensor([0.3, 0.5, 0.95]), 0.7
+    s, ds = (1 - t).view(-1, 1, 1, 1), (t - t_next).view(-1, 1, 1, 1)
+    std_sd3 = c * torch.sqrt(s / (1 - s))
+    mean_sd3 = x * (1 + std_sd3**2 / (2 * s) * ds) + (-v) * (1 + std_sd3**2 * (1 - s) / (2 * s)) * ds
+    out = sde_step_with_logprob(v, t, t_next, x, c)
+    assert torch.allclose(out.mean, mean_sd3, atol=1e-5)
+    assert torch.allclose(out.std, (std_sd3 * torch.sqrt(-ds)).flatten(), atol=1e-6)

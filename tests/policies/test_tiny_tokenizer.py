@@ -16,7 +16,7 @@ def test_deterministic_and_special_tokens_are_single_ids():
     assert first.decode(first(text)["input_ids"]) == text
 
 
-def test_chat_template_places_image_placeholder_and_roles(tmp_path):
+def test_chat_template_places_image_slot_and_roles(tmp_path):
     tok = build_tiny_qwen_tokenizer()
     messages = [
         {"role": "system", "content": "Sys prompt."},

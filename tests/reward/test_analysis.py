@@ -55,3 +55,21 @@ def test_bad_input_and_report_files(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads(json_path.read_text())
     assert saved["alpha=0"]["effective_rank"] == pytest.approx(stats["alpha=0"].effective_rank)
+
+
+def test_compare_checkpoints_collects_h_of_each_jrm(tmp_path):
+    from PIL import Image
+
+    from reward.jrm.analysis import compare_checkpoints, jrm_feature_fn
+    from reward.jrm.model import JRM
+
+    models = {"alpha=0": JRM.build_tiny(seed=0), "alpha=0.7": JRM.build_tiny(seed=1)}
+    for name, model in models.items():
+        model.save_pretrained(tmp_path / name)
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (200, 200, 0), (0, 90, 200)]
+    samples = [(Image.new("RGB", (32, 32), (90, 90, 90)), Image.new("RGB", (32, 32), c), f"paint it {i}") for i, c in enumerate(colours)]
+    stats = compare_checkpoints({n: tmp_path / n for n in models}, samples, tmp_path / "report", batch_size=2)
+    h = collect_features(jrm_feature_fn(models["alpha=0"]), samples, batch_size=5)
+    assert h.shape == (5, models["alpha=0"].backbone.config.text_config.hidden_size)
+    assert stats["alpha=0"].singular_values.tolist() == pytest.approx(spectrum_stats(h).singular_values.tolist(), rel=1e-4)
+    assert (tmp_path / "report" / "spectra.png").is_file()

@@ -76,7 +76,7 @@ def test_save_load_round_trip_is_exact_and_strict(jrm, tmp_path):
     cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "mystery": 1}))
     with pytest.raises(ValueError, match="mystery"):
         JRM.from_pretrained(tmp_path / "ckpt")
-    with pytest.raises(FileNotFoundError, match="local checkpoint directory"):
+    with pytest.raises(FileNotFoundError, match="local JRM checkpoint directory"):
         JRM.from_pretrained("org/some-hub-id")
 
 

@@ -1,0 +1,225 @@
+"""Cost of scoring a batch of edits: JRM's one forward vs generative scoring vs EditReward's two passes.
+
+One small random Qwen3-VL config (the same for all three), batch 8, in one run with interleaved repeats:
+
+- ``jrm``: ``JRM.score`` - one batched forward whose input ends at ``<|reward|>``;
+- ``generative``: the same backbone generates the JSON rationale after the evaluation prompt, forced to
+  ``min_new_tokens = max_new_tokens = 128`` (greedy, KV cache), then a score is parsed from the text;
+- ``two_pass``: ``EditRewardModel.score`` - EditReward's published scheme, two forwards with its two prompts.
+
+Memory: peak resident-set growth (RSS sampled every millisecond from /proc/self/statm by a background thread
+during one call, minus RSS just before it), per method. tracemalloc would miss torch's tensor memory.
+Run: ``python -m bench.reward_speed``; writes ``runs/bench/reward_speed.json``.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import Qwen3VLForConditionalGeneration
+
+from editrl.io import atomic_write_json
+from editrl.tiny_qwen_vl import build_tiny_qwen3_vl
+from reward.editreward import EDITREWARD_TOKEN, EditRewardModel
+from reward.jrm.model import JRM, JRMConfig
+from reward.jrm.prompts import evaluation_prompt
+from reward.qwen_vl_inputs import ChatSample, build_vl_batch
+
+OUTPUT = Path("runs/bench/reward_speed.json")
+GENERATED_TOKENS = 128
+
+
+def _images(batch: int, side: int) -> tuple[list[Image.Image], list[Image.Image], list[str]]:
+    gen = torch.Generator().manual_seed(0)
+
+    def noise() -> Image.Image:
+        pixels = torch.randint(0, 256, (side, side, 3), generator=gen, dtype=torch.uint8)
+        return Image.fromarray(pixels.numpy())
+
+    sources = [noise() for _ in range(batch)]
+    edits = [noise() for _ in range(batch)]
+    instructions = [f"replace object {i} with a red wooden chair and keep the background" for i in range(batch)]
+    return sources, edits, instructions
+
+
+class _PeakRSS:
+    """Peak RSS growth (bytes) during a ``with`` block, sampled every millisecond."""
+
+    def __enter__(self) -> _PeakRSS:
+        gc.collect()
+        self.baseline = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(0.001)
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def delta_mib(self) -> float:
+        return (self.peak - self.baseline) / 2**20
+
+
+def _generative_scorer(jrm: JRM, sources, edits, instructions) -> Callable[[], list[float | None]]:
+    """Greedy generation of >= 128 tokens after the evaluation prompt, then a score parsed from the text."""
+    samples = [
+        ChatSample(
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image"},
+                        {"type": "image"},
+                        {"type": "text", "text": evaluation_prompt(ins) + ' Also give "score": 1-4.'},
+                    ],
+                }
+            ],
+            images=[src, ed],
+        )
+        for src, ed, ins in zip(sources, edits, instructions)
+    ]
+
+    @torch.no_grad()
+    def run() -> list[float | None]:
+        batch = build_vl_batch(jrm.tokenizer, jrm.image_processor, samples, padding_side="left")
+        out = jrm.backbone.generate(
+            **batch.model_inputs(),
+            min_new_tokens=GENERATED_TOKENS,
+            max_new_tokens=GENERATED_TOKENS,
+            do_sample=False,
+            pad_token_id=jrm.tokenizer.pad_token_id,
+        )
+        if out.shape[1] - batch.input_ids.shape[1] != GENERATED_TOKENS:
+            raise RuntimeError("generation did not produce the forced number of tokens")
+        texts = jrm.tokenizer.batch_decode(out[:, batch.input_ids.shape[1] :], skip_special_tokens=True)
+        found = [re.search(r'"score"\s*:\s*([1-4](?:\.\d+)?)', t) for t in texts]
+        return [float(m.group(1)) if m else None for m in found]
+
+    return run
+
+
+def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each function, rotating the order every repeat."""
+    names = list(fns)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            start = time.perf_counter()
+            fns[name]()
+            times[name].append(time.perf_counter() - start)
+    return {n: statistics.median(t) for n, t in times.items()}
+
+
+def measure(repeats: int, batch: int, side: int, hidden_size: int, num_layers: int) -> dict:
+    """Time and memory of the three scorers on one backbone size."""
+    pixels = side * side
+    jrm_parts = build_tiny_qwen3_vl(hidden_size=hidden_size, num_layers=num_layers, vision_hidden_size=128)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        backbone = Qwen3VLForConditionalGeneration(jrm_parts.config)
+    jrm = JRM(
+        backbone,
+        jrm_parts.tokenizer,
+        jrm_parts.image_processor,
+        JRMConfig(head_mlp_size=1024, min_pixels=pixels, max_pixels=pixels, batch_size=batch),
+    ).eval()
+    er_parts = build_tiny_qwen3_vl(
+        extra_special_tokens=(EDITREWARD_TOKEN,), hidden_size=hidden_size, num_layers=num_layers, vision_hidden_size=128
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        editreward = EditRewardModel(
+            er_parts.config, er_parts.tokenizer, er_parts.image_processor, batch_size=batch, pixels=pixels
+        ).eval()
+
+    sources, edits, instructions = _images(batch, side)
+    generative = _generative_scorer(jrm, sources, edits, instructions)
+    fns: dict[str, Callable[[], object]] = {
+        "jrm": lambda: jrm.score(sources, edits, instructions),
+        "generative": generative,
+        "two_pass": lambda: editreward.score(sources, edits, instructions),
+    }
+    for fn in fns.values():  # warm-up
+        fn()
+    seconds = _interleaved(fns, repeats)
+    memory = {}
+    for name, fn in fns.items():
+        with _PeakRSS() as rss:
+            fn()
+        memory[name] = rss.delta_mib
+    scoring = jrm.scoring_inputs(sources, edits, instructions)
+    parsed = sum(s is not None for s in generative())
+    return {
+        "hidden_size": hidden_size,
+        "num_layers": num_layers,
+        "jrm_tokens_per_sequence": int(scoring.attention_mask.sum(dim=1).float().mean()),
+        "image_tokens_per_sequence": int(scoring.mm_token_type_ids.sum(dim=1).float().mean()),
+        "seconds_per_batch": seconds,
+        "speedup_jrm_vs_generative": seconds["generative"] / seconds["jrm"],
+        "speedup_jrm_vs_two_pass": seconds["two_pass"] / seconds["jrm"],
+        "peak_rss_delta_mib": memory,
+        "generative_scores_parsed": f"{parsed}/{batch} (random weights: parsing is expected to fail)",
+    }
+
+
+def main(repeats: int = 3, batch: int = 8, side: int = 128, sizes: tuple[tuple[int, int], ...] = ((256, 4), (64, 2))) -> dict:
+    """Measure every backbone size in ``sizes`` (hidden, layers); the first is the headline figure."""
+    torch.set_num_threads(1)
+    runs = [measure(repeats, batch, side, hidden, layers) for hidden, layers in sizes]
+    result = {
+        "config": {
+            "backbone": "Qwen3-VL (random init), local tiny BPE tokenizer",
+            "vision_hidden_size": 128,
+            "batch": batch,
+            "image_side": side,
+            "repeats": repeats,
+            "generated_tokens": GENERATED_TOKENS,
+            "torch_threads": 1,
+            "device": "cpu",
+        },
+        "headline": runs[0],
+        "sizes": runs,
+        "targets": {"vs_generative": 20.0, "vs_two_pass": 1.8},
+        "memory_method": "peak RSS (sampled every 1 ms from /proc/self/statm) minus RSS before one call",
+    }
+    OUTPUT.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(OUTPUT, result)
+    print(f"reward scoring, batch {batch}, {side}px images, CPU, 1 thread, median of {repeats}")
+    for run in runs:
+        print(
+            f" Qwen3-VL h={run['hidden_size']} L={run['num_layers']}: {run['jrm_tokens_per_sequence']} tokens/sequence "
+            f"({run['image_tokens_per_sequence']} image)"
+        )
+        for name, sec in run["seconds_per_batch"].items():
+            print(f"  {name:<11} {sec * 1000:9.1f} ms/batch   peak RSS +{run['peak_rss_delta_mib'][name]:7.1f} MiB")
+        print(
+            f"  JRM is {run['speedup_jrm_vs_generative']:.1f}x faster than generative (target >= 20x), "
+            f"{run['speedup_jrm_vs_two_pass']:.2f}x faster than two-pass (target >= 1.8x)"
+        )
+    print(f"  wrote {OUTPUT}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

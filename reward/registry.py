@@ -1,0 +1,139 @@
+"""Build a reward model from a structured config; other packages register more kinds on an explicit registry.
+
+Built-in kinds: ``jrm`` (the joint model), ``jrm_alpha0`` (the same architecture trained with alpha = 0, the
+paper's discriminative baseline; loading is identical, the kind records which one is meant and checks the
+checkpoint's alpha), ``editreward``. ``checkpoint: null`` builds a tiny random model (tests, toy world).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+
+import torch
+
+from editrl.config import ConfigError
+from reward.base import RewardModel
+from reward.editreward import EditRewardModel
+from reward.jrm.model import COMBINE_MODES, JRM, combine_dimensions
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class RewardModelConfig:
+    """Which reward model to build and where it runs.
+
+    kind:           a registered kind ("jrm", "jrm_alpha0", "editreward", or one registered later).
+    checkpoint:     local directory, or null for a tiny random model.
+    base_model:     EditReward only: local Qwen-VL directory with config/tokenizer/processor, if the
+                    checkpoint directory lacks them.
+    device, dtype:  where and in which precision the backbone runs ("float32", "bfloat16", "float16").
+    batch_size:     edits per forward.
+    combine:        how per-dimension means become the scalar reward ("mean", "sum" or a dimension name;
+                    JRM only, EditReward always uses its published mean).
+    seed:           seed of a tiny random model.
+    """
+
+    kind: str = "jrm"
+    checkpoint: str | None = None
+    base_model: str | None = None
+    device: str = "cpu"
+    dtype: str = "float32"
+    batch_size: int = 8
+    combine: str = "mean"
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.kind:
+            raise ConfigError("kind: must name a reward model kind")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype: must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if not self.combine:
+            raise ConfigError(f"combine: must be one of {COMBINE_MODES} or a dimension name")
+
+
+RewardFactory = Callable[[RewardModelConfig], RewardModel]
+
+
+class RewardRegistry:
+    """Kinds -> factories. Copy with :meth:`extended` to add kinds without touching a shared instance."""
+
+    def __init__(self, factories: dict[str, RewardFactory] | None = None) -> None:
+        self._factories = dict(factories or {})
+
+    @property
+    def kinds(self) -> MappingProxyType[str, RewardFactory]:
+        return MappingProxyType(self._factories)
+
+    def register(self, kind: str, factory: RewardFactory) -> None:
+        """Add a kind; re-registering an existing kind is an error (no silent override)."""
+        if kind in self._factories:
+            raise ValueError(f"reward kind {kind!r} is already registered")
+        self._factories[kind] = factory
+
+    def extended(self, **factories: RewardFactory) -> RewardRegistry:
+        """A new registry with these kinds added."""
+        out = RewardRegistry(self._factories)
+        for kind, factory in factories.items():
+            out.register(kind, factory)
+        return out
+
+    def build(self, cfg: RewardModelConfig) -> RewardModel:
+        if cfg.kind not in self._factories:
+            raise ConfigError(f"kind: unknown reward model kind {cfg.kind!r}; known: {sorted(self._factories)}")
+        return self._factories[cfg.kind](cfg)
+
+
+def _build_jrm(cfg: RewardModelConfig, expect_alpha_zero: bool) -> JRM:
+    dtype = DTYPES[cfg.dtype]
+    if cfg.checkpoint is None:
+        model = JRM.build_tiny(seed=cfg.seed)
+        if expect_alpha_zero:
+            model.config.alpha = 0.0
+        model.backbone.to(device=cfg.device, dtype=dtype)
+        model.head.to(device=cfg.device)
+    else:
+        model = JRM.from_pretrained(cfg.checkpoint, device=cfg.device, dtype=dtype)
+        if expect_alpha_zero and model.config.alpha != 0.0:
+            raise ConfigError(f"kind: 'jrm_alpha0' but {cfg.checkpoint} was trained with alpha={model.config.alpha}")
+    try:
+        combine_dimensions(torch.zeros(1, len(model.dimensions)), model.dimensions, cfg.combine)
+    except ValueError as exc:
+        raise ConfigError(f"combine: {exc}") from None
+    model.config.combine = cfg.combine
+    model.config.batch_size = cfg.batch_size
+    return model.eval()
+
+
+def _build_editreward(cfg: RewardModelConfig) -> EditRewardModel:
+    dtype = DTYPES[cfg.dtype]
+    if cfg.checkpoint is None:
+        model = EditRewardModel.build_tiny(seed=cfg.seed)
+        model.backbone.to(device=cfg.device, dtype=dtype)
+        model.rm_heads.to(device=cfg.device)
+        model.batch_size = cfg.batch_size
+    else:
+        model = EditRewardModel.from_pretrained(
+            cfg.checkpoint, cfg.base_model, device=cfg.device, dtype=dtype, batch_size=cfg.batch_size
+        )
+    return model.eval()
+
+
+def default_registry() -> RewardRegistry:
+    """A fresh registry with the built-in kinds (each call returns a new, independent object)."""
+    return RewardRegistry(
+        {
+            "jrm": lambda cfg: _build_jrm(cfg, expect_alpha_zero=False),
+            "jrm_alpha0": lambda cfg: _build_jrm(cfg, expect_alpha_zero=True),
+            "editreward": _build_editreward,
+        }
+    )
+
+
+def build_reward_model(cfg: RewardModelConfig, registry: RewardRegistry | None = None) -> RewardModel:
+    """The reward model ``cfg`` names, from ``registry`` (default: the built-in kinds)."""
+    return (registry or default_registry()).build(cfg)

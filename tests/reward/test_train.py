@@ -1,0 +1,148 @@
+"""JRM training: schedule, config checks, exact resume, and a short Ray Train run that learns a synthetic task."""
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from editrl.config import ConfigError, load_config
+from reward.jrm.data import load_images, load_preference_pairs, split_pairs
+from reward.jrm.model import JRM
+from reward.jrm.train import JRMTrainConfig, lr_factor, pairwise_accuracy, run_worker, train_jrm
+from reward.jrm.train_config import JRMDataConfig, JRMModelInit
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def make_colour_pairs(root: Path, n: int, seed: int = 0, rationales: bool = False) -> Path:
+    """Pairs where the instruction says which colour wins: "make the square red" prefers the red edit, "...blue"
+    the blue one. A model that ignores the instruction cannot beat the majority-target fraction."""
+    rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        target = "red" if i % 2 == 0 else "blue"
+        red = (195 + rng.randint(0, 60), rng.randint(0, 60), rng.randint(0, 60))
+        blue = (rng.randint(0, 60), rng.randint(0, 60), 195 + rng.randint(0, 60))
+        good, bad = (red, blue) if target == "red" else (blue, red)
+        for name, colour in (("src", (128, 128, 128)), ("good", good), ("bad", bad)):
+            Image.new("RGB", (32, 32), colour).save(root / f"{i}_{name}.png")
+        rec = {
+            "id": f"p{i}",
+            "prompt": f"make the square {target}",
+            "path_src": f"{i}_src.png",
+            "path1": f"{i}_good.png",
+            "path2": f"{i}_bad.png",
+            "model1_dim1_score": 4,
+            "model1_dim2_score": 3,
+            "model1_overall_score": 7,
+            "model2_dim1_score": 1,
+            "model2_dim2_score": 3,
+            "model2_overall_score": 4,
+            "tie_case": False,
+        }
+        if rationales:
+            rec["rationale1"] = json.dumps({"visual_quality": {"reasoning": f"the square is {target}"}})
+            rec["rationale2"] = json.dumps({"visual_quality": {"reasoning": "the colour is wrong"}})
+        lines.append(json.dumps(rec))
+    path = root / "pairs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _cfg(pairs: Path, out: Path, **over) -> JRMTrainConfig:
+    base = dict(
+        model=JRMModelInit(tiny=True),
+        data=JRMDataConfig(train_pairs=str(pairs), held_out_fraction=0.25, max_pixels=1024, image_check="exists"),
+        output_dir=str(out),
+        alpha=0.0,
+        learning_rate=3e-3,
+        weight_decay=0.0,
+        warmup_ratio=0.1,
+        epochs=100,
+        global_batch_size=4,
+        per_device_batch_size=4,
+        num_workers=1,
+        use_gpu=False,
+        precision="fp32",
+        gradient_checkpointing=False,
+        eval_every_steps=1000,
+        checkpoint_every_steps=1000,
+        resume="never",
+        wandb_mode="disabled",
+        progress_bar=False,
+    )
+    base.update(over)
+    return JRMTrainConfig(**base)
+
+
+def test_lr_schedule_warmup_then_cosine():
+    factors = [lr_factor(s, total_steps=10, warmup_steps=2) for s in range(11)]
+    assert factors[:3] == pytest.approx([0.5, 1.0, 1.0])
+    assert factors[6] == pytest.approx(0.5)  # progress (6-2)/8 = 0.5 -> 0.5 * (1 + cos(pi/2))
+    assert factors[10] == pytest.approx(0.0)
+    assert lr_factor(10, 10, 2, min_ratio=0.1) == pytest.approx(0.1)
+
+
+def test_config_batch_arithmetic_and_presets():
+    with pytest.raises(ConfigError, match="global_batch_size"):
+        load_config(JRMTrainConfig, None, ["global_batch_size=10", "num_workers=4"])
+    paper = load_config(JRMTrainConfig, REPO / "configs" / "jrm_qwen3vl8b.yaml")
+    assert (paper.global_batch_size, paper.num_workers, paper.grad_accumulation_steps) == (64, 8, 8)
+    assert (paper.learning_rate, paper.weight_decay, paper.epochs, paper.data.max_pixels) == (2e-6, 0.1, 10, 200_704)
+    tiny = load_config(JRMTrainConfig, REPO / "configs" / "jrm_tiny.yaml")
+    assert tiny.model.tiny and tiny.model.backbone is None and not tiny.use_gpu
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_resume_from_mid_run_checkpoint_reaches_the_same_weights(tmp_path):
+    pairs = make_colour_pairs(tmp_path / "data", 12, rationales=True)
+    common = dict(alpha=0.5, max_steps=4, checkpoint_every_steps=2, eval_every_steps=2, warmup_ratio=0.5)
+    run_worker(_cfg(pairs, tmp_path / "straight", **common))
+
+    def crash_at_step_two(metrics):
+        if metrics["step"] == 2:
+            raise _Crash
+
+    interrupted = _cfg(pairs, tmp_path / "resumed", resume="auto", **common)
+    with pytest.raises(_Crash):
+        run_worker(interrupted, report=crash_at_step_two)
+    assert [p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir()] == ["step_00000002"]
+    run_worker(interrupted)
+    log = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()]
+    assert log == [1, 2, 3, 4]
+    straight = load_file(tmp_path / "straight" / "final" / "backbone" / "model.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "final" / "backbone" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    head_a = load_file(tmp_path / "straight" / "final" / "reward_head.safetensors")
+    head_b = load_file(tmp_path / "resumed" / "final" / "reward_head.safetensors")
+    assert all(torch.equal(head_a[k], head_b[k]) for k in head_a)
+    initial = JRM.build_tiny(seed=0).head.state_dict()
+    assert not all(torch.equal(initial[k], head_a[k]) for k in head_a)
+
+
+@pytest.mark.slow
+def test_ray_training_learns_instruction_dependent_preference(tmp_path):
+    pairs_path = make_colour_pairs(tmp_path / "data", 48)
+    cfg = _cfg(pairs_path, tmp_path / "run", max_steps=80, eval_every_steps=40, checkpoint_every_steps=40)
+    pairs, _ = load_preference_pairs(pairs_path)
+    _, held = split_pairs(pairs, cfg.data.held_out_fraction, cfg.seed)
+    red_targets = sum("red" in p.instruction for p in held)
+    instruction_blind_ceiling = max(red_targets, len(held) - red_targets) / len(held)
+    held_loaded = [load_images(p, cfg.data.max_pixels) for p in held]
+    before = pairwise_accuracy(JRM.build_tiny(seed=0), held_loaded, 8)["acc/overall"]
+
+    result = train_jrm(cfg)
+
+    assert before <= instruction_blind_ceiling < 0.75
+    assert result.metrics["eval/acc/overall"] >= 0.9
+    reloaded = JRM.from_pretrained(result.checkpoint_dir)
+    assert pairwise_accuracy(reloaded, held_loaded, 8)["acc/overall"] == result.metrics["eval/acc/overall"]

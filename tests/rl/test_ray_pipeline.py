@@ -1,0 +1,114 @@
+"""The Ray pipeline on a local cluster: distributed learner equivalence, end-to-end run, a killed sampler."""
+
+import json
+
+import pytest
+import ray
+import torch
+
+from rl.actor_group import ActorGroup
+from rl.controller import chunk_requests, round_advantages, run_flow_grpo
+from rl.data import InstructionDataset, load_reference_images
+from rl.learner import LearnerWorker
+from rl.placement import reserve
+from rl.sampler import PolicySampler
+from rl.types import LearnChunk
+from tests.rl.helpers import toy_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _rounds(cfg):
+    return [json.loads(line) for line in (cfg.output_path / "rounds.jsonl").read_text().splitlines()]
+
+
+def test_two_gloo_learners_on_halves_equal_one_learner_on_the_whole(tmp_path):
+    cfg = toy_config(tmp_path, "grpo.num_updates_per_step=2")
+    sampler = PolicySampler(cfg.policy, max_weight_lag=0)
+    single = LearnerWorker(cfg.policy, cfg.grpo)
+    start = single.weight_payload()
+    sampler.load_weights(start)
+    dataset = InstructionDataset.from_jsonl(cfg.data.train_path, seed=0)
+    records = dataset.take(2)
+    requests = chunk_requests(records, [load_reference_images(r) for r in records], step=0, group_size=4,
+                              samples_per_chunk=4, seed=0, learner_version=0)
+    rollouts = [sampler.sample(r)[0] for r in requests]
+    chunks = []
+    for i in range(len(rollouts)):
+        rewards = torch.tensor([0.0, 1.0, 3.0, 0.5]) * (i + 1)
+        valid = torch.ones(4, dtype=torch.bool)
+        adv = (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-4)
+        idx = torch.stack([torch.randperm(4, generator=torch.Generator().manual_seed(10 * i + j))[:2].sort().values for j in range(4)])
+        chunks.append(LearnChunk(adv, valid, idx))
+    n_elements, n_samples = 8 * 2, 8
+    single.learn(rollouts, chunks, n_elements, n_samples)
+
+    remote = ray.remote(LearnerWorker)
+    workers = [remote.options(num_cpus=0.25).remote(cfg.policy, cfg.grpo, rank=r, world_size=2) for r in range(2)]
+    host, port = ray.get(workers[0].rendezvous_address.remote())
+    ray.get([w.init_process_group.remote(host, port, "gloo") for w in workers])
+    ray.get([w.load_state.remote(start.tensors, None, 0) for w in workers])
+    refs = [w.learn.remote([ray.put(rollouts[r])], [chunks[r]], n_elements, n_samples) for r, w in enumerate(workers)]
+    stats = ray.get(refs)
+    assert stats[0].loss == pytest.approx(stats[1].loss)
+    distributed = [ray.get(w.weight_payload.remote()).tensors for w in workers]
+    expected = single.weight_payload().tensors
+    changed = 0
+    for name, value in expected.items():
+        assert torch.allclose(distributed[0][name], value, atol=1e-6, rtol=1e-5), name
+        assert torch.equal(distributed[0][name], distributed[1][name]), name
+        changed += int(not torch.equal(value, start.tensors[name]))
+    assert changed > 0
+    ray.get([w.shutdown.remote() for w in workers])
+    for w in workers:
+        ray.kill(w)
+
+
+def test_end_to_end_overlapped_run(tmp_path):
+    cfg = toy_config(tmp_path, "grpo.num_steps=3", "checkpoint.every_n_steps=2", "logging.log_images_every_n_steps=2")
+    result = run_flow_grpo(cfg)
+    assert result.steps_completed == 3 and result.adapter_version == 3
+    assert len(result.summaries) == 3
+    for s in result.summaries:
+        assert s.n_samples == cfg.grpo.instructions_per_step * cfg.grpo.group_size
+        assert s.learner is not None and s.sync_bytes == result.sync_bytes > 0
+    assert result.summaries[0].learner.first_update_ratio_max_dev == 0.0  # fresh on-policy round
+    assert result.last_checkpoint.name == "step_00000003"
+    rounds = _rounds(cfg)
+    ids = [rid for r in rounds for rid in r["record_ids"]]
+    assert ids == [r.record_id for r in InstructionDataset.from_jsonl(cfg.data.train_path, seed=0).take(6)]
+    assert (cfg.output_path / "samples" / "step_00000001_0.png").is_file()
+
+
+def test_killed_sampler_is_replaced_and_round_completes(tmp_path):
+    cfg = toy_config(tmp_path, "grpo.samples_per_chunk=4", "grpo.max_weight_lag=0")
+    plan = reserve(cfg.ray)
+    actors = ActorGroup(cfg, plan)
+    try:
+        payload = actors.initial_payload()
+        actors.wait_sync(actors.broadcast(ray.put(payload), payload.num_bytes))
+        records = InstructionDataset.from_jsonl(cfg.data.train_path, seed=0).take(2)
+        requests = chunk_requests(records, [load_reference_images(r) for r in records], step=0, group_size=4,
+                                  samples_per_chunk=4, seed=0, learner_version=0)
+        pending = actors.submit(requests)
+        ray.kill(actors.samplers[0], no_restart=False)  # dies with both chunks in flight or queued
+        gathered, _ = actors.gather(pending)
+        assert actors.reissued_chunks >= 1
+        assert [g.index for g in gathered] == [0, 1]
+        assert all(torch.isfinite(g.reward.reward).all() for g in gathered)
+        chunks, stats = round_advantages(gathered, num_steps=cfg.policy.num_inference_steps, cfg_grpo=cfg.grpo, step=0)
+        k = chunks[0].step_indices.shape[1]
+        stats_ref, refs = actors.learn(gathered, chunks, int(stats["n_kept"]) * k, int(stats["n_kept"]))
+        assert ray.get(stats_ref).version == 1
+        actors.wait_sync(actors.broadcast(refs[-1], payload.num_bytes))
+        assert ray.get(actors.samplers[0].get_version.remote()) == 1
+    finally:
+        actors.kill_all()
+        plan.remove()
