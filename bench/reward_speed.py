@@ -8,13 +8,15 @@ One small random Qwen3-VL config (the same for all three), batch 8, in one run w
 - ``two_pass``: ``EditRewardModel.score`` - EditReward's published scheme, two forwards with its two prompts.
 
 Memory: peak resident-set growth (RSS sampled every millisecond from /proc/self/statm by a background thread
-during one call, minus RSS just before it), per method. tracemalloc would miss torch's tensor memory.
+during one call, minus RSS just before it), per method, each in a fresh process (after one warm-up call) whose
+malloc returns freed large blocks to the OS. tracemalloc would miss torch's tensor memory.
 Run: ``python -m bench.reward_speed``; writes ``runs/bench/reward_speed.json``.
 """
 
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
 import re
 import statistics
@@ -131,8 +133,8 @@ def _interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str
     return {n: statistics.median(t) for n, t in times.items()}
 
 
-def measure(repeats: int, batch: int, side: int, hidden_size: int, num_layers: int) -> dict:
-    """Time and memory of the three scorers on one backbone size."""
+def build_scorers(batch: int, side: int, hidden_size: int, num_layers: int) -> dict[str, Callable[[], object]]:
+    """The three scorers on one random backbone size, bound to the same batch of inputs."""
     pixels = side * side
     jrm_parts = build_tiny_qwen3_vl(hidden_size=hidden_size, num_layers=num_layers, vision_hidden_size=128)
     with torch.random.fork_rng(devices=[]):
@@ -152,24 +154,50 @@ def measure(repeats: int, batch: int, side: int, hidden_size: int, num_layers: i
         editreward = EditRewardModel(
             er_parts.config, er_parts.tokenizer, er_parts.image_processor, batch_size=batch, pixels=pixels
         ).eval()
-
     sources, edits, instructions = _images(batch, side)
-    generative = _generative_scorer(jrm, sources, edits, instructions)
-    fns: dict[str, Callable[[], object]] = {
+    return {
         "jrm": lambda: jrm.score(sources, edits, instructions),
-        "generative": generative,
+        "generative": _generative_scorer(jrm, sources, edits, instructions),
         "two_pass": lambda: editreward.score(sources, edits, instructions),
+        "jrm_inputs": lambda: jrm.scoring_inputs(sources, edits, instructions),
     }
+
+
+def _memory_child(method: str, batch: int, side: int, hidden_size: int, num_layers: int) -> float:
+    """Peak RSS growth (MiB) of one call of ``method`` in this (fresh) process, after one warm-up call."""
+    torch.set_num_threads(1)
+    fn = build_scorers(batch, side, hidden_size, num_layers)[method]
+    fn()
+    with _PeakRSS() as rss:
+        fn()
+    return rss.delta_mib
+
+
+def peak_memory(method: str, batch: int, side: int, hidden_size: int, num_layers: int) -> float:
+    """Run :func:`_memory_child` in a fresh spawned process whose malloc returns freed blocks >= 64 KiB to the
+    OS (``MALLOC_MMAP_THRESHOLD_``), so freed-but-cached memory from other calls cannot hide a peak."""
+    previous = os.environ.get("MALLOC_MMAP_THRESHOLD_")
+    os.environ["MALLOC_MMAP_THRESHOLD_"] = "65536"
+    try:
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            return pool.apply(_memory_child, (method, batch, side, hidden_size, num_layers))
+    finally:
+        if previous is None:
+            os.environ.pop("MALLOC_MMAP_THRESHOLD_")
+        else:
+            os.environ["MALLOC_MMAP_THRESHOLD_"] = previous
+
+
+def measure(repeats: int, batch: int, side: int, hidden_size: int, num_layers: int) -> dict:
+    """Time (interleaved, this process) and peak memory (fresh processes) of the three scorers on one size."""
+    scorers = build_scorers(batch, side, hidden_size, num_layers)
+    fns = {name: scorers[name] for name in ("jrm", "generative", "two_pass")}
     for fn in fns.values():  # warm-up
         fn()
     seconds = _interleaved(fns, repeats)
-    memory = {}
-    for name, fn in fns.items():
-        with _PeakRSS() as rss:
-            fn()
-        memory[name] = rss.delta_mib
-    scoring = jrm.scoring_inputs(sources, edits, instructions)
-    parsed = sum(s is not None for s in generative())
+    memory = {name: peak_memory(name, batch, side, hidden_size, num_layers) for name in fns}
+    scoring = scorers["jrm_inputs"]()
+    parsed = sum(s is not None for s in scorers["generative"]())
     return {
         "hidden_size": hidden_size,
         "num_layers": num_layers,
@@ -201,7 +229,7 @@ def main(repeats: int = 3, batch: int = 8, side: int = 128, sizes: tuple[tuple[i
         "headline": runs[0],
         "sizes": runs,
         "targets": {"vs_generative": 20.0, "vs_two_pass": 1.8},
-        "memory_method": "peak RSS (sampled every 1 ms from /proc/self/statm) minus RSS before one call",
+        "memory_method": "peak RSS (sampled every 1 ms from /proc/self/statm) minus RSS just before one call, after one warm-up call, in a fresh process with MALLOC_MMAP_THRESHOLD_=65536",
     }
     OUTPUT.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(OUTPUT, result)

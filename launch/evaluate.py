@@ -4,6 +4,7 @@ MMRB2 image editing) on a locally downloaded benchmark release; writes JSON and 
     python launch/evaluate.py policy --bench gedit --data DIR --checkpoint OMNIGEN2_DIR [--lora DIR]
         [--judge-config configs/eval_judge_gpt41.yaml] [--judge-set openai.max_concurrency=4] [--out DIR]
     python launch/evaluate.py reward --bench editreward_bench --data DIR --reward jrm --checkpoint JRM_DIR
+    python launch/evaluate.py reward --bench mmrb2 --data DIR --reward judge --judge-config configs/eval_judge_gpt41.yaml
 
 ``--checkpoint tiny`` builds the tiny random-config model (smoke tests). Also runs as
 ``python -m launch.evaluate``.
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 POLICY_BENCHES = ("gedit", "imgedit")
 REWARD_BENCHES = ("editreward_bench", "tiger_editreward_bench", "mmrb2")
-REWARD_KINDS = ("jrm", "jrm_alpha0", "editreward")
+REWARD_KINDS = ("jrm", "jrm_alpha0", "editreward", "judge")
 TINY = "tiny"
 
 
@@ -54,8 +55,10 @@ def _parser() -> argparse.ArgumentParser:
     rew = sub.add_parser("reward", help="preference accuracy of a reward model")
     rew.add_argument("--bench", choices=REWARD_BENCHES, required=True)
     rew.add_argument("--data", required=True, help="the downloaded benchmark release")
-    rew.add_argument("--reward", choices=REWARD_KINDS, required=True)
-    rew.add_argument("--checkpoint", required=True, help=f"reward model directory, or '{TINY}'")
+    rew.add_argument("--reward", choices=REWARD_KINDS, required=True,
+                     help="'judge' scores with a VLM judge's VIEScore (see --judge-config); its failures are excluded and counted")
+    rew.add_argument("--checkpoint", default=None, help=f"reward model directory, or '{TINY}' (not used by 'judge')")
+    rew.add_argument("--judge-config", default=None, help="YAML of reward.judges.config.JudgeConfig (for --reward judge)")
     rew.add_argument("--device", default="cpu")
     rew.add_argument("--dtype", default="float32")
     rew.add_argument("--batch-size", type=int, default=8)
@@ -80,7 +83,15 @@ def _load_policy(checkpoint: str, lora: str | None, device: str, dtype: str):
     return build_pipeline(cfg)
 
 
-def _load_reward(kind: str, checkpoint: str, device: str, dtype: str, batch_size: int):
+def _load_reward(args: argparse.Namespace):
+    kind, checkpoint, device, dtype, batch_size = args.reward, args.checkpoint, args.device, args.dtype, args.batch_size
+    if kind == "judge":
+        from reward.judges.config import JudgeConfig, build_judge
+        from reward.judges.reward_model import VIEScoreJudgeReward
+
+        return VIEScoreJudgeReward(build_judge(load_config(JudgeConfig, args.judge_config)))
+    if checkpoint is None:
+        raise ConfigError(f"--checkpoint is required for --reward {kind} (a directory, or '{TINY}')")
     from reward.registry import RewardModelConfig, build_reward_model
 
     cfg = RewardModelConfig(
@@ -161,24 +172,28 @@ def run_reward(args: argparse.Namespace) -> BenchmarkReport:
     from reward.benchmarks import editreward_bench, mmrb2, tiger_editreward_bench
     from reward.benchmarks.report import write_report
 
+    common = {"batch_size": args.batch_size, "allow_failures": args.reward == "judge"}
     if args.bench == "editreward_bench":
-        bench_cfg = editreward_bench.EditRewardBenchConfig(_dimension_map(args.dimension_map), args.batch_size, args.max_items)
+        bench_cfg = editreward_bench.EditRewardBenchConfig(
+            dimension_map=_dimension_map(args.dimension_map), max_pairs=args.max_items, **common
+        )
         bench_cfg.validate()
         data = editreward_bench.load_editreward_bench(args.data, args.max_items)
-        model = _load_reward(args.reward, args.checkpoint, args.device, args.dtype, args.batch_size)
-        report = editreward_bench.run_editreward_bench(model, data, bench_cfg)
+        report = editreward_bench.run_editreward_bench(_load_reward(args), data, bench_cfg)
     elif args.bench == "tiger_editreward_bench":
-        tiger_cfg = tiger_editreward_bench.TigerBenchConfig(args.score_field, args.tie_threshold, args.batch_size, args.max_items)
+        tiger_cfg = tiger_editreward_bench.TigerBenchConfig(
+            score_field=args.score_field, tie_threshold=args.tie_threshold, max_groups_per_subset=args.max_items, **common
+        )
         tiger_cfg.validate()
         groups = tiger_editreward_bench.load_tiger_bench(args.data, args.max_items)
-        model = _load_reward(args.reward, args.checkpoint, args.device, args.dtype, args.batch_size)
-        report = tiger_editreward_bench.run_tiger_bench(model, groups, tiger_cfg)
+        report = tiger_editreward_bench.run_tiger_bench(_load_reward(args), groups, tiger_cfg)
     else:
-        mmrb2_cfg = mmrb2.MMRB2Config(args.score_field, args.multi_image, args.batch_size, args.max_items)
+        mmrb2_cfg = mmrb2.MMRB2Config(
+            score_field=args.score_field, multi_image=args.multi_image, max_pairs=args.max_items, **common
+        )
         mmrb2_cfg.validate()
         pairs = mmrb2.load_mmrb2_edit(args.data, args.max_items)
-        model = _load_reward(args.reward, args.checkpoint, args.device, args.dtype, args.batch_size)
-        report = mmrb2.run_mmrb2(model, pairs, mmrb2_cfg)
+        report = mmrb2.run_mmrb2(_load_reward(args), pairs, mmrb2_cfg)
     report.settings.update({"reward": args.reward, "checkpoint": args.checkpoint, "data_dir": args.data})
     write_report(report, Path(args.out) if args.out else Path("runs/eval") / args.bench)
     return report
@@ -192,6 +207,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluate: error: {exc}", file=sys.stderr)
         return 2
     print(report.to_markdown())
+    if report.n_items and report.n_failures == report.n_items:
+        print("evaluate: error: every item failed (see the failures in the items JSON)", file=sys.stderr)
+        return 1
     return 0
 
 

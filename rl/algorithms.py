@@ -136,12 +136,3 @@ def clip_fraction(
 def approx_kl(log_prob: torch.Tensor, old_log_prob: torch.Tensor) -> torch.Tensor:
     """Approximate KL(old || new) ``0.5 * mean((logp - logp_old)^2)`` over (B, K) log-probs; a 0-d tensor."""
     return 0.5 * (log_prob.detach() - old_log_prob).pow(2).mean()
-
-
-def masked_mean(values: torch.Tensor, weights: torch.Tensor, denominator: float) -> torch.Tensor:
-    """``sum(values * weights) / denominator`` for (B, K) values and (B,) 0/1 sample weights; 0-d tensor.
-
-    The learner passes the *global* number of kept elements as ``denominator`` so that summing the results of
-    several workers (an all-reduce) equals the mean over the whole batch.
-    """
-    return (values * weights[:, None].to(values.dtype)).sum() / max(denominator, 1.0)

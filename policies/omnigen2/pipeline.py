@@ -308,13 +308,12 @@ class OmniGen2EditPipeline:
         texts, masks = [text], [text_mask]
         refs: list[list[torch.Tensor] | None] = list(conditions.ref_latents)
         x_rows, t_rows = [latents], [timesteps]
-        branches: list[GuidanceMode] = []
-        if rows:  # extra rows: ``ref`` (dual mode only: negative text + references), then ``uncond``
-            branches = [GuidanceMode.DUAL, GuidanceMode.TEXT] if mode is GuidanceMode.DUAL else [GuidanceMode.TEXT]
-        for branch in branches:
+        # Extra rows for the guided ones: ``ref`` (dual mode: negative text + references), then ``uncond``.
+        extra_branches_with_refs = ([True, False] if mode is GuidanceMode.DUAL else [False]) if rows else []
+        for with_refs in extra_branches_with_refs:
             texts.append(conditions.negative_text_hidden_states[rows])
             masks.append(conditions.negative_text_attention_mask[rows])
-            refs += [conditions.ref_latents[r] if branch is GuidanceMode.DUAL else None for r in rows]
+            refs += [conditions.ref_latents[r] if with_refs else None for r in rows]
             x_rows.append(latents[rows])
             t_rows.append(timesteps[rows])
         length = max(t.shape[1] for t in texts)
@@ -389,12 +388,12 @@ class OmniGen2EditPipeline:
             x = step.prev_sample
             latents.append(x)
             log_probs.append(step.log_prob)
-        trajectory = torch.stack(latents, dim=1)
-        if not torch.isfinite(trajectory).all():
-            raise FloatingPointError("sampling produced non-finite latents")
+        trajectory, step_log_probs = torch.stack(latents, dim=1), torch.stack(log_probs, dim=1)
+        if not (torch.isfinite(trajectory).all() and torch.isfinite(step_log_probs).all()):
+            raise FloatingPointError("sampling produced non-finite latents or log-probs")
         return Rollout(
             latents=trajectory.cpu(),
-            log_probs=torch.stack(log_probs, dim=1).cpu(),
+            log_probs=step_log_probs.cpu(),
             timesteps=grid.cpu(),
             conditions=conditions.to("cpu"),
             images=self.decode_latents(x).cpu(),
@@ -526,6 +525,8 @@ class OmniGen2EditPipeline:
                 x_t, t, conditions, guided, rollout.text_guidance_scale, rollout.image_guidance_scale
             )
         step = sde_step_with_logprob(velocity, t, t_next, x_t, rollout.noise_level, prev_sample=x_next)
+        if not bool(torch.isfinite(step.log_prob).all()):
+            raise FloatingPointError(f"non-finite log-prob when re-scoring steps {step_indices.tolist()}")
         sigma = sde_noise_std(t, t_next, rollout.noise_level)
         return StepLogProbs(
             log_prob=step.log_prob.view(batch, k),

@@ -48,6 +48,7 @@ class EditRewardBenchConfig:
     dimension_map: dict[str, str] = field(default_factory=default_dimension_map)
     batch_size: int = 8
     max_pairs: int | None = None
+    allow_failures: bool = False  # a judge as reward model: exclude and count pairs it could not score
 
     def validate(self) -> None:
         unknown = sorted(set(self.dimension_map) - set(BENCH_DIMENSIONS))
@@ -107,22 +108,27 @@ def pair_correct(score_preferred: float, score_other: float) -> bool:
 
 
 def accuracy_report(
-    outcomes: Sequence[tuple[str, str, bool]], settings: dict, notes: Sequence[str] = ()
+    outcomes: Sequence[tuple[str, str, bool | None]], settings: dict, notes: Sequence[str] = ()
 ) -> BenchmarkReport:
     """Per-task-type accuracy for each bench dimension, macro-averaged over task types.
 
-    outcomes: (task_type, bench dimension, correct) per pair.
+    outcomes: (task_type, bench dimension, correct) per pair; ``None`` = the pair could not be scored
+    (excluded, counted as a failure).
     """
     by_group: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     counts: dict[str, int] = defaultdict(int)
+    failures: dict[str, int] = defaultdict(int)
     for task_type, dimension, correct in outcomes:
-        by_group[task_type][dimension].append(1.0 if correct else 0.0)
         counts[task_type] += 1
-    order = [t for t in TASK_TYPES if t in by_group] + sorted(t for t in by_group if t not in TASK_TYPES)
+        if correct is None:
+            failures[task_type] += 1
+        else:
+            by_group[task_type][dimension].append(1.0 if correct else 0.0)
+    order = [t for t in TASK_TYPES if t in counts] + sorted(t for t in counts if t not in TASK_TYPES)
     group_means, overall, _ = macro_average({t: by_group[t] for t in order}, BENCH_DIMENSIONS)
-    groups = [GroupResult(t, counts[t], 0, group_means[t]) for t in order]
+    groups = [GroupResult(t, counts[t], failures[t], group_means[t]) for t in order]
     all_notes = list(notes)
-    missing = [t for t in TASK_TYPES if t not in by_group]
+    missing = [t for t in TASK_TYPES if t not in counts]
     if missing:
         all_notes.append(f"task types absent from the data: {missing}")
     return BenchmarkReport(
@@ -132,7 +138,7 @@ def accuracy_report(
         overall=overall,
         aggregation="pair accuracy (score[0] > score[1]; ties wrong) per task type, then macro average over task types",
         n_items=len(outcomes),
-        n_failures=0,
+        n_failures=sum(failures.values()),
         settings=settings,
         notes=all_notes,
     )
@@ -152,10 +158,14 @@ def run_editreward_bench(model: RewardModel, pairs: Sequence[EditRewardBenchPair
         for p in pairs
         for key, image in zip(p.keys, p.output_images)
     ]
-    scores = score_targets(model, targets, cfg.batch_size, desc=BENCHMARK)
-    outcomes = []
+    scored = score_targets(model, targets, cfg.batch_size, desc=BENCHMARK, allow_failures=cfg.allow_failures)
+    scores = scored.scores
+    outcomes: list[tuple[str, str, bool | None]] = []
     for p in pairs:
         field_name = cfg.dimension_map[p.dimension]
-        outcomes.append((p.task_type, p.dimension, pair_correct(scores[p.keys[0]][field_name], scores[p.keys[1]][field_name])))
-    settings = {"dimension_map": dict(cfg.dimension_map), "n_scored_images": len(scores)}
+        if p.keys[0] in scored.failed or p.keys[1] in scored.failed:
+            outcomes.append((p.task_type, p.dimension, None))
+        else:
+            outcomes.append((p.task_type, p.dimension, pair_correct(scores[p.keys[0]][field_name], scores[p.keys[1]][field_name])))
+    settings = {"dimension_map": dict(cfg.dimension_map), "n_scored_images": len(scores), "n_failed_images": len(scored.failed)}
     return accuracy_report(outcomes, settings)

@@ -55,17 +55,20 @@ def find_parquet_files(data_dir: str | Path, benchmark: str, expected: str) -> l
     return files
 
 
-def read_parquet_records(files: Sequence[Path], required: Sequence[str], benchmark: str) -> list[dict[str, Any]]:
-    """Rows of all files as dicts; every file must have the ``required`` columns."""
+def read_parquet_records(
+    files: Sequence[Path], required: Sequence[str], benchmark: str, optional: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Rows of all files as dicts with only the ``required`` (must exist) and ``optional`` columns read."""
     records: list[dict[str, Any]] = []
     for path in files:
-        table = pq.read_table(path)
-        missing = [c for c in required if c not in table.column_names]
+        names = pq.read_schema(path).names
+        missing = [c for c in required if c not in names]
         if missing:
             raise BenchmarkLayoutError(
-                f"{benchmark}: {path} lacks column(s) {missing}; expected columns {list(required)}, found {table.column_names}"
+                f"{benchmark}: {path} lacks column(s) {missing}; expected columns {list(required)}, found {names}"
             )
-        records.extend(table.to_pylist())
+        columns = [*required, *(c for c in optional if c in names)]
+        records.extend(pq.read_table(path, columns=columns).to_pylist())
     return records
 
 

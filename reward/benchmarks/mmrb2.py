@@ -36,6 +36,7 @@ class MMRB2Config:
     multi_image: Literal["concat", "first"] = "concat"
     batch_size: int = 8
     max_pairs: int | None = None
+    allow_failures: bool = False  # a judge as reward model: exclude and count pairs it could not score
 
     def validate(self) -> None:
         if self.batch_size < 1:
@@ -146,23 +147,29 @@ def run_mmrb2(model: RewardModel, pairs: Sequence[MMRB2Pair], cfg: MMRB2Config) 
             ScoreTarget(f"{p.pair_id}/A", source, p.response_a, p.instruction),
             ScoreTarget(f"{p.pair_id}/B", source, p.response_b, p.instruction),
         ]
-    scores = score_targets(model, targets, cfg.batch_size, desc=BENCHMARK)
-    tallies = {"single": [0, 0, 0], "multi": [0, 0, 0]}  # pairs, correct verdicts, verdicts
+    scored = score_targets(model, targets, cfg.batch_size, desc=BENCHMARK, allow_failures=cfg.allow_failures)
+    tallies = {"single": [0, 0, 0, 0], "multi": [0, 0, 0, 0]}  # pairs, failed pairs, correct verdicts, verdicts
     for p in pairs:
         group = "single" if len(p.sources) == 1 else "multi"
-        fwd, rev = forward_reverse_correct(scores[f"{p.pair_id}/A"][cfg.score_field], scores[f"{p.pair_id}/B"][cfg.score_field], p.chosen)
         tallies[group][0] += 1
-        tallies[group][1] += int(fwd) + int(rev)
-        tallies[group][2] += 2
-    groups = [GroupResult(name, t[0], 0, {"accuracy": t[1] / t[2]}) for name, t in tallies.items() if t[0]]
-    total_correct, total = sum(t[1] for t in tallies.values()), sum(t[2] for t in tallies.values())
+        key_a, key_b = f"{p.pair_id}/A", f"{p.pair_id}/B"
+        if key_a in scored.failed or key_b in scored.failed:
+            tallies[group][1] += 1
+            continue
+        fwd, rev = forward_reverse_correct(scored.scores[key_a][cfg.score_field], scored.scores[key_b][cfg.score_field], p.chosen)
+        tallies[group][2] += int(fwd) + int(rev)
+        tallies[group][3] += 2
+    groups = [
+        GroupResult(name, t[0], t[1], {"accuracy": t[2] / t[3]} if t[3] else {}) for name, t in tallies.items() if t[0]
+    ]
+    total_correct, total = sum(t[2] for t in tallies.values()), sum(t[3] for t in tallies.values())
     return BenchmarkReport(
         benchmark=BENCHMARK,
         metric_names=["accuracy"],
         groups=groups,
-        overall={"accuracy": total_correct / total},
+        overall={"accuracy": total_correct / total} if total else {},
         aggregation="correct verdicts / all verdicts, each pair judged forward and reversed",
         n_items=len(pairs),
-        n_failures=0,
+        n_failures=sum(t[1] for t in tallies.values()),
         settings={"score_field": cfg.score_field, "multi_image": cfg.multi_image},
     )

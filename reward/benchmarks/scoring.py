@@ -26,10 +26,22 @@ class ScoreTarget:
     instruction: str
 
 
-def score_targets(model: RewardModel, targets: Sequence[ScoreTarget], batch_size: int, desc: str) -> dict[str, dict[str, float]]:
-    """key -> {dimension name: mean score, ..., "reward": combined scalar} for every target.
+@dataclass
+class ScoredTargets:
+    """scores: key -> {dimension name: mean score, ..., "reward": combined scalar}; failed: keys without scores."""
 
-    A non-finite score raises naming the item: it must not silently decide a comparison.
+    scores: dict[str, dict[str, float]]
+    failed: set[str]
+
+
+def score_targets(
+    model: RewardModel, targets: Sequence[ScoreTarget], batch_size: int, desc: str, allow_failures: bool = False
+) -> ScoredTargets:
+    """Score every distinct target once.
+
+    A non-finite score must not silently decide a comparison: it raises naming the item, or, with
+    ``allow_failures`` (a VLM judge used as reward model, whose failed answers come back as NaN), the item is
+    listed in ``failed`` so that the benchmark excludes and counts it.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -38,6 +50,7 @@ def score_targets(model: RewardModel, targets: Sequence[ScoreTarget], batch_size
         unique.setdefault(t.key, t)
     items = list(unique.values())
     out: dict[str, dict[str, float]] = {}
+    failed: set[str] = set()
     for start in tqdm(range(0, len(items), batch_size), desc=desc, disable=len(items) <= batch_size):
         batch = items[start : start + batch_size]
         sources = [load_image(t.source, f"{desc} item {t.key!r} source") for t in batch]
@@ -48,10 +61,13 @@ def score_targets(model: RewardModel, targets: Sequence[ScoreTarget], batch_size
             row = {name: float(mu[i, d]) for d, name in enumerate(scores.dimensions)}
             row[COMBINED_REWARD] = float(reward[i])
             bad = [k for k, v in row.items() if not math.isfinite(v)]
-            if bad:
+            if bad and not allow_failures:
                 raise ValueError(f"{desc}: reward model returned non-finite {bad} for item {t.key!r}")
-            out[t.key] = row
-    return out
+            if bad:
+                failed.add(t.key)
+            else:
+                out[t.key] = row
+    return ScoredTargets(out, failed)
 
 
 def check_score_field(model: RewardModel, field_name: str, config_key: str) -> None:

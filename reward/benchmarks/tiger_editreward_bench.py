@@ -55,6 +55,7 @@ class TigerBenchConfig:
     tie_threshold: float | None = None
     batch_size: int = 8
     max_groups_per_subset: int | None = None
+    allow_failures: bool = False  # a judge as reward model: exclude and count groups it could not score
 
     def validate(self) -> None:
         if self.tie_threshold is not None and self.tie_threshold < 0:
@@ -209,7 +210,7 @@ def ranking_from_preferences(prefs: dict[tuple[str, str], int], letters: Sequenc
 
 def _load_hf_rows(root: Path, max_groups_per_subset: int | None) -> list[CandidateGroup]:
     files = find_parquet_files(root, BENCHMARK, "TIGER-Lab/EditReward-Bench parquet files with columns " + ", ".join(_HF_COLUMNS))
-    rows = read_parquet_records(files, _HF_COLUMNS, BENCHMARK)
+    rows = read_parquet_records(files, _HF_COLUMNS, BENCHMARK, optional=("comparison_type",))
     by_group: dict[tuple[str, str], list[dict]] = {}
     for row in rows:
         subset = f"{str(row['dataset']).removesuffix('pair')}-pair"
@@ -261,8 +262,13 @@ def run_tiger_bench(model: RewardModel, groups: Sequence[CandidateGroup], cfg: T
         for g in groups
         for c, image in enumerate(g.candidates)
     ]
-    scored = score_targets(model, targets, cfg.batch_size, desc=BENCHMARK)
-    group_scores = [[scored[f"{g.subset}/{g.index}/{c}"][cfg.score_field] for c in range(len(g.candidates))] for g in groups]
+    scored = score_targets(model, targets, cfg.batch_size, desc=BENCHMARK, allow_failures=cfg.allow_failures)
+    keys = [[f"{g.subset}/{g.index}/{c}" for c in range(len(g.candidates))] for g in groups]
+    failed_groups = [g for g, ks in zip(groups, keys) if any(k in scored.failed for k in ks)]
+    n_all = {s: sum(g.subset == s for g in groups) for s in SUBSET_FILES}
+    ok = [(g, ks) for g, ks in zip(groups, keys) if not any(k in scored.failed for k in ks)]
+    groups = [g for g, _ in ok]
+    group_scores = [[scored.scores[k][cfg.score_field] for k in ks] for _, ks in ok]
     two_pair = [p for g, s in zip(groups, group_scores) if g.subset == "2-pair" for p in pairwise_labels(s, g.ranking)]
     if cfg.tie_threshold is not None:
         epsilon = cfg.tie_threshold
@@ -273,7 +279,10 @@ def run_tiger_bench(model: RewardModel, groups: Sequence[CandidateGroup], cfg: T
     n_correct = 0
     for subset in SUBSET_FILES:
         members = [(g, s) for g, s in zip(groups, group_scores) if g.subset == subset]
+        n_failed = sum(g.subset == subset for g in failed_groups)
         if not members:
+            if n_failed:
+                results.append(GroupResult(subset, n_failed, n_failed, {}))
             continue
         correct = sum(strict_ranking_correct(s, g.ranking, epsilon) for g, s in members)
         pairs = [p for g, s in members for p in pairwise_labels(s, g.ranking)]
@@ -284,12 +293,14 @@ def run_tiger_bench(model: RewardModel, groups: Sequence[CandidateGroup], cfg: T
             metrics["pairwise_accuracy"] = accuracy_with_ties(pairs, epsilon)
         elif any(label != 0 for label, _ in pairs):
             metrics["pairwise_accuracy"] = accuracy_without_ties(pairs)
-        results.append(GroupResult(subset, len(members), 0, metrics))
-    overall_epsilon = calibrate_tie_threshold(all_pairs) if cfg.tie_threshold is None else epsilon
-    overall = {
-        "strict_accuracy": n_correct / len(groups),
-        "pairwise_accuracy": accuracy_with_ties(all_pairs, overall_epsilon),
-    }
+        results.append(GroupResult(subset, n_all[subset], n_failed, metrics))
+    overall_epsilon = calibrate_tie_threshold(all_pairs) if cfg.tie_threshold is None and all_pairs else epsilon
+    overall = {}
+    if groups:
+        overall = {
+            "strict_accuracy": n_correct / len(groups),
+            "pairwise_accuracy": accuracy_with_ties(all_pairs, overall_epsilon),
+        }
     return BenchmarkReport(
         benchmark=BENCHMARK,
         metric_names=["strict_accuracy", "pairwise_accuracy"],
@@ -299,15 +310,13 @@ def run_tiger_bench(model: RewardModel, groups: Sequence[CandidateGroup], cfg: T
             "strict ranking accuracy per subset; overall = correct groups / all groups; pairwise accuracy with ties "
             "(2-pair and overall, each at its tie threshold), without ties for 3/4-pair"
         ),
-        n_items=len(groups),
-        n_failures=0,
+        n_items=len(groups) + len(failed_groups),
+        n_failures=len(failed_groups),
         settings={
             "score_field": cfg.score_field,
             "tie_threshold": epsilon,
             "overall_pairwise_tie_threshold": overall_epsilon,
             "tie_threshold_calibrated": cfg.tie_threshold is None,
         },
-        notes=[f"subset(s) absent: {[s for s in SUBSET_FILES if s not in {g.subset for g in groups}]}"]
-        if len({g.subset for g in groups}) < len(SUBSET_FILES)
-        else [],
+        notes=[f"subset(s) absent: {[s for s in SUBSET_FILES if not n_all[s]]}"] if not all(n_all.values()) else [],
     )

@@ -31,6 +31,7 @@ from tqdm import tqdm
 from transformers import AutoTokenizer, Qwen3VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
+from editrl.config import ConfigError
 from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_json, require_local_dir
 from reward.base import DEFAULT_DIMENSIONS, RewardScores
 from reward.jrm.head import HeadOutput, RewardHead
@@ -90,16 +91,19 @@ class JRMConfig:
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+            raise ConfigError(f"alpha: must be in [0, 1], got {self.alpha}")
         if self.max_region_index < 0:
-            raise ValueError(f"max_region_index must be >= 0, got {self.max_region_index}")
+            raise ConfigError(f"max_region_index: must be >= 0, got {self.max_region_index}")
         if not self.dimensions or len(set(self.dimensions)) != len(self.dimensions):
-            raise ValueError(f"dimensions must be non-empty and distinct, got {self.dimensions}")
+            raise ConfigError(f"dimensions: must be non-empty and distinct, got {list(self.dimensions)}")
         if not 0 < self.min_pixels <= self.max_pixels:
-            raise ValueError(f"need 0 < min_pixels <= max_pixels, got {self.min_pixels}, {self.max_pixels}")
+            raise ConfigError(f"min_pixels/max_pixels: need 0 < min <= max, got {self.min_pixels}, {self.max_pixels}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        combine_dimensions(torch.zeros(1, len(self.dimensions)), self.dimensions, self.combine)
+            raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        try:
+            combine_dimensions(torch.zeros(1, len(self.dimensions)), list(self.dimensions), self.combine)
+        except ValueError as exc:
+            raise ConfigError(f"combine: {exc}") from None
 
     @classmethod
     def from_json(cls, path: Path) -> JRMConfig:
@@ -108,7 +112,7 @@ class JRMConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known - {"format"})
         if unknown:
-            raise ValueError(f"{path}: unknown JRM config keys {unknown}")
+            raise ConfigError(f"{path}: unknown JRM config keys {unknown}")
         cfg = cls(**{k: v for k, v in raw.items() if k in known})
         cfg.validate()
         return cfg
@@ -161,14 +165,14 @@ class JRM(nn.Module):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.image_processor.size = {"shortest_edge": config.min_pixels, "longest_edge": config.max_pixels}
-        self._add_special_tokens()
-        self.reward_token_id = int(tokenizer.convert_tokens_to_ids(REWARD_TOKEN))
-        if head is None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
+        with torch.random.fork_rng(devices=[]):  # new token rows and a new head depend on `seed` only
+            torch.manual_seed(seed)
+            self._add_special_tokens()
+            if head is None:
                 head = RewardHead(
                     backbone.config.text_config.hidden_size, len(self.dimensions), config.head_mlp_size, config.head_dropout
                 )
+        self.reward_token_id = int(tokenizer.convert_tokens_to_ids(REWARD_TOKEN))
         self.head = head.to(device=self.device, dtype=torch.float32)
 
     # construction and persistence -------------------------------------------------------------------------

@@ -253,6 +253,35 @@ def load_training_data(cfg: JRMDataConfig, seed: int) -> tuple[list[PreferencePa
     return train, held, lines
 
 
+#: Upper bound on the chat-template tokens around the prompt (system turn, roles, vision markers, <|reward|>).
+TEMPLATE_TOKEN_SLACK = 64
+
+
+def sequence_length_bound(model: Any, pair: PreferencePair, max_pixels: int) -> int:
+    """An upper bound on the token length of either side of ``pair`` (prompt, both images, rationale).
+
+    Images contribute at most ``max_pixels / (patch_size * merge_size)^2`` tokens each; text is tokenized.
+    """
+    from reward.jrm.prompts import evaluation_prompt
+
+    processor = model.image_processor
+    pixels = min(max_pixels, model.config.max_pixels)
+    image_tokens = pixels // (processor.patch_size * processor.merge_size) ** 2
+    prompt = len(model.tokenizer(evaluation_prompt(pair.instruction))["input_ids"])
+    rationale = max((len(model.tokenizer(t)["input_ids"]) for t in pair.rationales.values()), default=0)
+    return prompt + 2 * image_tokens + rationale + TEMPLATE_TOKEN_SLACK
+
+
+def drop_overlong(
+    model: Any, pairs: Sequence[PreferencePair], max_seq_len: int, max_pixels: int
+) -> tuple[list[PreferencePair], list[str]]:
+    """(pairs whose length bound fits ``max_seq_len``, ids of the dropped ones)."""
+    kept, dropped = [], []
+    for pair in pairs:
+        (kept if sequence_length_bound(model, pair, max_pixels) <= max_seq_len else dropped).append(pair)
+    return kept, [p.record_id for p in dropped]
+
+
 # ---------------------------------------------------------------------------------------------- the loop
 
 
@@ -287,16 +316,18 @@ def run_worker(
     ckpt_dir = out_dir / "checkpoints"
     out_dir.mkdir(parents=True, exist_ok=True)
     train_pairs, held_pairs, data_lines = load_training_data(cfg.data, cfg.seed)
+    resume_from = resolve_resume(cfg)
+    torch.manual_seed(cfg.seed + rank)
+    random.seed(cfg.seed + rank)
+    model = build_model(JRMModelInit(checkpoint=str(resume_from / "model")) if resume_from else cfg.model)
+    train_pairs, dropped = drop_overlong(model, train_pairs, cfg.max_seq_len, cfg.data.max_pixels)
+    if dropped:
+        data_lines.append(f"dropped {len(dropped)} pair(s) longer than max_seq_len={cfg.max_seq_len}: {dropped[:5]}")
     sampler = PairBatchSampler(len(train_pairs), cfg.global_batch_size, cfg.seed)
     total_steps = cfg.epochs * sampler.batches_per_epoch
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     warmup_steps = math.ceil(cfg.warmup_ratio * total_steps)
-
-    resume_from = resolve_resume(cfg)
-    torch.manual_seed(cfg.seed + rank)
-    random.seed(cfg.seed + rank)
-    model = build_model(JRMModelInit(checkpoint=str(resume_from / "model")) if resume_from else cfg.model)
     model.config.alpha = cfg.alpha  # saved with the checkpoint: how this JRM was trained
     model.to(device)
     model.train()
@@ -441,7 +472,8 @@ def train_jrm(cfg: JRMTrainConfig) -> TrainResult:
     out_dir = Path(cfg.output_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "config.json", {"yaml": to_yaml(cfg)})
-    if not ray.is_initialized():
+    started_ray = not ray.is_initialized()
+    if started_ray:
         ray.init(
             include_dashboard=False,
             num_cpus=max(2, math.ceil(cfg.num_workers * cfg.resources_per_worker_cpu) + 1),
@@ -458,6 +490,10 @@ def train_jrm(cfg: JRMTrainConfig) -> TrainResult:
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
         run_config=RunConfig(name="jrm_train", storage_path=str(out_dir / "ray")),
     )
-    trainer.fit()
+    try:
+        trainer.fit()
+    finally:
+        if started_ray:
+            ray.shutdown()
     metrics = json.loads((out_dir / "metrics.json").read_text())["final"]
     return TrainResult(checkpoint_dir=str(out_dir / "final"), metrics=metrics)

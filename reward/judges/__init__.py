@@ -2,6 +2,8 @@
 
 The policy benchmarks (GEdit-Bench's VIEScore, ImgEdit-Bench) ask a judge for a few integer scores per edit.
 A malformed or missing answer is retried and then recorded as a failure, never scored as zero.
+:class:`reward.judges.reward_model.VIEScoreJudgeReward` wraps a judge as a reward model so that judges can be
+compared with JRM on the reward benchmarks.
 """
 
 from reward.judges.base import Judge, JudgeAnswer, JudgeRequest

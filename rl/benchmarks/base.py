@@ -31,11 +31,13 @@ class PolicyBenchmark(Protocol):
 
     groups:       the benchmark's groups in the papers' column order.
     metric_names: per-item metrics, averaged per group and then over groups.
+    headline_metric: the metric the papers report as the benchmark's overall score.
     """
 
     name: str
     groups: tuple[str, ...]
     metric_names: tuple[str, ...]
+    headline_metric: str
     aggregation: str
 
     def requests(self, item: EditItem, edited: Image.Image) -> list[JudgeRequest]: ...

@@ -28,9 +28,14 @@ class EditSettings:
 
     def as_kwargs(self) -> dict[str, Any]:
         """Only the settings that are set, as keyword arguments of ``edit``."""
-        out = {k: getattr(self, k) for k in ("num_inference_steps", "text_guidance_scale", "image_guidance_scale", "height", "width")}
-        if self.cfg_range is not None:
-            out["cfg_range"] = tuple(self.cfg_range)
+        out: dict[str, Any] = {
+            "num_inference_steps": self.num_inference_steps,
+            "text_guidance_scale": self.text_guidance_scale,
+            "image_guidance_scale": self.image_guidance_scale,
+            "cfg_range": tuple(self.cfg_range) if self.cfg_range is not None else None,
+            "height": self.height,
+            "width": self.width,
+        }
         return {k: v for k, v in out.items() if v is not None}
 
 

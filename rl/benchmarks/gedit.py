@@ -71,6 +71,7 @@ class GEditBenchmark:
     name = "gedit"
     groups = GEDIT_GROUPS
     metric_names = ("SC", "PQ", "O")
+    headline_metric = "O"
     aggregation = "VIEScore SC/PQ/O (0-10) per item, averaged per task group, then over groups"
 
     def requests(self, item: EditItem, edited: Image.Image) -> list[JudgeRequest]:

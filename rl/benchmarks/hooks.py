@@ -32,8 +32,8 @@ def fixed_subset(items: Sequence[EditItem], per_group: int, seed: int) -> list[E
 
 
 class PolicyBenchmarkHook:
-    """:class:`rl.hooks.EvalHook` running a policy benchmark; metrics are ``<name>/<metric>`` (overall) and
-    ``<name>/<metric>/<group>``."""
+    """:class:`rl.hooks.EvalHook` running a policy benchmark; metrics are ``<name>/overall`` (the headline
+    metric), ``<name>/<metric>`` (over groups), ``<name>/<metric>/<group>`` and ``<name>/failures``."""
 
     def __init__(
         self,
@@ -62,6 +62,8 @@ class PolicyBenchmarkHook:
         )
         report = outcome.report
         metrics = {f"{self.name}/{m}": v for m, v in report.overall.items()}
+        if self.bench.headline_metric in report.overall:
+            metrics[f"{self.name}/overall"] = report.overall[self.bench.headline_metric]
         for g in report.groups:
             metrics.update({f"{self.name}/{m}/{g.name}": v for m, v in g.metrics.items()})
         metrics[f"{self.name}/failures"] = float(report.n_failures)

@@ -85,6 +85,7 @@ class ImgEditBenchmark:
     name = "imgedit"
     groups = IMGEDIT_EDIT_TYPES
     metric_names = ("score",)
+    headline_metric = "score"
     aggregation = "mean of three 1-5 judge scores per item, averaged per edit type, then over types"
 
     def __init__(self, prompts: dict[str, str]) -> None:

@@ -62,16 +62,16 @@ def generate_edits(
 ) -> dict[str, Image.Image]:
     """key -> edited image; every batch uses ``seed`` (the public scripts fix one seed for all samples)."""
     edits: dict[str, Image.Image] = {}
-    todo: list[EditItem] = []
+    pending: list[EditItem] = []
     for item in items:
         path = _edit_path(edits_dir, item) if edits_dir is not None else None
         if reuse_edits and path is not None and path.is_file():
             with Image.open(path) as im:
                 edits[item.key] = im.convert("RGB")
         else:
-            todo.append(item)
-    for start in tqdm(range(0, len(todo), batch_size), desc=desc, disable=len(todo) <= batch_size):
-        batch = todo[start : start + batch_size]
+            pending.append(item)
+    for start in tqdm(range(0, len(pending), batch_size), desc=desc, disable=len(pending) <= batch_size):
+        batch = pending[start : start + batch_size]
         try:
             images = policy.edit([it.load_source() for it in batch], [it.instruction for it in batch], seed=seed, **edit_kwargs)
         except TypeError as exc:
@@ -94,7 +94,10 @@ def judge_edits(
 ) -> list[ItemOutcome]:
     """Ask the judge every question of every item in one call; an item fails if any of its answers failed."""
     per_item = [bench.requests(item, edits[item.key]) for item in items]
-    answers = judge.judge([r for reqs in per_item for r in reqs])
+    requests = [r for reqs in per_item for r in reqs]
+    answers = judge.judge(requests)
+    if len(answers) != len(requests):
+        raise ValueError(f"judge {judge.name!r} returned {len(answers)} answers for {len(requests)} requests")
     outcomes: list[ItemOutcome] = []
     pos = 0
     for item, reqs in zip(items, per_item):
@@ -173,6 +176,6 @@ def evaluate_policy(
         outcomes += judge_edits(bench, chunk, edits, judge)
         for item in chunk[: max(0, keep_edits - len(kept))]:
             kept[item.key] = edits[item.key]
-    all_settings = {"judge": getattr(judge, "name", type(judge).__name__), "seed": seed, "edit": edit_kwargs or {}}
+    all_settings = {"judge": judge.name, "seed": seed, "edit": edit_kwargs or {}}
     all_settings.update(settings or {})
     return PolicyEvalOutcome(aggregate(bench, outcomes, all_settings), outcomes, kept)

@@ -70,3 +70,49 @@ def test_reward_editreward_bench_with_tiny_jrm(tmp_path):
     assert report["n_items"] == 3 and [g["name"] for g in report["groups"]] == ["subject-add", "extract"]
     for value in report["overall"].values():
         assert 0.0 <= value <= 1.0
+
+
+def test_reward_tiger_and_mmrb2_with_tiny_jrm(tmp_path):
+    pytest.importorskip("reward.registry")
+    images = tmp_path / "images"
+    images.mkdir()
+    for v in (10, 90, 170):
+        solid(v, (32, 32)).save(images / f"{v}.png")
+    (tmp_path / "EditReward_Bench_3pair.json").write_text(json.dumps([
+        {"prompt": "add a hat", "path_src": "images/10.png", "paths_generated": ["images/90.png", "images/170.png", "images/10.png"],
+         "human_vote": {"ranking": "B>A>C"}},
+    ]))
+    content = [["image", "images/90.png"]]
+    (tmp_path / "edit.json").write_text(json.dumps({"pairs": [
+        {"id": "p1", "prompt_content": [["text", "add a hat"], ["image", "images/10.png"]], "chosen": "A",
+         "response_a": {"response_content": content}, "response_b": {"response_content": [["image", "images/170.png"]]}},
+    ]}))
+    for bench, stem in (("tiger_editreward_bench", "tiger_editreward_bench"), ("mmrb2", "mmrb2_edit")):
+        out = tmp_path / bench
+        code = main(["reward", "--bench", bench, "--data", str(tmp_path), "--reward", "jrm", "--checkpoint", "tiny", "--out", str(out)])
+        assert code == 0
+        report = json.loads((out / f"{stem}.json").read_text())
+        assert report["n_items"] == 1 and report["settings"]["reward"] == "jrm"
+        assert 0.0 <= report["overall"][report["metric_names"][0]] <= 1.0
+
+
+def test_judge_as_reward_model_on_mmrb2_counts_failures(tmp_path, monkeypatch, capsys):
+    for name in ("in", "a", "b"):
+        solid(50, (16, 16)).save(tmp_path / f"{name}.png")
+    (tmp_path / "edit.json").write_text(json.dumps({"pairs": [
+        {"id": "p1", "prompt_content": [["text", "add a hat"], ["image", "in.png"]], "chosen": "A",
+         "response_a": {"response_content": [["image", "a.png"]]}, "response_b": {"response_content": [["image", "b.png"]]}},
+    ]}))
+    monkeypatch.setenv("EDITRL_TEST_JUDGE_KEY", "k")
+    with ScriptedServer([(200, chat_reply("I refuse."), {}, 0.0)]) as server:
+        judge_yaml = tmp_path / "judge.yaml"
+        judge_yaml.write_text(
+            f"kind: openai\nopenai:\n  base_url: {server.base_url}\n  api_key_env: EDITRL_TEST_JUDGE_KEY\n"
+            f"  max_attempts: 2\n  backoff_initial_s: 0.0\n  cache_dir: {tmp_path / 'cache'}\n"
+        )
+        code = main(["reward", "--bench", "mmrb2", "--data", str(tmp_path), "--reward", "judge",
+                     "--judge-config", str(judge_yaml), "--out", str(tmp_path / "out")])
+        assert len(server.bodies) == 8  # 2 images x (SC, PQ) x 2 attempts
+    assert code == 1 and "every item failed" in capsys.readouterr().err
+    report = json.loads((tmp_path / "out" / "mmrb2_edit.json").read_text())
+    assert (report["n_items"], report["n_failures"], report["overall"]) == (1, 1, {})

@@ -139,7 +139,8 @@ def test_eval_hook_on_a_fixed_subset(gedit_dir):
     assert isinstance(hook, EvalHook)
     result = hook(FakePolicy(), step=10)
     assert result.n_items == 2 and len(result.images) == 1
-    assert "gedit/O" in result.metrics and "gedit/SC/background_change" in result.metrics
+    assert "gedit/SC/background_change" in result.metrics
+    assert result.metrics["gedit/overall"] == result.metrics["gedit/O"]
     assert result.metrics["gedit/failures"] == float(result.n_failures)
 
 
@@ -153,6 +154,6 @@ def test_eval_hook_with_the_tiny_omnigen2_pipeline(imgedit_dir):
         edit_kwargs={"num_inference_steps": 2, "height": 16, "width": 16},
     )
     result = hook(tiny.build_tiny_pipeline(seed=0), step=0)
-    assert result.metrics["imgedit/score"] == pytest.approx(2.0) and result.n_failures == 0
+    assert result.metrics["imgedit/overall"] == pytest.approx(2.0) and result.n_failures == 0
     assert [im.size for _, im in result.images] == [(16, 16), (16, 16)]
     assert len(judge.seen) == 3 and all(len(r.images) == 2 for r in judge.seen)

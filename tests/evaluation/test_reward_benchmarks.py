@@ -188,3 +188,37 @@ def test_tiger_hugging_face_layout_rebuilds_groups(tmp_path):
     pq.write_table(pa.Table.from_pylist(cyclic), tmp_path / "data" / "test-00000-of-00001.parquet")
     with pytest.raises(FileNotFoundError, match="h1.*strict ranking"):
         load_tiger_bench(tmp_path)
+
+
+class _NaNFor100(BrightnessReward):
+    """Like BrightnessReward, but an edit of brightness 100 cannot be scored (NaN), as a failed judge."""
+
+    def score(self, sources, edits, instructions):
+        out = super().score(sources, edits, instructions)
+        bad = out.mu[:, 0] == 100 / 64
+        out.mu[bad] = float("nan")
+        out.reward[bad] = float("nan")
+        return out
+
+
+def test_unscorable_items_raise_or_are_excluded_and_counted(editreward_dir):
+    pairs = load_editreward_bench(editreward_dir)
+    with pytest.raises(ValueError, match="non-finite.*'a1'"):
+        run_editreward_bench(_NaNFor100(), pairs, EditRewardBenchConfig())
+    report = run_editreward_bench(_NaNFor100(), pairs, EditRewardBenchConfig(allow_failures=True))
+    groups = {g.name: g for g in report.groups}
+    # a1 and a2/a3 (brightness 100) fail: all three subject-add pairs are excluded
+    assert (groups["subject-add"].n_items, groups["subject-add"].n_failures, groups["subject-add"].metrics) == (3, 3, {})
+    assert report.n_failures == 3 and report.overall == {"prompt_following": 0.0, "consistency": 1.0, "overall": 1.0}
+
+
+def test_viescore_judge_as_reward_model():
+    from reward.judges.reward_model import VIEScoreJudgeReward
+    from tests.evaluation.fixtures import ScriptedJudge
+
+    answers = {"call1/0/SC": "[8, 6]", "call1/0/PQ": "[9, 4]", "call1/1/SC": None, "call1/1/PQ": "[9, 9]"}
+    judge = ScriptedJudge(lambda r: None if answers[r.request_id] is None else f'{{"score": {answers[r.request_id]}}}')
+    out = VIEScoreJudgeReward(judge).score([solid(1, (20, 10))] * 2, [solid(2), solid(3)], ["a", "b"])
+    assert out.mu[0].tolist() == [6.0, 4.0] and out.reward[0].item() == pytest.approx(24 ** 0.5)
+    assert out.mu[1].isnan().all() and out.reward[1].isnan()
+    assert judge.seen[0].images[1].size == (20, 10)  # the edit is resized to the source's size

@@ -71,3 +71,17 @@ def test_agrees_with_flow_grpo_sd3_form_under_the_change_of_convention():
     out = sde_step_with_logprob(v, t, t_next, x, c)
     assert torch.allclose(out.mean, mean_sd3, atol=1e-5)
     assert torch.allclose(out.std, (std_sd3 * torch.sqrt(-ds)).flatten(), atol=1e-6)
+
+
+def test_sde_keeps_the_flow_marginals_for_gaussian_data():
+    # data x1 ~ N(0, a^2): x_t = t*x1 + (1-t)*x0 has variance t^2 a^2 + (1-t)^2 and the exact velocity
+    # E[x1 - x0 | x_t] = x * (t a^2 - (1-t)) / (t^2 a^2 + (1-t)^2). With c = 0.9 the SDE must end at Var = a^2.
+    a, steps = 0.5, 100
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(40000, 1, 1, 1, generator=generator)
+    grid = torch.linspace(0, 1, steps + 1)
+    for i in range(steps):
+        t = grid[i]
+        velocity = x * (t * a * a - (1 - t)) / (t * t * a * a + (1 - t) ** 2)
+        x = sde_step_with_logprob(velocity, grid[i], grid[i + 1], x, 0.9, generator=generator).prev_sample
+    assert x.var().item() == pytest.approx(a * a, rel=0.04)

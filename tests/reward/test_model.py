@@ -111,3 +111,17 @@ def test_non_finite_score_raises_and_explain_reports_parse_errors():
         model.score(SOURCES[:2], EDITS[:2], INSTRUCTIONS[:2])
     with pytest.raises(ValueError, match="non-finite"):
         model.save_pretrained("/tmp/never-written-jrm")
+
+
+def test_from_backbone_starts_from_a_local_qwen3_vl_dir_and_is_seeded(tmp_path):
+    from reward.jrm.tiny import build_tiny_backbone
+
+    backbone, parts = build_tiny_backbone(seed=4)
+    backbone.save_pretrained(tmp_path / "qwen3vl")
+    parts.tokenizer.save_pretrained(tmp_path / "qwen3vl")
+    parts.image_processor.save_pretrained(tmp_path / "qwen3vl")
+    cfg = JRM.build_tiny(seed=4).config
+    first = JRM.from_backbone(tmp_path / "qwen3vl", cfg, seed=7)
+    second = JRM.from_backbone(tmp_path / "qwen3vl", cfg, seed=7)
+    torch.testing.assert_close(first.score(SOURCES, EDITS, INSTRUCTIONS).mu, second.score(SOURCES, EDITS, INSTRUCTIONS).mu)
+    assert REWARD_TOKEN in first.tokenizer.get_vocab()

@@ -12,28 +12,37 @@ from safetensors.torch import load_file
 from editrl.config import ConfigError, load_config
 from reward.jrm.data import load_images, load_preference_pairs, split_pairs
 from reward.jrm.model import JRM
-from reward.jrm.train import JRMTrainConfig, lr_factor, pairwise_accuracy, run_worker, train_jrm
+from reward.jrm.train import (
+    JRMTrainConfig,
+    drop_overlong,
+    lr_factor,
+    pairwise_accuracy,
+    run_worker,
+    sequence_length_bound,
+    train_jrm,
+)
 from reward.jrm.train_config import JRMDataConfig, JRMModelInit
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+OTHER_HUES = [(0, 0, 230), (0, 200, 0), (220, 220, 0), (0, 200, 200), (200, 0, 200), (120, 120, 120), (255, 140, 0)]
+
+
 def make_colour_pairs(root: Path, n: int, seed: int = 0, rationales: bool = False) -> Path:
-    """Pairs where the instruction says which colour wins: "make the square red" prefers the red edit, "...blue"
-    the blue one. A model that ignores the instruction cannot beat the majority-target fraction."""
+    """Synthetic "make the square red" pairs: the preferred edit is red (jittered), the rejected one another
+    hue; IF 4 vs 1, VQ equal (a tie on that dimension)."""
     rng = random.Random(seed)
     root.mkdir(parents=True, exist_ok=True)
     lines = []
     for i in range(n):
-        target = "red" if i % 2 == 0 else "blue"
-        red = (195 + rng.randint(0, 60), rng.randint(0, 60), rng.randint(0, 60))
-        blue = (rng.randint(0, 60), rng.randint(0, 60), 195 + rng.randint(0, 60))
-        good, bad = (red, blue) if target == "red" else (blue, red)
+        good = (200 + rng.randint(0, 40), rng.randint(0, 40), rng.randint(0, 40))
+        bad = tuple(min(255, c + rng.randint(0, 40)) for c in OTHER_HUES[i % len(OTHER_HUES)])
         for name, colour in (("src", (128, 128, 128)), ("good", good), ("bad", bad)):
             Image.new("RGB", (32, 32), colour).save(root / f"{i}_{name}.png")
         rec = {
             "id": f"p{i}",
-            "prompt": f"make the square {target}",
+            "prompt": "make the square red",
             "path_src": f"{i}_src.png",
             "path1": f"{i}_good.png",
             "path2": f"{i}_bad.png",
@@ -46,8 +55,8 @@ def make_colour_pairs(root: Path, n: int, seed: int = 0, rationales: bool = Fals
             "tie_case": False,
         }
         if rationales:
-            rec["rationale1"] = json.dumps({"visual_quality": {"reasoning": f"the square is {target}"}})
-            rec["rationale2"] = json.dumps({"visual_quality": {"reasoning": "the colour is wrong"}})
+            rec["rationale1"] = json.dumps({"visual_quality": {"reasoning": "the square is red"}})
+            rec["rationale2"] = json.dumps({"visual_quality": {"reasoning": "the square is not red"}})
         lines.append(json.dumps(rec))
     path = root / "pairs.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -98,6 +107,23 @@ def test_config_batch_arithmetic_and_presets():
     assert tiny.model.tiny and tiny.model.backbone is None and not tiny.use_gpu
 
 
+def test_length_bound_covers_the_real_sequence_and_drops_overlong_pairs(tmp_path):
+    pairs_path = make_colour_pairs(tmp_path / "data", 2, rationales=True)
+    pairs, _ = load_preference_pairs(pairs_path)
+    model = JRM.build_tiny(seed=0)
+    pairs[1].rationales["rejected"] = "very long rationale " * 50
+    for pair in pairs:
+        loaded = load_images(pair, 4096)
+        batch = model.build_inputs(
+            [loaded.source] * 2, [loaded.preferred, loaded.rejected], [pair.instruction] * 2,
+            rationales=[pair.rationales["preferred"], pair.rationales["rejected"]],
+        )
+        assert batch.attention_mask.sum(dim=1).max() <= sequence_length_bound(model, pair, 4096)
+    short_bound = sequence_length_bound(model, pairs[0], 4096)
+    kept, dropped = drop_overlong(model, pairs, short_bound, 4096)
+    assert [p.record_id for p in kept] == ["p0"] and dropped == ["p1"]
+
+
 class _Crash(RuntimeError):
     pass
 
@@ -130,19 +156,28 @@ def test_resume_from_mid_run_checkpoint_reaches_the_same_weights(tmp_path):
 
 
 @pytest.mark.slow
-def test_ray_training_learns_instruction_dependent_preference(tmp_path):
+def test_ray_training_raises_held_out_accuracy_well_above_chance(tmp_path):
     pairs_path = make_colour_pairs(tmp_path / "data", 48)
-    cfg = _cfg(pairs_path, tmp_path / "run", max_steps=80, eval_every_steps=40, checkpoint_every_steps=40)
+    cfg = _cfg(
+        pairs_path,
+        tmp_path / "run",
+        model=JRMModelInit(tiny=True, tiny_seed=1),
+        global_batch_size=8,
+        per_device_batch_size=4,  # 2 accumulation steps
+        max_steps=15,
+        eval_every_steps=15,
+        checkpoint_every_steps=15,
+    )
     pairs, _ = load_preference_pairs(pairs_path)
     _, held = split_pairs(pairs, cfg.data.held_out_fraction, cfg.seed)
-    red_targets = sum("red" in p.instruction for p in held)
-    instruction_blind_ceiling = max(red_targets, len(held) - red_targets) / len(held)
     held_loaded = [load_images(p, cfg.data.max_pixels) for p in held]
-    before = pairwise_accuracy(JRM.build_tiny(seed=0), held_loaded, 8)["acc/overall"]
+    before = pairwise_accuracy(JRM.build_tiny(seed=1), held_loaded, 8)["acc/overall"]
 
     result = train_jrm(cfg)
 
-    assert before <= instruction_blind_ceiling < 0.75
+    assert len(held) == 12 and before <= 0.6
     assert result.metrics["eval/acc/overall"] >= 0.9
+    assert result.metrics["eval/acc/instruction_following"] >= 0.9
     reloaded = JRM.from_pretrained(result.checkpoint_dir)
+    assert reloaded.config.alpha == 0.0
     assert pairwise_accuracy(reloaded, held_loaded, 8)["acc/overall"] == result.metrics["eval/acc/overall"]

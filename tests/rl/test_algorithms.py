@@ -11,7 +11,6 @@ from rl.algorithms import (
     clipped_surrogate,
     group_advantages,
     kl_to_reference,
-    masked_mean,
     trained_step_indices,
 )
 
@@ -74,7 +73,7 @@ def test_kl_to_reference_both_forms():
     assert torch.allclose(kl_to_reference(mean, ref, sigma, dt, exact=True), torch.tensor([[100.0, 1.0]]))
 
 
-def test_trained_step_indices_and_masked_mean():
+def test_trained_step_indices():
     gen = torch.Generator().manual_seed(0)
     idx = trained_step_indices(3, 20, 0.6, gen)
     assert idx.shape == (3, 12)
@@ -83,6 +82,3 @@ def test_trained_step_indices_and_masked_mean():
         assert torch.equal(row, row.sort().values)
     again = trained_step_indices(3, 20, 0.6, torch.Generator().manual_seed(0))
     assert torch.equal(idx, again)
-    values = torch.tensor([[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]])
-    weights = torch.tensor([1.0, 1.0, 0.0])
-    assert masked_mean(values, weights, 4.0).item() == pytest.approx(2.5)

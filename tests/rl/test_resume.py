@@ -24,7 +24,7 @@ def _last_entry_per_step(path):
 def test_resume_after_kill_9(tmp_path):
     data = write_toy_instructions(tmp_path / "world", 8)
     out = tmp_path / "run"
-    steps = 6
+    steps = 4
     args = [
         sys.executable, str(REPO / "launch" / "flow_grpo_jrm.py"), "--config", str(TOY), f"data.train_path={data}",
         f"output_dir={out}", f"grpo.num_steps={steps}", "checkpoint.every_n_steps=1", "checkpoint.keep_last=10",
