@@ -21,7 +21,7 @@ from rl.learner import LearnerWorker
 from rl.placement import PlacementPlan
 from rl.reward_actor import RewardActor
 from rl.sampler import NoWeightsError, PolicySampler
-from rl.types import LearnChunk, LearnerStats, RewardResult, SampleRequest, WeightSyncPayload
+from rl.types import LearnChunk, RewardResult, SampleRequest, WeightSyncPayload
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class GatheredChunk:
 
 @dataclass
 class GatherTiming:
+    """Seconds the driver waited for rollouts (sample) and then for the scores still missing (reward)."""
+
     sample: float
     reward: float
 
@@ -218,6 +220,3 @@ class ActorGroup:
         for handle in [*self.samplers, *self.reward_actors, *self.learners]:
             ray.kill(handle, no_restart=True)
 
-
-def learner_stats(ref: ray.ObjectRef) -> LearnerStats:
-    return ray.get(ref)

@@ -66,6 +66,13 @@ def group_advantages(
     return GroupAdvantages(advantages, valid, n_zero_spread, int((~finite).sum()))
 
 
+def num_trained_steps(num_steps: int, fraction: float) -> int:
+    """K = max(1, round(fraction * T)): how many of the T SDE steps of each sample are trained."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    return max(1, round(fraction * num_steps))
+
+
 def trained_step_indices(
     batch_size: int, num_steps: int, fraction: float, generator: torch.Generator
 ) -> torch.Tensor:
@@ -73,9 +80,7 @@ def trained_step_indices(
 
     Returns (B, K) int64 in ``[0, T)``; each row is drawn independently from ``generator``.
     """
-    if not 0.0 < fraction <= 1.0:
-        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-    k = max(1, round(fraction * num_steps))
+    k = num_trained_steps(num_steps, fraction)
     rows = [torch.randperm(num_steps, generator=generator)[:k].sort().values for _ in range(batch_size)]
     return torch.stack(rows) if rows else torch.zeros(0, k, dtype=torch.long)
 

@@ -21,16 +21,16 @@ from omegaconf import OmegaConf
 
 from editrl.config import to_yaml
 from rl.actor_group import ActorGroup, GatheredChunk, PendingChunk
-from rl.algorithms import group_advantages, trained_step_indices
+from rl.algorithms import group_advantages, num_trained_steps, trained_step_indices
 from rl.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
-from rl.config import ExperimentConfig, RayConfig
+from rl.config import ExperimentConfig, GRPOConfig, RayConfig
 from rl.data import InstructionDataset, load_reference_images
 from rl.hook_registry import build_eval_hooks
 from rl.hooks import EvalHook
 from rl.logging import RunLogger
 from rl.placement import reserve
 from rl.remote_proxies import RemotePolicy, RemoteRewardModel
-from rl.types import LearnChunk, LearnerStats, RoundSummary, RoundTiming, SampleRequest
+from rl.types import LearnChunk, LearnerStats, RewardResult, RoundSummary, RoundTiming, SampleRequest
 
 logger = logging.getLogger("editrl.rl")
 
@@ -99,22 +99,26 @@ def chunk_requests(
 
 
 def round_advantages(
-    gathered: list[GatheredChunk], *, num_steps: int, cfg_grpo, step: int
+    requests: list[SampleRequest], rewards: list[RewardResult], *, num_steps: int, cfg_grpo: GRPOConfig, step: int
 ) -> tuple[list[LearnChunk], dict[str, float]]:
-    """Advantages over the whole round (by group id), split back per chunk, with trained step indices."""
-    rewards = torch.cat([g.reward.reward for g in gathered])
-    group_ids = torch.cat([g.request.group_ids.repeat_interleave(g.request.samples_per_group) for g in gathered])
-    adv = group_advantages(rewards, group_ids, std_over_batch=cfg_grpo.std_over_batch, clip=cfg_grpo.advantage_clip)
+    """Advantages over the whole round (by group id), split back per chunk, with trained step indices.
+
+    requests / rewards: one per chunk, in chunk order. The step indices come from a generator seeded by
+    (seed, step) alone, so a re-run or resumed round trains the same steps.
+    """
+    reward = torch.cat([r.reward for r in rewards])
+    group_ids = torch.cat([q.group_ids.repeat_interleave(q.samples_per_group) for q in requests])
+    adv = group_advantages(reward, group_ids, std_over_batch=cfg_grpo.std_over_batch, clip=cfg_grpo.advantage_clip)
     gen = torch.Generator().manual_seed(cfg_grpo.seed * _SEED_STRIDE + step)
     chunks, offset = [], 0
-    for g in gathered:
-        n = g.reward.reward.shape[0]
+    for r in rewards:
+        n = r.reward.shape[0]
         idx = trained_step_indices(n, num_steps, cfg_grpo.timestep_fraction, gen)
         chunks.append(LearnChunk(adv.advantages[offset : offset + n], adv.valid[offset : offset + n], idx))
         offset += n
     kept = adv.advantages[adv.valid]
     stats = {
-        "n_samples": float(rewards.numel()),
+        "n_samples": float(reward.numel()),
         "n_kept": float(adv.valid.sum()),
         "n_zero_spread": float(adv.n_zero_spread),
         "n_nonfinite": float(adv.n_nonfinite),
@@ -125,12 +129,12 @@ def round_advantages(
     return chunks, stats
 
 
-def reward_statistics(gathered: list[GatheredChunk]) -> tuple[dict[str, float], dict[str, float]]:
+def reward_statistics(rewards: list[RewardResult]) -> tuple[dict[str, float], dict[str, float]]:
     """Mean and std of the finite combined reward and of each dimension's mean score."""
-    reward = torch.cat([g.reward.reward for g in gathered])
-    mu = torch.cat([g.reward.mu for g in gathered])
+    reward = torch.cat([r.reward for r in rewards])
+    mu = torch.cat([r.mu for r in rewards])
     means, stds = {}, {}
-    columns = {"reward": reward, **{name: mu[:, d] for d, name in enumerate(gathered[0].reward.dimensions)}}
+    columns = {"reward": reward, **{name: mu[:, d] for d, name in enumerate(rewards[0].dimensions)}}
     for name, col in columns.items():
         col = col[torch.isfinite(col)]
         if col.numel():
@@ -242,13 +246,16 @@ class FlowGRPORun:
                 t_sync = time.perf_counter()
                 self.actors.wait_sync(pending_sync)
                 sync_wait = time.perf_counter() - t_sync
-                chunks, adv_stats = round_advantages(gathered, num_steps=cfg.policy.num_inference_steps, cfg_grpo=g, step=step)
+                chunks, adv_stats = round_advantages(
+                    [c.request for c in gathered], [c.reward for c in gathered],
+                    num_steps=cfg.policy.num_inference_steps, cfg_grpo=g, step=step,
+                )
                 stats, learn_wait, pending, pending_sync, sync_more = self._update_and_sync(step, gathered, chunks, adv_stats)
                 timing = RoundTiming(sample=waits.sample, reward=waits.reward, learn=learn_wait, sync=sync_wait + sync_more)
                 timing.total = time.perf_counter() - t0
                 timing.idle = max(0.0, timing.total - timing.sample - timing.reward - timing.learn - timing.sync)
                 samples += int(adv_stats["n_samples"])
-                means, stds = reward_statistics(gathered)
+                means, stds = reward_statistics([c.reward for c in gathered])
                 summary = RoundSummary(
                     step=step, reward_mean=means, reward_std=stds, advantage_mean=adv_stats["adv_mean"],
                     advantage_std=adv_stats["adv_std"], advantage_abs_max=adv_stats["adv_abs_max"],
@@ -282,7 +289,7 @@ class FlowGRPORun:
         g = self.cfg.grpo
         has_next = step + 1 < g.num_steps
         n_kept = int(adv_stats["n_kept"])
-        k = max(1, round(g.timestep_fraction * self.cfg.policy.num_inference_steps))
+        k = num_trained_steps(self.cfg.policy.num_inference_steps, g.timestep_fraction)
         if n_kept == 0:
             logger.warning("step %d: no sample with a reward spread; skipping the update", step)
             return None, 0.0, self._sample(step + 1, self.version) if has_next else [], [], 0.0

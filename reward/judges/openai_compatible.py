@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Literal
 
 import httpx
 from tqdm import tqdm
@@ -39,8 +40,9 @@ class OpenAIJudgeConfig:
     max_attempts: int = 5
     backoff_initial_s: float = 2.0
     backoff_max_s: float = 60.0
-    temperature: float = 0.0
+    temperature: float | None = 0.0  # null = omit (reasoning models such as GPT-5 accept only their default)
     max_tokens: int = 1024
+    token_limit_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"  # newer models want the latter
     cache_dir: str | None = "runs/judge_cache"
 
     def validate(self) -> None:
@@ -134,7 +136,7 @@ class OpenAICompatibleJudge:
                     return JudgeAnswer(request.request_id, scores, raw_text=cached, attempts=0, cached=True)
                 except MalformedAnswerError:
                     pass
-        body = {
+        body: dict[str, Any] = {
             "model": self.cfg.model,
             "messages": [
                 {
@@ -143,9 +145,10 @@ class OpenAICompatibleJudge:
                     + [{"type": "image_url", "image_url": {"url": png_data_url(b)}} for b in images],
                 }
             ],
-            "temperature": self.cfg.temperature,
-            "max_tokens": self.cfg.max_tokens,
+            self.cfg.token_limit_field: self.cfg.max_tokens,
         }
+        if self.cfg.temperature is not None:
+            body["temperature"] = self.cfg.temperature
         last_text: str | None = None
         failure = "no attempt made"
         for attempt in range(1, self.cfg.max_attempts + 1):
@@ -173,7 +176,7 @@ class OpenAICompatibleJudge:
             attempts=self.cfg.max_attempts,
         )
 
-    def _post(self, client: httpx.Client, body: dict) -> str:
+    def _post(self, client: httpx.Client, body: dict[str, Any]) -> str:
         try:
             response = client.post(self._url, json=body)
         except httpx.TimeoutException:

@@ -55,7 +55,7 @@ def test_retries_with_backoff_then_succeeds_and_rerun_hits_the_cache(tmp_path, m
         assert len(server.bodies) == 4
 
         body, headers = server.bodies[0], server.headers[0]
-        assert body["model"] == "gpt-4.1"
+        assert body["model"] == "gpt-4.1" and body["max_tokens"] == 1024 and body["temperature"] == 0.0
         content = body["messages"][0]["content"]
         assert content[0] == {"type": "text", "text": "Rate this edit."}
         urls = [c["image_url"]["url"] for c in content[1:]]

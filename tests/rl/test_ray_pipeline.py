@@ -115,7 +115,8 @@ def test_killed_sampler_is_replaced_and_round_completes(tmp_path):
         assert actors.reissued_chunks >= 1
         assert [g.index for g in gathered] == [0, 1]
         assert all(torch.isfinite(g.reward.reward).all() for g in gathered)
-        chunks, stats = round_advantages(gathered, num_steps=cfg.policy.num_inference_steps, cfg_grpo=cfg.grpo, step=0)
+        chunks, stats = round_advantages([g.request for g in gathered], [g.reward for g in gathered],
+                                         num_steps=cfg.policy.num_inference_steps, cfg_grpo=cfg.grpo, step=0)
         k = chunks[0].step_indices.shape[1]
         stats_ref, refs = actors.learn(gathered, chunks, int(stats["n_kept"]) * k, int(stats["n_kept"]))
         assert ray.get(stats_ref).version == 1

@@ -1,0 +1,111 @@
+"""The demo's structured config: the world, each stage's sizes, and the real JRM / Flow-GRPO configs it drives.
+
+``jrm`` is the stage-1 :class:`JRMTrainConfig` shared by both runs (the demo sets ``alpha`` per run and the
+data paths it writes); ``rl`` is the stage-2 :class:`ExperimentConfig` (the demo fills in the pretrained
+policy, the trained JRM and the instruction file). Paths inside them may interpolate ``${output_dir}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from editrl.config import ConfigError
+from editrl.world.pretrain import PretrainConfig
+from editrl.world.tasks import EDIT_TYPES
+from reward.jrm.train_config import JRMDataConfig, JRMModelInit, JRMTrainConfig
+from rl.config import DataConfig, ExperimentConfig
+
+#: Where the demo writes what the stage configs read (``${output_dir}`` is the demo's output directory).
+RL_INSTRUCTIONS = "${output_dir}/data/rl/instructions.jsonl"
+TRAIN_PAIRS = "${output_dir}/data/pairs/pairs.jsonl"
+EVAL_PAIRS = "${output_dir}/data/pairs_eval/pairs.jsonl"
+RATIONALES = "${output_dir}/data/pairs/annotations.jsonl"
+
+
+def _demo_jrm() -> JRMTrainConfig:
+    data = JRMDataConfig(train_pairs=TRAIN_PAIRS, held_out_pairs=EVAL_PAIRS, rationales=RATIONALES)
+    return JRMTrainConfig(model=JRMModelInit(tiny=True), data=data, output_dir="${output_dir}/jrm")
+
+
+def _demo_experiment() -> ExperimentConfig:
+    return ExperimentConfig(output_dir="${output_dir}/rl", data=DataConfig(train_path=RL_INSTRUCTIONS))
+
+
+@dataclass
+class WorldConfig:
+    """Image size and the edit types tasks are drawn from."""
+
+    image_size: int = 32
+    edit_types: list[str] = field(default_factory=lambda: list(EDIT_TYPES))
+
+    def validate(self) -> None:
+        if self.image_size < 16 or self.image_size % 8:
+            raise ConfigError(f"image_size must be a multiple of 8 and >= 16, got {self.image_size}")
+        unknown = [t for t in self.edit_types if t not in EDIT_TYPES]
+        if unknown or not self.edit_types:
+            raise ConfigError(f"edit_types must be a non-empty subset of {list(EDIT_TYPES)}, got {list(self.edit_types)}")
+
+
+@dataclass
+class PairsConfig:
+    """Preference pairs for JRM: built-in candidates plus edits of the pretrained policy (its own outputs)."""
+
+    n_train_tasks: int = 240
+    n_eval_tasks: int = 60
+    pairs_per_task: int = 4
+    tie_fraction: float = 0.1
+    policy_samples_per_task: int = 2
+
+    def validate(self) -> None:
+        for key in ("n_train_tasks", "n_eval_tasks", "pairs_per_task"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.policy_samples_per_task < 0:
+            raise ConfigError(f"policy_samples_per_task must be >= 0, got {self.policy_samples_per_task}")
+        if not 0.0 <= self.tie_fraction < 1.0:
+            raise ConfigError(f"tie_fraction must be in [0, 1), got {self.tie_fraction}")
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation: tasks of the ``heldout`` split, ODE edits scored by the oracle."""
+
+    n_heldout: int = 96
+    seed: int = 0
+    n_grid_rows: int = 8
+    n_spectrum_samples: int = 64
+    bootstrap_resamples: int = 10_000
+
+    def validate(self) -> None:
+        if self.n_heldout < 2:
+            raise ConfigError(f"n_heldout must be >= 2, got {self.n_heldout}")
+        if self.n_spectrum_samples < 2:
+            raise ConfigError(f"n_spectrum_samples must be >= 2, got {self.n_spectrum_samples}")
+
+
+@dataclass
+class DemoConfig:
+    """Everything ``python -m launch.demo`` runs, stage by stage, under ``output_dir``."""
+
+    output_dir: str = "runs/demo"
+    seed: int = 0
+    n_rl_tasks: int = 400
+    world: WorldConfig = field(default_factory=WorldConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    pairs: PairsConfig = field(default_factory=PairsConfig)
+    jrm: JRMTrainConfig = field(default_factory=lambda: _demo_jrm())
+    jrm_alphas: list[float] = field(default_factory=lambda: [0.7, 0.0])
+    rl: ExperimentConfig = field(default_factory=lambda: _demo_experiment())
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def validate(self) -> None:
+        if self.n_rl_tasks < 1:
+            raise ConfigError(f"n_rl_tasks must be >= 1, got {self.n_rl_tasks}")
+        if 0.7 not in self.jrm_alphas or len(set(self.jrm_alphas)) != len(self.jrm_alphas):
+            raise ConfigError(f"jrm_alphas must hold 0.7 (the RL reward) and no duplicates, got {list(self.jrm_alphas)}")
+        if any(not 0.0 <= a <= 1.0 for a in self.jrm_alphas):
+            raise ConfigError(f"jrm_alphas must lie in [0, 1], got {list(self.jrm_alphas)}")
+        if self.rl.policy.height != self.world.image_size or self.rl.policy.width != self.world.image_size:
+            raise ConfigError("rl.policy.height / width must equal world.image_size")
+        if self.rl.reward.kind != "jrm":
+            raise ConfigError(f"rl.reward.kind must be 'jrm' (the demo trains it), got {self.rl.reward.kind!r}")
