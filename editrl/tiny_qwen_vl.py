@@ -16,7 +16,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 from editrl.tiny_tokenizer import build_tiny_qwen_tokenizer
 
 # Qwen3-VL's chat template has no default system turn (unlike Qwen2/2.5-VL); images are
-# <|vision_start|><|image_pad|><|vision_end|> placeholders that the input builder expands.
+# <|vision_start|><|image_pad|><|vision_end|> markers that the input builder expands.
 QWEN3_VL_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "<|im_start|>{{ message['role'] }}\n"

@@ -95,7 +95,7 @@ def build_vl_batch(
         pieces = text.split(IMAGE_PAD)
         if len(pieces) - 1 != len(sample.images):
             raise ValueError(
-                f"sample {index}: the chat has {len(pieces) - 1} image placeholders but {len(sample.images)} images"
+                f"sample {index}: the chat has {len(pieces) - 1} image slots but {len(sample.images)} images"
             )
         expanded = pieces[0]
         for piece, count in zip(pieces[1:], tokens_per_image[cursor : cursor + len(sample.images)]):

@@ -90,12 +90,17 @@ def _context_regions(task: EditTask) -> list[tuple[str, np.ndarray]]:
 
 
 def instruction_following_score(edit_success: float, attempted: float, worst_preservation: float) -> int:
-    """1-4 IF from the fraction of changed pixels done right, changed at all, and the worst kept region."""
+    """1-4 IF from the fraction of changed pixels done right, changed at all, and the worst kept region.
+
+    A wrong change of the right region (attempted, the rest kept) earns 2; a scrambled image earns 1.
+    """
     for score in (4, 3):
         min_success, min_kept = IF_THRESHOLDS[score]
         if edit_success >= min_success and worst_preservation >= min_kept:
             return score
-    return 2 if edit_success >= 0.3 or attempted >= 0.5 else 1
+    if edit_success >= 0.3 or (attempted >= 0.5 and worst_preservation >= 0.5):
+        return 2
+    return 1
 
 
 def visual_quality_score(defect_fraction: float, edge_defect_fraction: float) -> int:

@@ -140,7 +140,7 @@ def fit_autoencoder(vae: AutoencoderKL, images: torch.Tensor, cfg: PretrainConfi
         loss.backward()
         torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.max_grad_norm)
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     vae.requires_grad_(False)
     vae.eval()
     with torch.no_grad():
@@ -213,7 +213,7 @@ def train_flow_matching(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask
         torch.nn.utils.clip_grad_norm_(transformer.parameters(), cfg.max_grad_norm)
         optimizer.step()
         schedule.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     transformer.requires_grad_(False)
     transformer.eval()
     return losses

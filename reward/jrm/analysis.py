@@ -181,3 +181,47 @@ def write_report(stats: Mapping[str, SpectrumStats], out_dir: str | Path) -> tup
     json_path = out_dir / "spectra.json"
     atomic_write_json(json_path, {name: st.to_json() for name, st in stats.items()})
     return json_path, plot_spectra(stats, out_dir / "spectra.png")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m reward.jrm.analysis --checkpoint alpha0=DIR --checkpoint jrm=DIR --pairs F --out DIR``.
+
+    h is collected for both edits of the first ``--max-pairs`` pairs of ``--pairs``; prints the statistics
+    and writes ``spectra.json`` and ``spectra.png``.
+    """
+    import argparse
+
+    from reward.jrm.data import load_images, load_preference_pairs
+
+    parser = argparse.ArgumentParser(description="Spectrum of h for several JRM checkpoints.")
+    parser.add_argument("--checkpoint", action="append", required=True, help="name=dir (repeat)")
+    parser.add_argument("--pairs", required=True, help="preference pairs (EditReward-Data layout)")
+    parser.add_argument("--image-root", default=None)
+    parser.add_argument("--max-pairs", type=int, default=512)
+    parser.add_argument("--max-pixels", type=int, default=200_704)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    checkpoints = {}
+    for item in args.checkpoint:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            parser.error(f"--checkpoint must be name=dir, got {item!r}")
+        checkpoints[name] = path
+    pairs, report = load_preference_pairs(args.pairs, args.image_root, on_error="skip", image_check="exists")
+    print(report.summary())
+    samples = []
+    for pair in pairs[: args.max_pairs]:
+        loaded = load_images(pair, args.max_pixels)
+        samples += [(loaded.source, loaded.preferred, pair.instruction), (loaded.source, loaded.rejected, pair.instruction)]
+    stats = compare_checkpoints(checkpoints, samples, args.out, args.batch_size)
+    for name, st in stats.items():
+        print(
+            f"{name}: n={st.num_samples} d={st.dim} effective_rank={st.effective_rank:.2f} "
+            f"entropy={st.spectral_entropy:.3f} isotropy={st.isotropy:.3e} mean_cosine={st.mean_cosine:.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -5,8 +5,9 @@ per dimension (the appendix-A prompts of :mod:`reward.jrm.teacher_prompts`, with
 score). Every answer is validated strictly (:func:`validate_answer`); an invalid answer or a teacher error is
 retried at most ``max_retries`` times, then the side is recorded as rejected with the reasons.
 
-Output JSONL, one line per (record, side), appended and flushed line by line, so a rerun skips finished work;
-a torn last line (a crash mid-write) is detected, dropped and redone::
+Output JSONL, one line per (record, side), appended and flushed line by line, so a rerun skips finished work
+(edits rejected because the teacher failed are retried; see ``retry_rejected``); a torn last line (a crash
+mid-write) is detected, dropped and redone; a later line for the same key supersedes an earlier one::
 
     {"key": "r1/path1", "record_id": "r1", "side": "preferred", "status": "ok",
      "IF": {...validated JSON...}, "VQ": {...}, "rationale": "<text>"}
@@ -30,11 +31,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from editrl.config import ConfigError
 from reward.jrm.data import load_images
 from reward.jrm.pairs import PreferencePair
 from reward.jrm.rationale import Rationale, RationaleError, format_joint_rationale, parse_rationale
 from reward.jrm.teacher import AnnotationRequest, Dimension, Teacher
 from reward.jrm.teacher_prompts import build_teacher_prompt
+from reward.jrm.teachers import TeacherConfig
 
 SIDES = (("path1", "preferred"), ("path2", "rejected"))
 DIMENSIONS: tuple[Dimension, ...] = ("IF", "VQ")
@@ -74,8 +77,12 @@ class AnnotationSummary:
         )
 
 
-def _read_finished(out_path: Path) -> tuple[dict[str, dict[str, Any]], int]:
-    """Finished lines by key; truncates a torn last line (returns how many were dropped: 0 or 1)."""
+def _read_finished(out_path: Path, repair: bool = True) -> tuple[dict[str, dict[str, Any]], int]:
+    """Rows by key (a later row for a key wins) and whether the last line was torn (0 or 1).
+
+    A torn last line (no newline, or not valid JSON) is ignored; with ``repair`` it is also truncated away so
+    appending continues on a clean line boundary. A corrupt line anywhere else is an error naming it.
+    """
     if not out_path.exists():
         return {}, 0
     data = out_path.read_bytes()
@@ -99,7 +106,7 @@ def _read_finished(out_path: Path) -> tuple[dict[str, dict[str, Any]], int]:
                 continue
             raise ValueError(f"{out_path}:{lineno}: corrupt annotation line in the middle of the file") from None
         finished[key] = row
-    if torn:
+    if torn and repair:
         with out_path.open("r+b") as fh:
             fh.truncate(good_end)
     return finished, torn
@@ -192,7 +199,8 @@ def annotate_pairs(
 
     batch_size:     edits per teacher call (each edit contributes one request per dimension).
     max_retries:    extra attempts per request after the first (bounded; then the edit is rejected).
-    retry_rejected: on a rerun, ask again for edits a previous run rejected (default: keep them rejected).
+    retry_rejected: on a rerun, ask again for edits a previous run rejected for invalid answers (edits that
+                    failed on a teacher error, e.g. an unreachable endpoint, are always asked again).
     max_regions:    reject IF answers with region ids >= this (the JRM has that many ``<|bbox_k|>`` tokens).
     validator:      replaces :func:`validate_answer` (it must raise ``RationaleError`` on a bad answer).
     """
@@ -211,7 +219,10 @@ def annotate_pairs(
 
     def is_done(key: str) -> bool:
         row = finished.get(key)
-        return row is not None and (row.get("status") == "ok" or not retry_rejected)
+        if row is None or row.get("status") == "ok":
+            return row is not None
+        teacher_failed = any("teacher_error" in reason for reason in row.get("reasons", []))
+        return not (retry_rejected or teacher_failed)
 
     todo = [p for p in pairs if not all(is_done(f"{p.record_id}/{k}") for k, _ in SIDES)]
     summary.already_done = 2 * (len(pairs) - len(todo))
@@ -252,27 +263,12 @@ def annotate_pairs(
 
 
 def read_rationales(annotations_jsonl: str | Path) -> dict[tuple[str, str], str]:
-    """(record_id, side) -> rationale text, for every ``ok`` line of an annotation file."""
-    rows, _ = _read_finished_readonly(Path(annotations_jsonl))
-    return {(r["record_id"], r["side"]): r["rationale"] for r in rows if r.get("status") == "ok"}
-
-
-def _read_finished_readonly(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """(record_id, side) -> rationale text, for every ``ok`` line of an annotation file (read-only)."""
+    path = Path(annotations_jsonl)
     if not path.is_file():
         raise FileNotFoundError(f"annotation file not found: {path}")
-    rows, torn = [], 0
-    lines = path.read_text(encoding="utf-8").split("\n")
-    for lineno, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            rows.append(json.loads(raw))
-        except json.JSONDecodeError:
-            if lineno == len(lines):
-                torn = 1
-                continue
-            raise ValueError(f"{path}:{lineno}: corrupt annotation line") from None
-    return rows, torn
+    rows, _ = _read_finished(path, repair=False)
+    return {(r["record_id"], r["side"]): r["rationale"] for r in rows.values() if r.get("status") == "ok"}
 
 
 def attach_rationales(
@@ -291,3 +287,64 @@ def attach_rationales(
                 rationales[side] = text
         out.append(replace(pair, rationales=rationales))
     return out, missing
+
+
+@dataclass
+class AnnotationJobConfig:
+    """``python -m reward.jrm.annotate --config job.yaml [key=value ...]``: annotate one pair file."""
+
+    pairs: str = ""
+    image_root: str | None = None
+    out: str = ""
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    on_error: str = "skip"
+    max_retries: int = 2
+    batch_size: int = 8
+    max_pixels: int | None = 200_704
+    max_regions: int | None = 16
+    retry_rejected: bool = False
+
+    def validate(self) -> None:
+        if not self.pairs or not self.out:
+            raise ConfigError("pairs and out: both paths are required")
+        if self.on_error not in ("raise", "skip"):
+            raise ConfigError(f"on_error: must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.max_retries < 0 or self.batch_size < 1:
+            raise ConfigError("max_retries must be >= 0 and batch_size >= 1")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Annotate the pairs of a config'd job and print the summary (the key never appears in any output)."""
+    import argparse
+
+    from editrl.config import load_config
+    from reward.jrm.data import load_preference_pairs
+    from reward.jrm.teachers import build_teacher
+
+    parser = argparse.ArgumentParser(description="Write JRM rationales with a teacher (resumable).")
+    parser.add_argument("--config", default=None, help="YAML of AnnotationJobConfig")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. teacher.model=...")
+    args = parser.parse_args(argv)
+    try:
+        job = load_config(AnnotationJobConfig, args.config, args.overrides)
+    except ConfigError as exc:
+        print(f"config error: {exc}")
+        return 2
+    pairs, report = load_preference_pairs(job.pairs, job.image_root, on_error=job.on_error)  # type: ignore[arg-type]
+    print(report.summary())
+    summary = annotate_pairs(
+        pairs,
+        build_teacher(job.teacher),
+        job.out,
+        max_retries=job.max_retries,
+        batch_size=job.batch_size,
+        max_pixels=job.max_pixels,
+        max_regions=job.max_regions,
+        retry_rejected=job.retry_rejected,
+    )
+    print(summary.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

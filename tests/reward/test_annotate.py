@@ -189,3 +189,35 @@ def test_missing_key_env_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("NO_SUCH_TEACHER_KEY", raising=False)
     with pytest.raises(TeacherError, match="NO_SUCH_TEACHER_KEY"):
         OpenAICompatibleTeacher("http://127.0.0.1:1/v1", "m", api_key_env="NO_SUCH_TEACHER_KEY")
+
+
+def test_transformers_teacher_with_a_tiny_qwen3_vl(tmp_path):
+    from reward.jrm.teachers import TransformersTeacher
+    from reward.jrm.tiny import build_tiny_backbone
+
+    model, parts = build_tiny_backbone(seed=0)
+    teacher = TransformersTeacher(model.eval(), parts.tokenizer, parts.image_processor, max_new_tokens=4)
+    pairs = _pairs(tmp_path, 1)
+    answers = teacher.generate([_request_for(pairs[0]), _request_for(pairs[0])])
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+    assert answers[0] == answers[1]  # greedy decoding of identical requests, left-padded in one batch
+    summary = annotate_pairs(pairs, teacher, tmp_path / "ann.jsonl", max_retries=1, progress=False)
+    assert summary.written_rejected == 2 and summary.teacher_calls == 2  # random weights never write valid JSON
+    model.save_pretrained(tmp_path / "teacher")
+    parts.tokenizer.save_pretrained(tmp_path / "teacher")
+    parts.image_processor.save_pretrained(tmp_path / "teacher")
+    reloaded = TransformersTeacher.from_local_dir(tmp_path / "teacher", dtype="float32", max_new_tokens=4)
+    assert reloaded.generate([_request_for(pairs[0])]) == answers[:1]
+
+
+def test_rerun_retries_teacher_failures_but_not_invalid_answers(tmp_path):
+    pairs = _pairs(tmp_path, 2)
+    out = tmp_path / "ann.jsonl"
+    first = ScriptedTeacher({("r1/path1", "IF"): ["nope"]}, fail_calls={1})
+    summary = annotate_pairs(pairs, first, out, max_retries=0, batch_size=2, progress=False)
+    assert summary.written_rejected == 3 and summary.rejection_reasons == {"teacher_error": 4, "invalid_json": 1}
+    second = ScriptedTeacher()
+    annotate_pairs(pairs, second, out, max_retries=0, batch_size=2, progress=False)
+    assert {k for call in second.calls for k, _, _ in call} == {"r0/path1", "r0/path2"}
+    joined, missing = attach_rationales(pairs, out)
+    assert missing == 1 and set(joined[0].rationales) == {"preferred", "rejected"}

@@ -125,3 +125,22 @@ def test_from_backbone_starts_from_a_local_qwen3_vl_dir_and_is_seeded(tmp_path):
     second = JRM.from_backbone(tmp_path / "qwen3vl", cfg, seed=7)
     torch.testing.assert_close(first.score(SOURCES, EDITS, INSTRUCTIONS).mu, second.score(SOURCES, EDITS, INSTRUCTIONS).mu)
     assert REWARD_TOKEN in first.tokenizer.get_vocab()
+
+
+def test_explain_decodes_region_tags_and_parses_the_joint_json(monkeypatch):
+    model = JRM.build_tiny(seed=6)
+    rationale = (
+        '{"instruction_following": {"edit_region": [{"id": 0, "label": "square", "bbox_2d": [10, 20, 300, 400]}], '
+        '"reasoning": "<|bbox_0|> now blue. <|global|> good."}, "visual_quality": {"reasoning": "clean"}}'
+    )
+    answer = model.tokenizer(rationale + "<|im_end|>", add_special_tokens=False, return_tensors="pt")["input_ids"]
+
+    def scripted_generate(input_ids, **kwargs):
+        return torch.cat([input_ids, answer.expand(input_ids.shape[0], -1)], dim=1)
+
+    monkeypatch.setattr(model.backbone, "generate", scripted_generate)
+    (explanation,) = model.explain(SOURCES[:1], EDITS[:1], INSTRUCTIONS[:1])
+    assert explanation.error is None and explanation.text == rationale
+    assert explanation.rationales["IF"].regions[0].bbox_2d == (10, 20, 300, 400)
+    assert explanation.rationales["VQ"].reasoning == "clean"
+    assert set(explanation.mu) == {"instruction_following", "visual_quality"}
