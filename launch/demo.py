@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -131,7 +130,7 @@ def stage_pairs(cfg: DemoConfig, policy: OmniGen2EditPipeline) -> PairsOutcome:
         target = Path(path)
         reports[name] = write_preference_pairs(
             tasks, target.parent, seed=cfg.seed, pairs_per_task=p.pairs_per_task, tie_fraction=p.tie_fraction,
-            extra_candidates=extra, name=target.name,
+            extra_candidates=extra, extra_pairs_per_task=p.policy_pairs_per_task, name=target.name,
         )
         tqdm.write(f"[demo] {name} pairs: {reports[name].n_records} records ({reports[name].n_ties} ties)")
     pairs, load_report = load_preference_pairs(cfg.jrm.data.train_pairs)
@@ -385,7 +384,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--config", default="configs/demo.yaml", help="demo preset (YAML, may name a base)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seed=1 eval.n_heldout=32")
     args = parser.parse_args(argv)
-    cfg = load_config(DemoConfig, args.config, args.overrides)
+    # Ray workers run in other directories: every derived path must be absolute, so pin output_dir first.
+    first = load_config(DemoConfig, args.config, args.overrides)
+    cfg = load_config(DemoConfig, args.config, [*args.overrides, f"output_dir={Path(first.output_dir).resolve()}"])
     metrics = run_demo(cfg)
     width = max(len(k) for k in metrics)
     print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in sorted(metrics.items())))

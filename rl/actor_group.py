@@ -94,17 +94,19 @@ class ActorGroup:
         sampler_cls = ray.remote(PolicySampler)
         reward_cls = ray.remote(RewardActor)
         learner_cls = ray.remote(LearnerWorker)
+        # per-actor runtime environment (merged with a `ray job submit` job's own, which ray.init may not alter)
+        runtime_env = {"env_vars": dict(rc.env_vars)}
         self.samplers = [
             sampler_cls.options(
                 num_cpus=rc.sampler_num_cpus, num_gpus=rc.sampler_num_gpus, max_restarts=rc.max_restarts,
-                max_task_retries=0, scheduling_strategy=plan.strategy(b),
+                max_task_retries=0, scheduling_strategy=plan.strategy(b), runtime_env=runtime_env,
             ).remote(cfg.policy, max_weight_lag=cfg.grpo.max_weight_lag, torch_threads=rc.torch_threads)
             for b in plan.sampler_bundles
         ]
         self.reward_actors = [
             reward_cls.options(
                 num_cpus=rc.reward_num_cpus, num_gpus=rc.reward_num_gpus, max_restarts=rc.max_restarts,
-                max_task_retries=0, scheduling_strategy=plan.strategy(b),
+                max_task_retries=0, scheduling_strategy=plan.strategy(b), runtime_env=runtime_env,
             ).remote(cfg.reward, torch_threads=rc.torch_threads)
             for b in plan.sampler_bundles
         ]
@@ -112,7 +114,7 @@ class ActorGroup:
         self.learners = [
             learner_cls.options(
                 num_cpus=rc.learner_num_cpus, num_gpus=rc.learner_num_gpus, max_restarts=0,
-                scheduling_strategy=plan.strategy(b),
+                scheduling_strategy=plan.strategy(b), runtime_env=runtime_env,
             ).remote(cfg.policy, cfg.grpo, rank=rank, world_size=world, torch_threads=rc.torch_threads)
             for rank, b in enumerate(plan.learner_bundles)
         ]

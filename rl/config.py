@@ -190,6 +190,8 @@ class ExperimentConfig:
     eval_hooks: list[EvalHookConfig] = field(default_factory=list)
 
     def validate(self) -> None:
+        if not self.policy.use_lora:
+            raise ConfigError("policy.use_lora must be true: Flow-GRPO trains (and syncs) the LoRA adapter only")
         known = default_registry().kinds
         if self.reward.kind not in known:
             raise ConfigError(f"reward.kind: unknown reward model kind {self.reward.kind!r}; known: {sorted(known)}")

@@ -61,16 +61,14 @@ class RunResult:
 
 
 def ensure_ray(cfg: RayConfig) -> None:
-    """Join the job's cluster (``ray job submit`` sets RAY_ADDRESS) or ``cfg.address``, else start one."""
+    """Join the job's cluster (``ray job submit`` sets RAY_ADDRESS) or ``cfg.address``, else start one.
+
+    ``cfg.env_vars`` reach the actors through each actor's runtime environment (see :mod:`rl.actor_group`).
+    """
     if ray.is_initialized():
         return
     joining = cfg.address is not None or "RAY_ADDRESS" in os.environ
-    ray.init(
-        address=cfg.address,
-        num_cpus=None if joining else cfg.num_cpus,
-        include_dashboard=False,
-        runtime_env={"env_vars": dict(cfg.env_vars)},
-    )
+    ray.init(address=cfg.address, num_cpus=None if joining else cfg.num_cpus, include_dashboard=False)
 
 
 def chunk_requests(

@@ -10,6 +10,7 @@ whole batch, however the chunks are split. All workers then clip and step identi
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass
 
 import ray
@@ -156,14 +157,15 @@ class LearnerWorker:
         num_elements: kept (sample, step) elements over all workers (the loss denominator).
         num_samples:  kept samples over all workers (for the stats).
         """
+        started = time.perf_counter()
         rollouts = [ray.get(r) if isinstance(r, ray.ObjectRef) else r for r in rollouts]
         prepared = self._prepare(rollouts, chunks)
         g = self.grpo
         denom = float(max(num_elements, 1))
         # summed over updates and elements: policy loss, kl, clipped elements, approx kl, ratio
         totals = torch.zeros(5, dtype=torch.float64)
-        # max |ratio - 1| over the first update, and over all updates
-        max_dev = torch.zeros(2, dtype=torch.float64)
+        # max |ratio - 1| over the first update, and over all updates; then this worker's compute seconds
+        max_dev = torch.zeros(3, dtype=torch.float64)
         grad_norms = []
         for update in range(g.num_updates_per_step):
             self.optimizer.zero_grad(set_to_none=True)
@@ -199,6 +201,7 @@ class LearnerWorker:
             grad_norms.append(float(grad_norm))
             self.optimizer.step()
         self.version += 1
+        max_dev[2] = time.perf_counter() - started
         self._all_reduce_(totals)
         self._all_reduce_(max_dev, dist.ReduceOp.MAX)
         per = denom * g.num_updates_per_step
@@ -212,6 +215,7 @@ class LearnerWorker:
             ratio_mean=totals[4].item() / per if num_elements else 1.0,
             ratio_max_dev=max_dev[1].item(),
             first_update_ratio_max_dev=max_dev[0].item(),
+            compute_seconds=max_dev[2].item(),
             grad_norm=sum(grad_norms) / len(grad_norms),
             n_samples=num_samples,
             n_elements=num_elements,

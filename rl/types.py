@@ -123,6 +123,7 @@ class LearnerStats:
     ratio_mean / ratio_max_dev: mean ratio and max |ratio - 1| over all updates.
     first_update_ratio_max_dev: max |ratio - 1| in the first update (exactly 0 on fresh on-policy rollouts).
     grad_norm: total LoRA gradient norm before clipping.
+    compute_seconds: wall time inside the learner's round (slowest worker), fetching rollouts included.
     n_samples / n_elements: kept samples and (sample, step) elements per update, over all workers.
     version: adapter version after the round.
     """
@@ -135,6 +136,7 @@ class LearnerStats:
     ratio_mean: float
     ratio_max_dev: float
     first_update_ratio_max_dev: float
+    compute_seconds: float
     grad_norm: float
     n_samples: int
     n_elements: int

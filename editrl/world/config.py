@@ -55,6 +55,7 @@ class PairsConfig:
     pairs_per_task: int = 4
     tie_fraction: float = 0.1
     policy_samples_per_task: int = 2
+    policy_pairs_per_task: int = 2  # of pairs_per_task, pairs that involve the policy's own edits
 
     def validate(self) -> None:
         for key in ("n_train_tasks", "n_eval_tasks", "pairs_per_task"):
@@ -62,6 +63,8 @@ class PairsConfig:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
         if self.policy_samples_per_task < 0:
             raise ConfigError(f"policy_samples_per_task must be >= 0, got {self.policy_samples_per_task}")
+        if not 0 <= self.policy_pairs_per_task <= self.pairs_per_task:
+            raise ConfigError(f"policy_pairs_per_task must be in [0, pairs_per_task], got {self.policy_pairs_per_task}")
         if not 0.0 <= self.tie_fraction < 1.0:
             raise ConfigError(f"tie_fraction must be in [0, 1), got {self.tie_fraction}")
 

@@ -50,13 +50,21 @@ def _png(image: np.ndarray) -> bytes:
 
 
 def _choose_pairs(
-    scored: list[tuple[Candidate, OracleScore]], rng: np.random.Generator, pairs_per_task: int, tie_fraction: float
+    scored: list[tuple[Candidate, OracleScore]],
+    rng: np.random.Generator,
+    pairs_per_task: int,
+    tie_fraction: float,
+    n_builtin: int,
+    extra_pairs: int,
 ) -> list[tuple[int, int]]:
     """Up to ``pairs_per_task`` (preferred, rejected) index pairs; at most ``tie_fraction`` of them overall ties.
 
-    A tie still needs different per-dimension scores (otherwise the pair carries no signal at all).
+    Candidates from index ``n_builtin`` on are extra (e.g. policy samples): up to ``extra_pairs`` of the pairs
+    are strict pairs between two extra candidates, or else between an extra and a built-in one, so the model
+    learns to rank the edits it will actually score. A tie still needs different per-dimension scores.
     """
-    strict, ties = [], []
+    strict: list[tuple[int, int]] = []
+    ties: list[tuple[int, int]] = []
     for i, j in itertools.combinations(range(len(scored)), 2):
         si, sj = scored[i][1], scored[j][1]
         oi, oj = overall_score(si), overall_score(sj)
@@ -66,7 +74,11 @@ def _choose_pairs(
             ties.append((i, j))
     n_ties = min(len(ties), int(round(pairs_per_task * tie_fraction)))
     n_strict = min(len(strict), pairs_per_task - n_ties)
-    chosen = [strict[k] for k in rng.permutation(len(strict))[:n_strict]]
+    shuffled = [strict[k] for k in rng.permutation(len(strict))]
+    both_extra = [p for p in shuffled if min(p) >= n_builtin]
+    one_extra = [p for p in shuffled if max(p) >= n_builtin > min(p)]
+    chosen = (both_extra + one_extra)[: min(extra_pairs, n_strict)]
+    chosen += [p for p in shuffled if p not in chosen][: n_strict - len(chosen)]
     chosen += [ties[k] for k in rng.permutation(len(ties))[:n_ties]]
     return chosen
 
@@ -79,12 +91,14 @@ def write_preference_pairs(
     pairs_per_task: int = 4,
     tie_fraction: float = 0.1,
     extra_candidates: Mapping[str, Sequence[Candidate]] | None = None,
+    extra_pairs_per_task: int = 0,
     name: str = "pairs.jsonl",
 ) -> PairBuildReport:
     """Score every task's candidates with the oracle and write ``<out_dir>/<name>`` and the PNGs it names.
 
     extra_candidates: task_id -> more edits of that task (e.g. samples of a pretrained policy), scored and
-                      paired like the built-in ones.
+                      paired like the built-in ones; ``extra_pairs_per_task`` of each task's pairs involve them
+                      (when their scores differ), preferably two of them.
     Image paths are relative to ``out_dir``; record ids are ``<task_id>-<k>``.
     """
     out_dir = Path(out_dir)
@@ -93,12 +107,13 @@ def write_preference_pairs(
     kind_counts: dict[str, int] = {}
     for task in tasks:
         rng = np.random.default_rng([seed, task.seed])
-        pool = candidates(task, rng) + list((extra_candidates or {}).get(task.task_id, ()))
+        builtin = candidates(task, rng)
+        pool = builtin + list((extra_candidates or {}).get(task.task_id, ()))
         scored = [(c, score_edit(task, c.image)) for c in pool]
         src_rel = f"images/{task.task_id}/source.png"
         atomic_write_bytes(out_dir / src_rel, _png(task.source_image))
         written: set[int] = set()
-        for k, (i, j) in enumerate(_choose_pairs(scored, rng, pairs_per_task, tie_fraction)):
+        for k, (i, j) in enumerate(_choose_pairs(scored, rng, pairs_per_task, tie_fraction, len(builtin), extra_pairs_per_task)):
             for index in (i, j):
                 if index not in written:
                     atomic_write_bytes(out_dir / _edit_rel(task, index, scored[index][0]), _png(scored[index][0].image))

@@ -69,9 +69,12 @@ def plot_sample_grid(path: str | Path, rows: Sequence[tuple[str, Sequence[Image.
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    """A GitHub-markdown table; floats with 3 decimals."""
+    """A GitHub-markdown table; floats with 3 decimals (scientific notation below 1e-3)."""
+
     def cell(value: object) -> str:
-        return f"{value:.3f}" if isinstance(value, float) else str(value)
+        if not isinstance(value, float):
+            return str(value)
+        return f"{value:.2e}" if 0.0 < abs(value) < 1e-3 else f"{value:.3f}"
 
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]

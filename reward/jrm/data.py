@@ -312,13 +312,25 @@ def load_images(pair: PreferencePair, max_pixels: int | None = None) -> LoadedPa
 def split_pairs(
     pairs: list[PreferencePair], held_out_fraction: float, seed: int
 ) -> tuple[list[PreferencePair], list[PreferencePair]]:
-    """Deterministic (train, held_out) split of ``pairs`` by a seeded shuffle of their ids."""
+    """Deterministic (train, held_out) split that keeps all pairs of one source image on the same side.
+
+    Sources are shuffled with ``seed`` (from their sorted order, so input order does not matter) and whole
+    source groups are moved to held-out until it holds at least ``round(n * held_out_fraction)`` pairs; this
+    avoids scoring held-out edits of a source the model was trained on.
+    """
     if not 0.0 <= held_out_fraction < 1.0:
         raise ValueError(f"held_out_fraction must be in [0, 1), got {held_out_fraction}")
-    order = sorted(range(len(pairs)), key=lambda i: pairs[i].record_id)
-    random.Random(seed).shuffle(order)
-    n_held = round(len(pairs) * held_out_fraction)
-    held = set(order[:n_held])
+    groups: dict[str, list[int]] = {}
+    for index, pair in enumerate(pairs):
+        groups.setdefault(str(pair.source), []).append(index)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    target = round(len(pairs) * held_out_fraction)
+    held: set[int] = set()
+    for key in keys:
+        if len(held) >= target:
+            break
+        held.update(groups[key])
     return [p for i, p in enumerate(pairs) if i not in held], [p for i, p in enumerate(pairs) if i in held]
 
 

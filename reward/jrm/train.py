@@ -286,11 +286,20 @@ def drop_overlong(
 
 
 def _all_reduce_mean_grads(params: Sequence[torch.nn.Parameter], world_size: int) -> None:
+    """Average gradients over workers (what DDP does, done explicitly after accumulation).
+
+    A parameter without a gradient on every worker keeps ``grad=None`` (so AdamW skips it, as on one worker);
+    one with a gradient on some workers gets zeros on the others before the sum.
+    """
     if world_size == 1:
         return
     import torch.distributed as dist
 
-    for p in params:
+    present = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    dist.all_reduce(present, op=dist.ReduceOp.MAX)
+    for p, used in zip(params, present.tolist()):
+        if not used:
+            continue
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)

@@ -113,10 +113,11 @@ def test_sampler_is_seeded_disjoint_within_epoch_and_resumes_exactly():
     assert PairBatchSampler.shard([5, 6, 7, 8, 9], rank=1, world_size=2) == [6, 8]
 
 
-def test_split_is_deterministic_and_disjoint(tmp_path, image_root):
-    path = _write_jsonl(tmp_path / "pairs.jsonl", [_record(i % 3, id=f"r{i}") for i in range(10)])
+def test_split_is_deterministic_and_keeps_sources_together(tmp_path, image_root):
+    path = _write_jsonl(tmp_path / "pairs.jsonl", [_record(i % 3, id=f"r{i}") for i in range(9)])
     pairs, _ = load_preference_pairs(path, image_root)
     train, held = split_pairs(pairs, 0.3, seed=1)
     train2, held2 = split_pairs(list(reversed(pairs)), 0.3, seed=1)
     assert len(held) == 3 and {p.record_id for p in held} == {p.record_id for p in held2}
-    assert not {p.record_id for p in train} & {p.record_id for p in held}
+    assert len({p.source for p in held}) == 1 and not {p.source for p in train} & {p.source for p in held}
+    assert len(train) == 6

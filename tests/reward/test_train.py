@@ -156,6 +156,37 @@ def test_resume_from_mid_run_checkpoint_reaches_the_same_weights(tmp_path):
     assert not all(torch.equal(initial[k], head_a[k]) for k in head_a)
 
 
+def _data_parallel_worker(rank: int, cfg: JRMTrainConfig, port: int) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        run_worker(cfg, rank=rank, world_size=2)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_workers_match_one_worker_with_gradient_accumulation(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    pairs = make_colour_pairs(tmp_path / "data", 16)
+    common = dict(global_batch_size=8, per_device_batch_size=4, max_steps=3, weight_decay=0.1)
+    run_worker(_cfg(pairs, tmp_path / "one", num_workers=1, **common))  # 2 accumulation steps
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    mp.spawn(_data_parallel_worker, args=(_cfg(pairs, tmp_path / "two", num_workers=2, **common), port), nprocs=2)
+    one = load_file(tmp_path / "one" / "final" / "backbone" / "model.safetensors")
+    two = load_file(tmp_path / "two" / "final" / "backbone" / "model.safetensors")
+    initial = JRM.build_tiny(seed=0).backbone.state_dict()
+    changed = [k for k in one if not torch.equal(one[k], initial[k])]
+    assert changed and all(torch.allclose(one[k], two[k], atol=1e-6) for k in one)
+
+
 @pytest.mark.slow
 def test_ray_training_raises_held_out_accuracy_well_above_chance(tmp_path):
     pairs_path = make_colour_pairs(tmp_path / "data", 48)

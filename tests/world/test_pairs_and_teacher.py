@@ -1,5 +1,8 @@
 import json
 
+import numpy as np
+
+from editrl.world.corruptions import Candidate, noise
 from editrl.world.pairs import FACTS_COLUMN, write_preference_pairs
 from editrl.world.tasks import make_tasks
 from editrl.world.teacher import RuleTeacher
@@ -22,6 +25,18 @@ def test_pairs_round_trip_through_the_editreward_loader(tmp_path):
         assert facts["path2"]["visual_quality"] == s2.visual_quality
     loaded = load_images(pairs[0])
     assert loaded.source.size == (32, 32)
+
+
+def test_extra_candidates_are_paired_first(tmp_path):
+    tasks = make_tasks("pairs", 4, size=32)
+    extra = {t.task_id: [Candidate("policy", noise(t.target_image, 0.3, np.random.default_rng(0))), Candidate("policy", t.source_image)] for t in tasks}
+    report = write_preference_pairs(tasks, tmp_path, seed=0, pairs_per_task=3, tie_fraction=0.0, extra_candidates=extra, extra_pairs_per_task=1)
+    pairs, _ = load_preference_pairs(report.path)
+    assert len(pairs) == 12
+    for task in tasks:
+        kinds = [p.metadata["edit_kinds"] for p in pairs if p.record_id.startswith(task.task_id)]
+        # noisy target (IF 4, VQ 1) vs no-op (IF 1, VQ 4) tie on overall, so the policy pair mixes in a built-in edit
+        assert sum("policy" in k.values() for k in kinds) >= 1
 
 
 def test_rule_teacher_answers_pass_validation_through_annotate_pairs(tmp_path):
