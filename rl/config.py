@@ -15,10 +15,11 @@ from editrl.config import ConfigError, load_config
 from policies.omnigen2.config import OmniGen2PolicyConfig
 from reward.jrm.train_config import JRMTrainConfig
 from reward.registry import RewardModelConfig, default_registry
+from rl.benchmarks.config import PolicyEvalHookConfig
 
 JRM_KINDS = ("jrm", "jrm_alpha0")
 #: Eval hook kinds :mod:`rl.hook_registry` can build (checked here so a typo fails before any actor starts).
-EVAL_HOOK_KINDS = ("reward_pair_accuracy",)
+EVAL_HOOK_KINDS = ("reward_pair_accuracy", "world_oracle")
 
 
 @dataclass
@@ -158,11 +159,17 @@ class LoggingConfig:
 
 @dataclass
 class EvalHookConfig:
-    """One evaluation hook; ``kind`` picks the builder (see :mod:`rl.hook_registry`)."""
+    """One evaluation hook; ``kind`` picks the builder (see :mod:`rl.hook_registry`).
+
+    reward_pair_accuracy: ``path`` = held-out preference pairs (EditReward-Data layout); reports the reward
+                          model's pairwise accuracy.
+    world_oracle:         ``path`` = a toy-world instruction JSONL (held-out tasks); reports the oracle's
+                          scores of the policy's ODE edits.
+    """
 
     kind: str = "reward_pair_accuracy"
     every_n_steps: int = 10
-    path: str = "???"  # the hook's data (e.g. held-out preference pairs JSONL)
+    path: str = "???"
     image_root: str | None = None
     limit: int | None = None
 
@@ -188,6 +195,7 @@ class ExperimentConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     eval_hooks: list[EvalHookConfig] = field(default_factory=list)
+    policy_eval_hooks: list[PolicyEvalHookConfig] = field(default_factory=list)  # GEdit / ImgEdit subsets
 
     def validate(self) -> None:
         if not self.policy.use_lora:

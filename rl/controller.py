@@ -226,8 +226,9 @@ class FlowGRPORun:
         self.version = payload.version
         sync_bytes = payload.num_bytes
         self.actors.wait_sync(self.actors.broadcast(ray.put(payload), sync_bytes))
-        if cfg.eval_hooks:
-            self.hooks = build_eval_hooks(cfg.eval_hooks, RemoteRewardModel(self.actors.reward_actors[0]))
+        if cfg.eval_hooks or cfg.policy_eval_hooks:
+            reward_model = RemoteRewardModel(self.actors.reward_actors[0])
+            self.hooks = build_eval_hooks(cfg.eval_hooks, reward_model, cfg.policy_eval_hooks)
         run_logger = RunLogger(
             cfg.logging, self.out, total_steps=g.num_steps, start_step=self.start_step,
             config_dict=OmegaConf.to_container(OmegaConf.structured(cfg)), run_id=run_id,

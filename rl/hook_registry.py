@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import MappingProxyType
 
 from editrl.config import ConfigError
+from editrl.world.eval_hook import WorldOracleHook
+from editrl.world.tasks import task_from_record
 from reward.base import RewardModel
+from rl.benchmarks.config import PolicyEvalHookConfig
+from rl.benchmarks.hooks import build_policy_eval_hook
 from rl.config import EVAL_HOOK_KINDS, EvalHookConfig
 from rl.hooks import EvalHook
 from rl.reward_eval_hook import RewardPairAccuracyHook
@@ -20,16 +26,27 @@ def _reward_pair_accuracy(cfg: EvalHookConfig, reward_model: RewardModel) -> Eva
     )
 
 
+def _world_oracle(cfg: EvalHookConfig, reward_model: RewardModel) -> EvalHook:
+    records = [json.loads(line) for line in Path(cfg.path).read_text().splitlines() if line.strip()]
+    tasks = [task_from_record(r) for r in records[: cfg.limit]]
+    return WorldOracleHook(tasks, cfg.every_n_steps)
+
+
 #: kind -> builder (read-only).
-HOOK_BUILDERS: MappingProxyType[str, HookBuilder] = MappingProxyType({"reward_pair_accuracy": _reward_pair_accuracy})
+HOOK_BUILDERS: MappingProxyType[str, HookBuilder] = MappingProxyType(
+    {"reward_pair_accuracy": _reward_pair_accuracy, "world_oracle": _world_oracle}
+)
 
 
 if set(HOOK_BUILDERS) != set(EVAL_HOOK_KINDS):
     raise ImportError(f"rl.config.EVAL_HOOK_KINDS {EVAL_HOOK_KINDS} and HOOK_BUILDERS {sorted(HOOK_BUILDERS)} disagree")
 
 
-def build_eval_hooks(cfgs: Sequence[EvalHookConfig], reward_model: RewardModel) -> list[EvalHook]:
-    hooks = []
+def build_eval_hooks(
+    cfgs: Sequence[EvalHookConfig], reward_model: RewardModel, policy_cfgs: Sequence[PolicyEvalHookConfig] = ()
+) -> list[EvalHook]:
+    """The hooks of ``eval_hooks`` (kinds above) and ``policy_eval_hooks`` (GEdit / ImgEdit, judged)."""
+    hooks: list[EvalHook] = [build_policy_eval_hook(cfg) for cfg in policy_cfgs]
     for i, cfg in enumerate(cfgs):
         builder = HOOK_BUILDERS.get(cfg.kind)
         if builder is None:

@@ -165,7 +165,7 @@ class LearnerWorker:
         # summed over updates and elements: policy loss, kl, clipped elements, approx kl, ratio
         totals = torch.zeros(5, dtype=torch.float64)
         # max |ratio - 1| over the first update, and over all updates; then this worker's compute seconds
-        max_dev = torch.zeros(3, dtype=torch.float64)
+        maxima = torch.zeros(3, dtype=torch.float64)
         grad_norms = []
         for update in range(g.num_updates_per_step):
             self.optimizer.zero_grad(set_to_none=True)
@@ -191,9 +191,9 @@ class LearnerWorker:
                     dtype=torch.float64,
                 )
                 dev = (ratio - 1).abs().max().double()
-                max_dev[1] = torch.maximum(max_dev[1], dev)
+                maxima[1] = torch.maximum(maxima[1], dev)
                 if update == 0:
-                    max_dev[0] = torch.maximum(max_dev[0], dev)
+                    maxima[0] = torch.maximum(maxima[0], dev)
             self._sync_gradients()
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, g.max_grad_norm)
             if not torch.isfinite(grad_norm):
@@ -201,9 +201,9 @@ class LearnerWorker:
             grad_norms.append(float(grad_norm))
             self.optimizer.step()
         self.version += 1
-        max_dev[2] = time.perf_counter() - started
+        maxima[2] = time.perf_counter() - started
         self._all_reduce_(totals)
-        self._all_reduce_(max_dev, dist.ReduceOp.MAX)
+        self._all_reduce_(maxima, dist.ReduceOp.MAX)
         per = denom * g.num_updates_per_step
         policy_loss, kl_value = totals[0].item() / per, totals[1].item() / per
         return LearnerStats(
@@ -213,9 +213,9 @@ class LearnerWorker:
             clip_fraction=totals[2].item() / per,
             approx_kl=totals[3].item() / per,
             ratio_mean=totals[4].item() / per if num_elements else 1.0,
-            ratio_max_dev=max_dev[1].item(),
-            first_update_ratio_max_dev=max_dev[0].item(),
-            compute_seconds=max_dev[2].item(),
+            ratio_max_dev=maxima[1].item(),
+            first_update_ratio_max_dev=maxima[0].item(),
+            compute_seconds=maxima[2].item(),
             grad_norm=sum(grad_norms) / len(grad_norms),
             n_samples=num_samples,
             n_elements=num_elements,

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import ray
 from PIL import Image
@@ -20,8 +21,11 @@ class RemotePolicy:
     def __init__(self, sampler: ray.actor.ActorHandle) -> None:
         self.sampler = sampler
 
-    def edit(self, sources: Sequence[Image.Image], instructions: Sequence[str], *, seed: int = 0) -> list[Image.Image]:
-        return ray.get(self.sampler.edit.remote(list(sources), list(instructions), seed=seed))
+    def edit(
+        self, sources: Sequence[Image.Image], instructions: Sequence[str], *, seed: int = 0, **edit_settings: Any
+    ) -> list[Image.Image]:
+        """``edit_settings``: the pipeline's ``edit`` keywords (steps, guidance scales, size)."""
+        return ray.get(self.sampler.edit.remote(list(sources), list(instructions), seed=seed, **edit_settings))
 
 
 class RemoteRewardModel:

@@ -8,6 +8,7 @@ version, and refuses to sample when its weights lag the learner by more than ``m
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from PIL import Image
@@ -92,7 +93,9 @@ class PolicySampler:
         )
         return rollout, scoring
 
-    def edit(self, sources: Sequence[Image.Image], instructions: Sequence[str], *, seed: int = 0) -> list[Image.Image]:
-        """ODE edits with the current weights (what evaluation hooks use)."""
+    def edit(
+        self, sources: Sequence[Image.Image], instructions: Sequence[str], *, seed: int = 0, **edit_settings: Any
+    ) -> list[Image.Image]:
+        """ODE edits with the current weights (what evaluation hooks use); settings go to the pipeline."""
         with torch.no_grad():
-            return self.pipeline.edit(sources, instructions, seed=seed)
+            return self.pipeline.edit(sources, instructions, seed=seed, **edit_settings)

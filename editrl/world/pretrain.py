@@ -39,10 +39,11 @@ class PretrainConfig:
     transformer_hidden_size: int = 64
     num_layers: int = 2
     latent_channels: int = 4
-    vae_channels: list[int] = field(default_factory=lambda: [8, 16, 16])
-    vae_steps: int = 300
+    vae_channels: list[int] = field(default_factory=lambda: [16, 32])
+    vae_mid_attention: bool = False  # the mid-block self-attention triples the autoencoder's CPU cost
+    vae_steps: int = 500
     vae_batch_size: int = 32
-    vae_learning_rate: float = 2e-3
+    vae_learning_rate: float = 3e-3
     vae_kl_weight: float = 1e-5
     flow_steps: int = 800
     flow_batch_size: int = 32
@@ -99,6 +100,7 @@ def build_world_pipeline(cfg: PretrainConfig, image_size: int, sampling: Samplin
             shift_factor=0.0,
             use_quant_conv=False,
             use_post_quant_conv=False,
+            mid_block_add_attention=cfg.vae_mid_attention,
         )
     finally:
         torch.random.set_rng_state(generator_state)

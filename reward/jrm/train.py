@@ -1,13 +1,17 @@
 """Stage 1: train the JRM on preference pairs with Ray Train (``TorchTrainer``, one worker per GPU).
 
 Each optimizer step takes one global batch of pairs from a seeded, resumable sampler; every worker takes its
-strided share, runs it in micro-batches of ``per_device_batch_size`` (gradient accumulation), the gradients
-are averaged across workers (an explicit all-reduce, i.e. data parallelism), clipped, and AdamW steps with a
-cosine schedule after a linear warmup. Rank 0 evaluates held-out pairwise accuracy every
-``eval_every_steps``, logs to wandb, and writes checkpoints that resume exactly (model, optimizer, scheduler,
-sampler position, RNG states) with :mod:`editrl.io` (weights and optimizer tensors as safetensors); every
-step's metrics are also appended to ``<output_dir>/train_log.jsonl``. The final
+strided share and runs it in micro-batches of ``per_device_batch_size`` (gradient accumulation); gradients
+are averaged across workers (:mod:`reward.jrm.parallel`: replicated "ddp" or sharded "fsdp"), clipped, and
+AdamW steps with a cosine schedule after a linear warmup. Held-out pairwise accuracy is computed every
+``eval_every_steps`` and logged to wandb by rank 0, which also writes checkpoints that resume exactly (full
+model, optimizer, scheduler, sampler position, RNG states) with :mod:`editrl.io` (weights and optimizer
+tensors as safetensors); every step's metrics are appended to ``<output_dir>/train_log.jsonl``. The final
 model is saved with ``JRM.save_pretrained`` under ``<output_dir>/final`` so ``reward.registry`` can load it.
+
+Checkpoints are our own (atomic, in ``<output_dir>/checkpoints``) rather than Ray's ``Checkpoint`` objects,
+so a run resumes the same way in-process or on Ray (``resume: auto`` picks the latest). Ray Train gets the
+metrics through ``ray.train.report``.
 
 :func:`train_jrm` launches the Ray job; :func:`run_worker` is the per-worker loop (also callable in-process
 with ``world_size=1``, which is what the exact-resume test does).
@@ -34,6 +38,12 @@ from reward.base import INSTRUCTION_FOLLOWING, VISUAL_QUALITY
 from reward.jrm.annotate import attach_rationales
 from reward.jrm.data import PairBatchSampler, load_images, load_preference_pairs, split_pairs
 from reward.jrm.pairs import LoadedPair, PreferencePair
+from reward.jrm.parallel import (
+    ParallelPlan,
+    as_local_tensor,
+    flatten_optimizer_state,
+    unflatten_optimizer_state,
+)
 from reward.jrm.train_config import JRMDataConfig, JRMModelInit, JRMTrainConfig
 
 __all__ = ["JRMDataConfig", "JRMModelInit", "JRMTrainConfig", "TrainResult", "run_worker", "train_jrm"]
@@ -127,30 +137,6 @@ def _trainable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Split an optimizer state dict into flat tensors (safetensors) and JSON-able rest."""
-    state = optimizer.state_dict()
-    tensors, scalars = {}, {}
-    for index, per_param in state["state"].items():
-        for key, value in per_param.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{key}"] = value
-            else:
-                scalars[f"{index}.{key}"] = value
-    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
-
-
-def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    per_param: dict[int, dict[str, Any]] = {}
-    for name, value in tensors.items():
-        index, key = name.split(".", 1)
-        per_param.setdefault(int(index), {})[key] = value
-    for name, value in meta["scalars"].items():
-        index, key = name.split(".", 1)
-        per_param.setdefault(int(index), {})[key] = value
-    optimizer.load_state_dict({"state": per_param, "param_groups": meta["param_groups"]})
-
-
 def _rng_state() -> tuple[dict[str, torch.Tensor], Any]:
     tensors = {"torch_cpu": torch.get_rng_state()}
     if torch.cuda.is_available():
@@ -170,21 +156,25 @@ def _restore_rng(tensors: dict[str, torch.Tensor], python_state: Any) -> None:
 
 def save_checkpoint(
     out_dir: Path,
-    model: Any,
-    optimizer: torch.optim.Optimizer,
+    save_model: Callable[[Path], None],
+    optimizer_state: dict[str, Any],
     scheduler: torch.optim.lr_scheduler.LambdaLR,
     sampler: PairBatchSampler,
     step: int,
     extra: dict[str, Any],
 ) -> Path:
-    """Write ``<out_dir>/step_<N>`` atomically (a temporary directory renamed into place)."""
+    """Write ``<out_dir>/step_<N>`` atomically (a temporary directory renamed into place).
+
+    save_model(dir) writes the full model with ``JRM.save_pretrained``; optimizer_state is the full,
+    name-keyed optimizer state (:meth:`ParallelPlan.full_state`).
+    """
     final = out_dir / f"{CHECKPOINT_PREFIX}{step:08d}"
     tmp = out_dir / f".{final.name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "model")
-    opt_tensors, opt_meta = _optimizer_tensors(optimizer)
+    save_model(tmp / "model")
+    opt_tensors, opt_meta = flatten_optimizer_state(optimizer_state)
     atomic_save_safetensors(tmp / "optimizer.safetensors", opt_tensors)
     rng_tensors, python_rng = _rng_state()
     atomic_save_safetensors(tmp / "rng.safetensors", rng_tensors)
@@ -285,27 +275,6 @@ def drop_overlong(
 # ---------------------------------------------------------------------------------------------- the loop
 
 
-def _all_reduce_mean_grads(params: Sequence[torch.nn.Parameter], world_size: int) -> None:
-    """Average gradients over workers (what DDP does, done explicitly after accumulation).
-
-    A parameter without a gradient on every worker keeps ``grad=None`` (so AdamW skips it, as on one worker);
-    one with a gradient on some workers gets zeros on the others before the sum.
-    """
-    if world_size == 1:
-        return
-    import torch.distributed as dist
-
-    present = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
-    dist.all_reduce(present, op=dist.ReduceOp.MAX)
-    for p, used in zip(params, present.tolist()):
-        if not used:
-            continue
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-        p.grad.div_(world_size)
-
-
 Reporter = Callable[[dict[str, float]], None]
 
 
@@ -317,10 +286,15 @@ def run_worker(
     device: torch.device | str = "cpu",
     report: Reporter | None = None,
 ) -> dict[str, float]:
-    """The training loop of one worker; returns rank 0's final metrics (other ranks return {})."""
+    """The training loop of one worker; returns rank 0's final metrics (other ranks return {}).
+
+    With ``world_size > 1`` the default process group must already be initialised (Ray Train does it).
+    """
     from reward.jrm.objective import compute_loss
 
     device = torch.device(device)
+    plan = ParallelPlan(cfg.strategy, world_size)
+    is_main = rank == 0
     out_dir = Path(cfg.output_dir)
     ckpt_dir = out_dir / "checkpoints"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -328,7 +302,8 @@ def run_worker(
     resume_from = resolve_resume(cfg)
     torch.manual_seed(cfg.seed + rank)
     random.seed(cfg.seed + rank)
-    model = build_model(JRMModelInit(checkpoint=str(resume_from / "model")) if resume_from else cfg.model)
+    start_init = JRMModelInit(checkpoint=str(resume_from / "model")) if resume_from else cfg.model
+    model = build_model(start_init)
     train_pairs, dropped = drop_overlong(model, train_pairs, cfg.max_seq_len, cfg.data.max_pixels)
     if dropped:
         data_lines.append(f"dropped {len(dropped)} pair(s) longer than max_seq_len={cfg.max_seq_len}: {dropped[:5]}")
@@ -342,6 +317,7 @@ def run_worker(
     model.train()
     if cfg.gradient_checkpointing:
         model.enable_gradient_checkpointing()
+    plan.prepare(model)
     params = [p for _, p in _trainable(model)]
     optimizer = torch.optim.AdamW(
         params,
@@ -358,13 +334,25 @@ def run_worker(
     wandb_id = None
     if resume_from is not None:
         state = json.loads((resume_from / "trainer_state.json").read_text())
-        _load_optimizer(optimizer, load_file(resume_from / "optimizer.safetensors"), state["optimizer"])
+        opt_state = unflatten_optimizer_state(load_file(resume_from / "optimizer.safetensors"), state["optimizer"])
+        plan.load_optimizer(model, optimizer, opt_state)
         scheduler.load_state_dict(state["scheduler"])
         sampler.load_state_dict(state["sampler"])
         _restore_rng(load_file(resume_from / "rng.safetensors"), state["python_rng"])
         step, history, wandb_id = state["step"], state.get("history", []), state.get("wandb_id")
 
-    is_main = rank == 0
+    shadow: list[Any] = []  # fsdp: an unsharded CPU copy on rank 0, built once, that writes checkpoints
+
+    def save_full_model(target: Path, model_state: dict[str, Any]) -> None:
+        if not plan.sharded:
+            model.save_pretrained(target)
+            return
+        if not shadow:
+            shadow.append(build_model(start_init))
+            shadow[0].config.alpha = cfg.alpha
+        shadow[0].load_state_dict(model_state, strict=True)
+        shadow[0].save_pretrained(target)
+
     run = None
     if is_main and cfg.wandb_mode != "disabled":
         import wandb
@@ -382,7 +370,8 @@ def run_worker(
     if is_main:
         for line in data_lines:
             tqdm.write(line)
-    held_loaded = [load_images(p, cfg.data.max_pixels) for p in held_pairs] if is_main else []
+    evaluates = is_main or plan.sharded  # sharded forwards are collectives: every worker evaluates
+    held_loaded = [load_images(p, cfg.data.max_pixels) for p in held_pairs] if evaluates else []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda" and cfg.precision == "bf16")
     accumulation = cfg.grad_accumulation_steps
     bar = tqdm(total=total_steps, initial=step, desc="jrm", unit="step", disable=not (is_main and cfg.progress_bar))
@@ -394,6 +383,7 @@ def run_worker(
         for m in range(accumulation):
             micro = shard[m * cfg.per_device_batch_size : (m + 1) * cfg.per_device_batch_size]
             loaded = [load_images(train_pairs[i], cfg.data.max_pixels) for i in micro]
+            plan.set_gradient_sync(model, last_micro_batch=m == accumulation - 1)
             with autocast:
                 out = compute_loss(model, loaded, cfg.alpha)
             if not torch.isfinite(out.total):
@@ -402,8 +392,8 @@ def run_worker(
             sums["loss"] += float(out.total.detach()) / accumulation
             sums["rank"] += float(out.rank) / accumulation
             sums["lm"] += float(out.lm) / accumulation
-        _all_reduce_mean_grads(params, world_size)
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+        plan.reduce_gradients(params)
+        grad_norm = as_local_tensor(torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm))
         if not torch.isfinite(grad_norm):
             raise FloatingPointError(f"non-finite gradient norm at step {step}")
         optimizer.step()
@@ -418,8 +408,11 @@ def run_worker(
             "train/lr": scheduler.get_last_lr()[0],
             "epoch": float(sampler.state.epoch),
         }
-        if is_main and (step % cfg.eval_every_steps == 0 or step == total_steps) and held_loaded:
-            metrics.update({f"eval/{k}": v for k, v in pairwise_accuracy(model, held_loaded, cfg.eval_batch_size).items()})
+        boundary = step == total_steps
+        if evaluates and held_loaded and (step % cfg.eval_every_steps == 0 or boundary):
+            with plan.gathered(model):
+                accuracy = pairwise_accuracy(model, held_loaded, cfg.eval_batch_size)
+            metrics.update({f"eval/{k}": v for k, v in accuracy.items()})
             history.append({"step": float(step), **{k: v for k, v in metrics.items() if k.startswith("eval/")}})
             bar.set_postfix(acc=f"{metrics.get('eval/acc/overall', float('nan')):.3f}")
         if run is not None:
@@ -428,21 +421,30 @@ def run_worker(
             with (out_dir / "train_log.jsonl").open("a", encoding="utf-8") as log:
                 log.write(json.dumps({"step": step, **metrics}) + "\n")
         last_metrics = metrics
-        if is_main and (step % cfg.checkpoint_every_steps == 0 or step == total_steps):
-            save_checkpoint(
-                ckpt_dir, model, optimizer, scheduler, sampler, step, {"history": history, "wandb_id": wandb_id}
-            )
-            _prune(ckpt_dir, cfg.keep_checkpoints)
-        if report is not None and (step % cfg.eval_every_steps == 0 or step == total_steps):
+        if step % cfg.checkpoint_every_steps == 0 or boundary:
+            model_state, optimizer_state = plan.full_state(model, optimizer)  # a collective under fsdp
+            if is_main:
+                save_checkpoint(
+                    ckpt_dir,
+                    lambda target, state=model_state: save_full_model(target, state),
+                    optimizer_state,
+                    scheduler,
+                    sampler,
+                    step,
+                    {"history": history, "wandb_id": wandb_id},
+                )
+                _prune(ckpt_dir, cfg.keep_checkpoints)
+        if report is not None and (step % cfg.eval_every_steps == 0 or boundary):
             report({"step": float(step), **metrics})
     bar.close()
+    model_state, _ = plan.full_state(model, optimizer)
     if not is_main:
         return {}
     final_dir = out_dir / "final"
     tmp = out_dir / ".final.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
+    save_full_model(tmp, model_state)
     atomic_replace_dir(tmp, final_dir)
     final = {"step": float(step), **last_metrics}
     atomic_write_json(out_dir / "metrics.json", {"final": final, "history": history})

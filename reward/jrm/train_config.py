@@ -89,7 +89,9 @@ class JRMTrainConfig:
     precision: Literal["bf16", "fp32"] = "bf16"  # bf16 autocast on GPU; CPU always runs fp32
     gradient_checkpointing: bool = True  # non-reentrant
     max_seq_len: int = 8192
-    # Ray Train: data parallel, gradients averaged across workers after accumulation (no parameter sharding)
+    # Ray Train: "ddp" replicates the model (explicit gradient all-reduce after accumulation); "fsdp" shards
+    # parameters, gradients and optimizer state with FSDP2 (needed for the 8B backbone)
+    strategy: Literal["ddp", "fsdp"] = "ddp"
     num_workers: int = 8
     use_gpu: bool = True
     resources_per_worker_cpu: float = 1.0

@@ -2,6 +2,7 @@
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -104,6 +105,7 @@ def test_config_batch_arithmetic_and_presets():
     paper = load_config(JRMTrainConfig, REPO / "configs" / "jrm_qwen3vl8b.yaml")
     assert (paper.global_batch_size, paper.num_workers, paper.grad_accumulation_steps) == (64, 8, 8)
     assert (paper.learning_rate, paper.weight_decay, paper.epochs, paper.data.max_pixels) == (2e-6, 0.1, 10, 200_704)
+    assert (paper.adam_beta1, paper.adam_beta2, paper.warmup_ratio, paper.strategy) == (0.9, 0.95, 0.05, "fsdp")
     tiny = load_config(JRMTrainConfig, REPO / "configs" / "jrm_tiny.yaml")
     assert tiny.model.tiny and tiny.model.backbone is None and not tiny.use_gpu
 
@@ -168,23 +170,36 @@ def _data_parallel_worker(rank: int, cfg: JRMTrainConfig, port: int) -> None:
 
 
 @pytest.mark.slow
-def test_two_workers_match_one_worker_with_gradient_accumulation(tmp_path):
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_workers_match_one_worker_with_gradient_accumulation(tmp_path, strategy):
     import socket
 
     import torch.multiprocessing as mp
 
     pairs = make_colour_pairs(tmp_path / "data", 16)
-    common = dict(global_batch_size=8, per_device_batch_size=4, max_steps=3, weight_decay=0.1)
+    # a large adam_eps keeps AdamW from amplifying float-rounding differences of near-zero gradients into
+    # lr-sized steps (summation order differs between the two layouts); the maths must agree, not the bits
+    common = dict(global_batch_size=8, per_device_batch_size=4, max_steps=3, weight_decay=0.1, adam_eps=1e-2)
     run_worker(_cfg(pairs, tmp_path / "one", num_workers=1, **common))  # 2 accumulation steps
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    mp.spawn(_data_parallel_worker, args=(_cfg(pairs, tmp_path / "two", num_workers=2, **common), port), nprocs=2)
+    two_cfg = _cfg(pairs, tmp_path / "two", num_workers=2, strategy=strategy, checkpoint_every_steps=2, **common)
+    mp.spawn(_data_parallel_worker, args=(two_cfg, port), nprocs=2)
     one = load_file(tmp_path / "one" / "final" / "backbone" / "model.safetensors")
     two = load_file(tmp_path / "two" / "final" / "backbone" / "model.safetensors")
     initial = JRM.build_tiny(seed=0).backbone.state_dict()
     changed = [k for k in one if not torch.equal(one[k], initial[k])]
     assert changed and all(torch.allclose(one[k], two[k], atol=1e-6) for k in one)
+    # the mid-run checkpoint holds the full optimizer state (sharded runs gather it) and resumes exactly
+    mid = tmp_path / "two" / "checkpoints" / "step_00000002"
+    opt = load_file(mid / "optimizer.safetensors")
+    assert opt["head.mlp.0.weight::exp_avg"].shape == JRM.build_tiny(seed=0).head.mlp[0].weight.shape
+    if strategy == "fsdp":
+        resumed_cfg = replace(two_cfg, output_dir=str(tmp_path / "resumed"), resume=str(mid))
+        mp.spawn(_data_parallel_worker, args=(resumed_cfg, port), nprocs=2)
+        resumed = load_file(tmp_path / "resumed" / "final" / "backbone" / "model.safetensors")
+        assert all(torch.allclose(two[k], resumed[k], atol=1e-7) for k in two)
 
 
 @pytest.mark.slow

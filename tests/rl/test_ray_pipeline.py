@@ -8,7 +8,7 @@ import ray
 import torch
 
 from editrl.world.pairs import write_preference_pairs
-from editrl.world.tasks import make_tasks
+from editrl.world.tasks import make_tasks, write_instruction_jsonl
 from rl.actor_group import ActorGroup
 from rl.config import EvalHookConfig
 from rl.controller import chunk_requests, round_advantages, run_flow_grpo
@@ -78,12 +78,18 @@ def test_two_gloo_learners_on_halves_equal_one_learner_on_the_whole(tmp_path):
 def test_end_to_end_overlapped_run(tmp_path):
     pairs_dir = tmp_path / "pairs"
     write_preference_pairs(make_tasks("pairs_eval", 2), pairs_dir, seed=0, pairs_per_task=2)
-    hook = EvalHookConfig(kind="reward_pair_accuracy", every_n_steps=2, path=str(pairs_dir / "pairs.jsonl"))
+    heldout = write_instruction_jsonl(make_tasks("heldout", 2), tmp_path / "heldout")
+    hooks = [
+        EvalHookConfig(kind="reward_pair_accuracy", every_n_steps=2, path=str(pairs_dir / "pairs.jsonl")),
+        EvalHookConfig(kind="world_oracle", every_n_steps=3, path=str(heldout)),
+    ]
     cfg = toy_config(tmp_path, "grpo.num_steps=3", "checkpoint.every_n_steps=2", "logging.log_images_every_n_steps=2")
-    cfg = dataclasses.replace(cfg, eval_hooks=[hook])
+    cfg = dataclasses.replace(cfg, eval_hooks=hooks)
     result = run_flow_grpo(cfg)
-    assert sorted(result.eval_metrics) == [1]  # every 2 steps: after the second round only
+    # pair accuracy every 2 steps (after round 1), the world oracle every 3 (after round 2)
+    assert sorted(result.eval_metrics) == [1, 2]
     assert 0.0 <= result.eval_metrics[1]["reward_pairs/accuracy_overall"] <= 1.0
+    assert 1.0 <= result.eval_metrics[2]["world_oracle/if"] <= 4.0
     assert result.steps_completed == 3 and result.adapter_version == 3
     assert len(result.summaries) == 3
     for s in result.summaries:

@@ -1,0 +1,49 @@
+import numpy as np
+
+from editrl.world.eval_hook import WorldOracleHook
+from editrl.world.evaluate import evaluate_policy
+from editrl.world.render import to_pil
+from editrl.world.stats import paired_bootstrap
+from editrl.world.tasks import make_tasks
+from rl.hooks import EvalHook
+
+
+class _LookupPolicy:
+    """Returns the exact target for sources it knows (by pixels) and the source itself otherwise."""
+
+    def __init__(self, tasks):
+        self.targets = {np.asarray(to_pil(t.source_image)).tobytes() + t.instruction.encode(): t.target_image for t in tasks}
+
+    def edit(self, sources, instructions, *, seed=0):
+        out = []
+        for image, text in zip(sources, instructions):
+            key = np.asarray(image).tobytes() + text.encode()
+            out.append(to_pil(self.targets[key]) if key in self.targets else image)
+        return out
+
+
+def test_evaluate_policy_scores_a_perfect_and_a_no_op_policy():
+    tasks = make_tasks("heldout", 6)
+    perfect = evaluate_policy(_LookupPolicy(tasks), tasks, batch_size=4)
+    assert perfect.instruction_following.tolist() == [4] * 6 and perfect.visual_quality.tolist() == [4] * 6
+    no_op = evaluate_policy(_LookupPolicy([]), tasks, batch_size=4)
+    assert no_op.instruction_following.tolist() == [1] * 6
+    assert no_op.task_ids == [t.task_id for t in tasks]
+
+
+def test_world_oracle_hook_is_an_eval_hook():
+    tasks = make_tasks("heldout", 3)
+    hook = WorldOracleHook(tasks, every_n_steps=2, num_images=2)
+    assert isinstance(hook, EvalHook)
+    result = hook(_LookupPolicy(tasks), step=1)
+    assert result.metrics == {"world_oracle/if": 4.0, "world_oracle/vq": 4.0, "world_oracle/edit_success": 1.0}
+    assert len(result.images) == 2 and result.n_items == 3
+
+
+def test_paired_bootstrap_against_hand_computed_values():
+    before = np.array([1.0, 2.0, 2.0, 3.0])
+    constant = paired_bootstrap(before, before + 0.5, n_resamples=200)
+    assert (constant.mean, constant.low, constant.high) == (0.5, 0.5, 0.5)
+    diff = paired_bootstrap(before, np.array([2.0, 2.0, 4.0, 3.0]), n_resamples=4000, seed=1)
+    assert diff.mean == 0.75  # differences 1, 0, 2, 0
+    assert 0.0 <= diff.low < 0.75 < diff.high <= 2.0  # the bootstrap means lie between min and max difference
