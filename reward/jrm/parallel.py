@@ -118,8 +118,12 @@ class ParallelPlan:
         return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
 
     def load_optimizer(self, model: Any, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
-        """Load a full, name-keyed optimizer state (every worker passes the same dict)."""
-        options = StateDictOptions(full_state_dict=True) if self.sharded else StateDictOptions()
+        """Load a full, name-keyed optimizer state (every worker passes the same dict).
+
+        Not strict: a parameter that never had a gradient (e.g. the LM head at alpha=0) has no AdamW state,
+        exactly as in an uninterrupted run, and gets it lazily on its first gradient.
+        """
+        options = StateDictOptions(full_state_dict=self.sharded, strict=False)
         set_optimizer_state_dict(model, optimizer, optim_state_dict=state, options=options)
 
 

@@ -158,48 +158,54 @@ def test_resume_from_mid_run_checkpoint_reaches_the_same_weights(tmp_path):
     assert not all(torch.equal(initial[k], head_a[k]) for k in head_a)
 
 
-def _data_parallel_worker(rank: int, cfg: JRMTrainConfig, port: int) -> None:
+def _data_parallel_worker(rank: int, cfgs: list[JRMTrainConfig], port: int) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        run_worker(cfg, rank=rank, world_size=2)
+        for cfg in cfgs:
+            run_worker(cfg, rank=rank, world_size=2)
     finally:
         dist.destroy_process_group()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_workers_match_one_worker_with_gradient_accumulation(tmp_path, strategy):
+def test_two_workers_match_one_worker_and_sharded_runs_resume(tmp_path):
     import socket
 
     import torch.multiprocessing as mp
 
     pairs = make_colour_pairs(tmp_path / "data", 16)
     # a large adam_eps keeps AdamW from amplifying float-rounding differences of near-zero gradients into
-    # lr-sized steps (summation order differs between the two layouts); the maths must agree, not the bits
+    # lr-sized steps (summation order differs between the layouts); the maths must agree, not the bits
     common = dict(global_batch_size=8, per_device_batch_size=4, max_steps=3, weight_decay=0.1, adam_eps=1e-2)
     run_worker(_cfg(pairs, tmp_path / "one", num_workers=1, **common))  # 2 accumulation steps
+    two = {
+        strategy: _cfg(pairs, tmp_path / strategy, num_workers=2, strategy=strategy, checkpoint_every_steps=2, **common)
+        for strategy in ("ddp", "fsdp")
+    }
+    mid = tmp_path / "fsdp" / "checkpoints" / "step_00000002"
+    resumed_cfg = replace(two["fsdp"], output_dir=str(tmp_path / "resumed"), resume=str(mid))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    two_cfg = _cfg(pairs, tmp_path / "two", num_workers=2, strategy=strategy, checkpoint_every_steps=2, **common)
-    mp.spawn(_data_parallel_worker, args=(two_cfg, port), nprocs=2)
-    one = load_file(tmp_path / "one" / "final" / "backbone" / "model.safetensors")
-    two = load_file(tmp_path / "two" / "final" / "backbone" / "model.safetensors")
+    mp.spawn(_data_parallel_worker, args=([two["ddp"], two["fsdp"], resumed_cfg], port), nprocs=2)
+
+    def final_weights(name):
+        return load_file(tmp_path / name / "final" / "backbone" / "model.safetensors")
+
+    one = final_weights("one")
     initial = JRM.build_tiny(seed=0).backbone.state_dict()
-    changed = [k for k in one if not torch.equal(one[k], initial[k])]
-    assert changed and all(torch.allclose(one[k], two[k], atol=1e-6) for k in one)
-    # the mid-run checkpoint holds the full optimizer state (sharded runs gather it) and resumes exactly
-    mid = tmp_path / "two" / "checkpoints" / "step_00000002"
+    assert [k for k in one if not torch.equal(one[k], initial[k])]
+    for strategy in ("ddp", "fsdp"):
+        other = final_weights(strategy)
+        assert all(torch.allclose(one[k], other[k], atol=1e-6) for k in one), strategy
+    # the sharded run's mid-run checkpoint holds the full optimizer state and resumes to the same weights
     opt = load_file(mid / "optimizer.safetensors")
     assert opt["head.mlp.0.weight::exp_avg"].shape == JRM.build_tiny(seed=0).head.mlp[0].weight.shape
-    if strategy == "fsdp":
-        resumed_cfg = replace(two_cfg, output_dir=str(tmp_path / "resumed"), resume=str(mid))
-        mp.spawn(_data_parallel_worker, args=(resumed_cfg, port), nprocs=2)
-        resumed = load_file(tmp_path / "resumed" / "final" / "backbone" / "model.safetensors")
-        assert all(torch.allclose(two[k], resumed[k], atol=1e-7) for k in two)
+    fsdp, resumed = final_weights("fsdp"), final_weights("resumed")
+    assert all(torch.allclose(fsdp[k], resumed[k], atol=1e-7) for k in fsdp)
 
 
 @pytest.mark.slow

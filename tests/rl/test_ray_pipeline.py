@@ -105,7 +105,7 @@ def test_end_to_end_overlapped_run(tmp_path):
     assert (cfg.output_path / "samples" / "step_00000001_0.png").is_file()
 
 
-def test_killed_sampler_is_replaced_and_round_completes(tmp_path):
+def test_killed_sampler_or_reward_actor_is_replaced_and_round_completes(tmp_path):
     cfg = toy_config(tmp_path, "grpo.samples_per_chunk=4", "grpo.max_weight_lag=0")
     plan = reserve(cfg.ray)
     actors = ActorGroup(cfg, plan)
@@ -128,6 +128,16 @@ def test_killed_sampler_is_replaced_and_round_completes(tmp_path):
         assert ray.get(stats_ref).version == 1
         actors.wait_sync(actors.broadcast(refs[-1], payload.num_bytes))
         assert ray.get(actors.samplers[0].get_version.remote()) == 1
+
+        # the reward actor dies with the next round's scoring queued: restarted, chunks re-issued
+        before = actors.reissued_chunks
+        for r in requests:
+            r.learner_version = 1
+        pending = actors.submit(requests)
+        ray.kill(actors.reward_actors[0], no_restart=False)
+        regathered, _ = actors.gather(pending)
+        assert actors.reissued_chunks > before
+        assert all(torch.isfinite(g.reward.reward).all() for g in regathered)
     finally:
         actors.kill_all()
         plan.remove()
