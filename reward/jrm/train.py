@@ -24,7 +24,7 @@ import math
 import random
 import shutil
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -471,6 +471,25 @@ def _ray_worker_entry(config: dict[str, Any]) -> None:
     )
 
 
+def with_absolute_paths(cfg: JRMTrainConfig) -> JRMTrainConfig:
+    """A copy with every path resolved against the driver's working directory (Ray workers may run elsewhere)."""
+
+    def absolute(path: str | None) -> str | None:
+        return str(Path(path).resolve()) if path else path
+
+    data = replace(
+        cfg.data,
+        train_pairs=absolute(cfg.data.train_pairs) or "",
+        image_root=absolute(cfg.data.image_root),
+        held_out_pairs=absolute(cfg.data.held_out_pairs),
+        held_out_image_root=absolute(cfg.data.held_out_image_root),
+        rationales=absolute(cfg.data.rationales),
+    )
+    model = replace(cfg.model, checkpoint=absolute(cfg.model.checkpoint), backbone=absolute(cfg.model.backbone))
+    resume = cfg.resume if cfg.resume in ("auto", "never") else absolute(cfg.resume) or cfg.resume
+    return replace(cfg, data=data, model=model, output_dir=absolute(cfg.output_dir) or "", resume=resume)
+
+
 def train_jrm(cfg: JRMTrainConfig) -> TrainResult:
     """Run stage-1 training as a Ray Train ``TorchTrainer`` job; returns the final checkpoint and metrics."""
     import ray
@@ -480,7 +499,8 @@ def train_jrm(cfg: JRMTrainConfig) -> TrainResult:
     cfg.model.require_choice()
     if not cfg.data.train_pairs:
         raise ConfigError("data.train_pairs: a preference-pair file is required")
-    out_dir = Path(cfg.output_dir).resolve()
+    cfg = with_absolute_paths(cfg)
+    out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "config.json", {"yaml": to_yaml(cfg)})
     started_ray = not ray.is_initialized()

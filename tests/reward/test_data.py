@@ -121,3 +121,13 @@ def test_split_is_deterministic_and_keeps_sources_together(tmp_path, image_root)
     assert len(held) == 3 and {p.record_id for p in held} == {p.record_id for p in held2}
     assert len({p.source for p in held}) == 1 and not {p.source for p in train} & {p.source for p in held}
     assert len(train) == 6
+
+
+def test_json_list_as_in_editreward_train_json(tmp_path, image_root):
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps([_record(0), "not an object", _record(1, confidence=0.8)]))
+    with pytest.raises(PairDataError, match=r"train\.json\[1\].*malformed"):
+        load_preference_pairs(path, image_root)
+    pairs, report = load_preference_pairs(path, image_root, on_error="skip")
+    assert [p.record_id for p in pairs] == ["r0", "r1"] and pairs[1].confidence == 0.8
+    assert report.skipped == {"malformed_json": 1}
