@@ -27,7 +27,7 @@ test: setup lint
 	$(PY) -m pytest -q tests
 
 demo: setup
-	$(PY) -m launch.demo --config configs/toy.yaml
+	$(PY) -m launch.demo --config configs/demo.yaml
 
 bench: setup
 	$(PY) -m bench.run_all
