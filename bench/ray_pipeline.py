@@ -11,14 +11,15 @@ against the adapter size. Writes ``runs/bench/ray_pipeline.json``.
 
 from __future__ import annotations
 
-import pickle
 import statistics
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import ray
 import torch
+from ray.experimental import get_object_locations
 
 from editrl.io import atomic_write_json
 from editrl.world.tasks import make_tasks, write_instruction_jsonl
@@ -79,13 +80,20 @@ def sequential_loop(cfg: ExperimentConfig) -> dict:
         timings.append(timing)
         samples.append(int(adv["n_samples"]))
     adapter_bytes = sum(p.numel() * p.element_size() for p in learner.params)
-    rollout_bytes = len(pickle.dumps(rollouts[0]))
-    t = time.perf_counter()
-    for _ in range(5):
-        pickle.loads(pickle.dumps(rollouts[0]))
-    serialise_s = (time.perf_counter() - t) / 5
+    rollout_bytes, serialise_s = _ray_serialisation_cost(rollouts[0], cfg)
     return {"timings": timings, "samples": samples, "learner_compute_s": compute, "adapter_bytes": adapter_bytes, "chunks_per_round": len(requests),
             "rollout_pickle_bytes": rollout_bytes, "rollout_roundtrip_s": serialise_s}
+
+
+def _ray_serialisation_cost(obj: object, cfg: ExperimentConfig, repeats: int = 5) -> tuple[int, float]:
+    """Bytes of ``obj`` in Ray's object store and the seconds of one ``ray.put`` + ``ray.get`` round trip."""
+    ensure_ray(cfg.ray)
+    ref = ray.put(obj)
+    size = get_object_locations([ref])[ref]["object_size"] or 0
+    t = time.perf_counter()
+    for _ in range(repeats):
+        ray.get(ray.put(obj))
+    return int(size), (time.perf_counter() - t) / repeats
 
 
 def _steady(timings: list[RoundTiming], samples: list[int], learner_compute: list[float]) -> dict:

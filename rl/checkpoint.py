@@ -1,6 +1,6 @@
 """RL checkpoints: adapter, optimizer, RNG states, step, data position and config, written atomically.
 
-Layout: ``<output_dir>/checkpoints/step_XXXXXXXX/`` with ``adapter.safetensors``, ``optimizer.pt`` (a plain
+Layout: ``<output_dir>/checkpoints/step_<8-digit step>/`` with ``adapter.safetensors``, ``optimizer.pt`` (a plain
 tensor/number state dict, read back with ``weights_only=True``), ``rng.safetensors``, ``state.json`` and
 ``config.yaml``. A directory is first written under a temporary name and renamed into place in one step, so
 ``latest_checkpoint`` never sees a half-written one (the driver may be ``kill -9``-ed at any instant).
@@ -69,7 +69,7 @@ def save_checkpoint(
     *,
     keep_last: int = 3,
 ) -> Path:
-    """Write ``step_XXXXXXXX`` atomically, then delete all but the ``keep_last`` newest. Returns its path."""
+    """Write ``step_<8-digit step>`` atomically, then delete all but the ``keep_last`` newest. Returns its path."""
     root = checkpoint_root(output_dir)
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"{STEP_PREFIX}{state.step:08d}"

@@ -125,7 +125,7 @@ class DataConfig:
 
 @dataclass
 class CheckpointConfig:
-    """Checkpoints under ``output_dir/checkpoints/step_XXXXXXXX`` every ``every_n_steps`` rounds."""
+    """Checkpoints under ``output_dir/checkpoints/step_<8-digit step>`` every ``every_n_steps`` rounds."""
 
     every_n_steps: int = 10
     keep_last: int = 3

@@ -117,7 +117,8 @@ def test_saved_pipeline_reloads_and_reproduces_edits(tmp_path):
     assert matched[1].tobytes() == first[1].tobytes()  # same size, same seed index -> same edit
 
     with pytest.raises(FileNotFoundError, match="only local directories"):
-        OmniGen2EditPipeline.from_pretrained("OmniGen2/OmniGen2")
+        hub_id = "OmniGen2/OmniGen2"
+        OmniGen2EditPipeline.from_pretrained(hub_id)
 
 
 def test_ode_edit_is_the_euler_integration_of_the_guided_velocity():

@@ -77,7 +77,8 @@ def test_save_load_round_trip_is_exact_and_strict(jrm, tmp_path):
     with pytest.raises(ValueError, match="mystery"):
         JRM.from_pretrained(tmp_path / "ckpt")
     with pytest.raises(FileNotFoundError, match="local JRM checkpoint directory"):
-        JRM.from_pretrained("org/some-hub-id")
+        hub_id = "org/some-hub-id"
+        JRM.from_pretrained(hub_id)
 
 
 def test_reward_embedding_trains_and_checkpointing_matches():
