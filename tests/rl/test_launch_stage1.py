@@ -1,0 +1,72 @@
+"""The launcher as a user runs it: stage 1 trains the JRM on Ray Train, stage 2 runs Flow-GRPO with that JRM."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from omegaconf import OmegaConf
+from PIL import Image
+
+from editrl.world.pairs import write_preference_pairs
+from editrl.world.tasks import make_tasks
+from reward.jrm.model import JRM
+from reward.registry import RewardModelConfig, build_reward_model
+from rl.checkpoint import latest_checkpoint
+from tests.rl.helpers import REPO, TOY, write_toy_instructions
+
+LAUNCH = REPO / "launch" / "flow_grpo_jrm.py"
+ENV = {
+    **os.environ, "RAY_USAGE_STATS_ENABLED": "0", "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+}
+
+
+@pytest.mark.slow
+def test_stage1_trains_the_jrm_and_stage2_scores_with_it(tmp_path):
+    pairs = write_preference_pairs(make_tasks("pairs", 4), tmp_path / "pairs", seed=0, pairs_per_task=2).path
+    data = write_toy_instructions(tmp_path / "world", 4)
+    jrm_out, rl_out = tmp_path / "jrm", tmp_path / "run"
+    args = [
+        sys.executable, str(LAUNCH), "--config", str(TOY), "train_jrm=true",
+        f"jrm.data.train_pairs={pairs}", f"jrm.output_dir={jrm_out}", "jrm.epochs=3", "jrm.max_steps=2",
+        "jrm.eval_every_steps=1", "jrm.checkpoint_every_steps=1", "jrm.wandb_mode=disabled", "jrm.progress_bar=false",
+        f"data.train_path={data}", f"output_dir={rl_out}", "grpo.num_steps=1",
+        "logging.wandb=false", "logging.progress_bar=false",
+    ]
+    proc = subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    final = jrm_out / "final"
+    assert final.is_dir()
+    assert json.loads((jrm_out / "metrics.json").read_text())["final"]["step"] == 2.0
+    reward = build_reward_model(RewardModelConfig(kind="jrm", checkpoint=str(final)))
+    assert isinstance(reward, JRM)
+    record = json.loads(pairs.read_text().splitlines()[0])
+    source, edit = (Image.open(pairs.parent / record[k]).convert("RGB") for k in ("path_src", "path1"))
+    scores = reward.score([source], [edit], [record["prompt"]])
+    assert scores.mu.shape == (1, 2) and scores.mu.isfinite().all()
+
+    summary = json.loads(proc.stdout[proc.stdout.index('{\n  "output_dir"'):proc.stdout.rindex("}") + 1])
+    assert summary["steps_completed"] == 1 and summary["output_dir"] == str(rl_out)
+    ckpt = latest_checkpoint(rl_out)
+    assert ckpt is not None and ckpt.name == "step_00000001"
+    recorded = OmegaConf.load(ckpt / "config.yaml")
+    assert recorded.train_jrm is True
+    assert recorded.reward.checkpoint == str(final)
+    assert f"stage 1 done: {final}" in proc.stderr
+
+
+def test_wrong_key_exits_2_naming_the_key_before_ray_starts(tmp_path):
+    data = write_toy_instructions(tmp_path / "world", 2)
+    args = [
+        sys.executable, str(LAUNCH), "--config", str(TOY), "train_jrm=true", f"data.train_path={data}",
+        f"output_dir={tmp_path / 'run'}", "jrm.max_stepz=2",
+    ]
+    proc = subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "max_stepz" in proc.stderr
+    assert "config error" in proc.stderr
+    assert "Started a local Ray instance" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "run").exists()
