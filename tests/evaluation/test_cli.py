@@ -29,11 +29,12 @@ def test_wrong_layout_exits_with_the_expected_path(tmp_path, capsys):
 
 
 def test_policy_gedit_with_tiny_policy_and_local_judge(tmp_path, monkeypatch):
-    if not hasattr(pytest.importorskip("policies.omnigen2"), "build_pipeline"):
-        pytest.skip("policies.omnigen2.build_pipeline (helper B) is not there yet")
+    # distinct sources and instructions: every judge request differs, so none is served from the cache
     write_gedit(tmp_path / "gedit", [
-        {"task_type": g, "key": k, "instruction": "make it red", "instruction_language": "en", "input_image": solid(90, (32, 32))}
-        for g, k in [("color_alter", "c1"), ("color_alter", "c2"), ("subject-add", "s1")]
+        {"task_type": g, "key": k, "instruction": f"make it {colour}", "instruction_language": "en",
+         "input_image": solid(value, (32, 32))}
+        for g, k, colour, value in [("color_alter", "c1", "red", 40), ("color_alter", "c2", "blue", 120),
+                                    ("subject-add", "s1", "green", 200)]
     ])
     monkeypatch.setenv("EDITRL_TEST_JUDGE_KEY", "k")
     out = tmp_path / "out"
