@@ -44,9 +44,8 @@ from policies.omnigen2.pipeline import OmniGen2EditPipeline
 from reward.jrm.analysis import SpectrumStats, collect_features, jrm_feature_fn, plot_spectra, spectrum_stats
 from reward.jrm.annotate import AnnotationSummary, annotate_pairs
 from reward.jrm.data import load_images, load_preference_pairs
-from reward.jrm.model import JRM, JRMConfig
+from reward.jrm.model import JRM
 from reward.jrm.train import TrainResult, train_jrm
-from reward.jrm.train_config import JRMModelInit
 from rl.checkpoint import list_checkpoints, load_checkpoint
 from rl.controller import RunResult, run_flow_grpo
 
@@ -143,21 +142,10 @@ def stage_pairs(cfg: DemoConfig, policy: OmniGen2EditPipeline) -> PairsOutcome:
     return PairsOutcome(reports["train"], reports["held_out"], annotation)
 
 
-def build_jrm_init(cfg: DemoConfig, out: Path) -> Path:
-    """Save the tiny random JRM both runs start from (same weights for both alphas), sized by ``jrm_init``."""
-    init = cfg.jrm_init
-    pixels = init.image_side * init.image_side
-    config = JRMConfig(head_mlp_size=init.head_mlp_size, min_pixels=pixels, max_pixels=pixels, max_region_index=7)
-    model = JRM.build_tiny(seed=init.seed, config=config, hidden_size=init.hidden_size, num_layers=init.num_layers)
-    path = out / "jrm_init"
-    model.save_pretrained(path)
-    return path
-
-
-def stage_jrm(cfg: DemoConfig, out: Path, alpha: float, init_dir: Path) -> TrainResult:
+def stage_jrm(cfg: DemoConfig, out: Path, alpha: float) -> TrainResult:
+    """Train one JRM; both alphas start from the same tiny random model (``jrm.model``, seeded by ``tiny_seed``)."""
     run_cfg = replace(
         cfg.jrm,
-        model=JRMModelInit(checkpoint=str(init_dir)),
         alpha=alpha,
         output_dir=str(out / f"jrm_alpha_{alpha_key(alpha)}"),
         wandb_run_name=f"demo-jrm-alpha-{alpha_key(alpha)}",
@@ -376,8 +364,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
     pretrain = clock.run("pretrain", stage_pretrain, cfg, out)
     base_policy = build_pipeline(replace(rl_policy_config(cfg, pretrain.checkpoint_dir), use_lora=False))
     pairs = clock.run("pairs", stage_pairs, cfg, base_policy)
-    init_dir = build_jrm_init(cfg, out)
-    jrm = {alpha: clock.run(f"jrm_alpha_{alpha_key(alpha)}", stage_jrm, cfg, out, alpha, init_dir) for alpha in cfg.jrm_alphas}
+    jrm = {alpha: clock.run(f"jrm_alpha_{alpha_key(alpha)}", stage_jrm, cfg, out, alpha) for alpha in cfg.jrm_alphas}
     spectra = {alpha: jrm_spectrum(result.checkpoint_dir, cfg) for alpha, result in jrm.items()}
     rl = clock.run("rl", stage_rl, cfg, pretrain.checkpoint_dir, jrm[0.7].checkpoint_dir)
     evaluation = clock.run("eval", stage_eval, cfg, pretrain.checkpoint_dir, heldout)

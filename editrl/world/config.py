@@ -1,7 +1,7 @@
 """The demo's structured config: the world, each stage's sizes, and the real JRM / Flow-GRPO configs it drives.
 
 ``jrm`` is the stage-1 :class:`JRMTrainConfig` shared by both runs (the demo sets ``alpha`` per run, the data
-paths it writes, and the tiny starting checkpoint built from ``jrm_init``); ``rl`` is the stage-2 :class:`ExperimentConfig` (the demo fills in the pretrained
+paths it writes; both start from the tiny random model of ``jrm.model``); ``rl`` is the stage-2 :class:`ExperimentConfig` (the demo fills in the pretrained
 policy, the trained JRM and the instruction file). Paths inside them may interpolate ``${output_dir}``.
 """
 
@@ -24,7 +24,7 @@ RATIONALES = "${output_dir}/data/pairs/annotations.jsonl"
 
 def _demo_jrm() -> JRMTrainConfig:
     data = JRMDataConfig(train_pairs=TRAIN_PAIRS, held_out_pairs=EVAL_PAIRS, rationales=RATIONALES)
-    return JRMTrainConfig(model=JRMModelInit(tiny=True), data=data, output_dir="${output_dir}/jrm")
+    return JRMTrainConfig(model=JRMModelInit(tiny=True, tiny_image_side=128), data=data, output_dir="${output_dir}/jrm")
 
 
 def _demo_experiment() -> ExperimentConfig:
@@ -70,29 +70,6 @@ class PairsConfig:
 
 
 @dataclass
-class TinyJRMInit:
-    """The tiny random JRM both stage-1 runs start from, sized for world images.
-
-    The default tiny JRM sees at most 64x64 px (4 vision tokens per image), too coarse for 32 px scenes of
-    small shapes; here images are resized to ``image_side`` px (min = max pixels), i.e. (side/32)^2 merged
-    vision tokens per image.
-    """
-
-    image_side: int = 128
-    hidden_size: int = 32
-    num_layers: int = 2
-    head_mlp_size: int = 64
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.image_side < 32 or self.image_side % 32:
-            raise ConfigError(f"image_side must be a multiple of 32 (patch 16 x merge 2), got {self.image_side}")
-        for key in ("hidden_size", "num_layers", "head_mlp_size"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
-
-
-@dataclass
 class EvalConfig:
     """Held-out evaluation: tasks of the ``heldout`` split, ODE edits scored by the oracle."""
 
@@ -120,7 +97,6 @@ class DemoConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     jrm: JRMTrainConfig = field(default_factory=lambda: _demo_jrm())
-    jrm_init: TinyJRMInit = field(default_factory=TinyJRMInit)
     jrm_alphas: list[float] = field(default_factory=lambda: [0.7, 0.0])
     rl: ExperimentConfig = field(default_factory=lambda: _demo_experiment())
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -52,6 +52,11 @@ class PairDataError(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[PairDataError], tuple[str, str]]:
+        """Rebuild from (reason, message) so the error survives pickling (Ray workers re-raise it in the driver)."""
+        return type(self), (self.reason, self.message)
 
 
 @dataclass

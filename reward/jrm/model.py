@@ -193,14 +193,28 @@ class JRM(nn.Module):
         return self.backbone.get_input_embeddings().weight.device
 
     @classmethod
-    def build_tiny(cls, seed: int = 0, config: JRMConfig | None = None, hidden_size: int = 32, num_layers: int = 2) -> JRM:
+    def build_tiny(
+        cls,
+        seed: int = 0,
+        config: JRMConfig | None = None,
+        hidden_size: int = 32,
+        num_layers: int = 2,
+        vision_hidden_size: int = 32,
+        vision_depth: int = 2,
+    ) -> JRM:
         """A tiny random JRM (local tokenizer, tiny Qwen3-VL), deterministic in ``seed``."""
         from reward.jrm.tiny import TINY_JRM_MAX_PIXELS, TINY_JRM_MIN_PIXELS, build_tiny_backbone
 
         cfg = config or JRMConfig(
             head_mlp_size=64, min_pixels=TINY_JRM_MIN_PIXELS, max_pixels=TINY_JRM_MAX_PIXELS, max_region_index=7
         )
-        backbone, parts = build_tiny_backbone(seed=seed, hidden_size=hidden_size, num_layers=num_layers)
+        backbone, parts = build_tiny_backbone(
+            seed=seed,
+            hidden_size=hidden_size,
+            num_layers=num_layers,
+            vision_hidden_size=vision_hidden_size,
+            vision_depth=vision_depth,
+        )
         return cls(backbone, parts.tokenizer, parts.image_processor, cfg, seed=seed)
 
     @classmethod

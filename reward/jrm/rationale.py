@@ -31,6 +31,11 @@ class RationaleError(ValueError):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
+        self.message = message
+
+    def __reduce__(self) -> tuple[type[RationaleError], tuple[str, str]]:
+        """Rebuild from (reason, message) so the error survives pickling (e.g. across Ray workers)."""
+        return type(self), (self.reason, self.message)
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,38 @@ class JRMModelInit:
 
     checkpoint: a directory written by ``JRM.save_pretrained`` (continue from a JRM).
     backbone:   a local Qwen3-VL-(8B-)Instruct directory (fresh reward token and head).
-    tiny:       neither: ``JRM.build_tiny(seed=tiny_seed)`` (CPU tests and demos).
+    tiny:       neither: a tiny random JRM built from the ``tiny_*`` keys under ``tiny_seed`` (CPU tests and demos).
+
+    tiny_hidden_size / tiny_num_layers:               the language tower.
+    tiny_vision_hidden_size / tiny_vision_depth:      the vision tower.
+    tiny_head_mlp_size:                               the reward head's MLP width.
+    tiny_image_side: every image is resized to this square side (a multiple of 32 = patch 16 x merge 2), i.e.
+                     ``(side / 32)^2`` vision tokens per image; null keeps the tiny default (<= 64 px, <= 4 tokens).
     """
 
     checkpoint: str | None = None
     backbone: str | None = None
     tiny: bool = False
     tiny_seed: int = 0
+    tiny_hidden_size: int = 32
+    tiny_num_layers: int = 2
+    tiny_vision_hidden_size: int = 32
+    tiny_vision_depth: int = 2
+    tiny_head_mlp_size: int = 64
+    tiny_image_side: int | None = None
 
     def validate(self) -> None:
         if sum([self.checkpoint is not None, self.backbone is not None, self.tiny]) > 1:
             raise ConfigError("set only one of checkpoint, backbone or tiny=true")
+        for key in ("tiny_hidden_size", "tiny_vision_hidden_size"):
+            if getattr(self, key) < 32 or getattr(self, key) % 32:
+                raise ConfigError(f"model.{key} must be a positive multiple of 32 (4 heads, M-RoPE), got {getattr(self, key)}")
+        for key in ("tiny_num_layers", "tiny_vision_depth", "tiny_head_mlp_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.{key} must be >= 1, got {getattr(self, key)}")
+        side = self.tiny_image_side
+        if side is not None and (side < 32 or side % 32):
+            raise ConfigError(f"model.tiny_image_side must be a multiple of 32 (patch 16 x merge 2) or null, got {side}")
 
     def require_choice(self) -> None:
         """Training needs a starting point (the defaults leave it open so configs can compose this one)."""

@@ -131,3 +131,14 @@ def test_json_list_as_in_editreward_train_json(tmp_path, image_root):
     pairs, report = load_preference_pairs(path, image_root, on_error="skip")
     assert [p.record_id for p in pairs] == ["r0", "r1"] and pairs[1].confidence == 0.8
     assert report.skipped == {"malformed_json": 1}
+
+
+def test_pair_data_error_survives_pickling():
+    """Ray re-raises worker errors in the driver by pickling them; reason and message must come back intact."""
+    import pickle
+
+    original = PairDataError("missing_image", "record r7: image 7/a.png not found")
+    restored = pickle.loads(pickle.dumps(original))
+    assert type(restored) is PairDataError
+    assert restored.reason == "missing_image"
+    assert str(restored) == "record r7: image 7/a.png not found"

@@ -53,3 +53,11 @@ def test_region_ids_bounded_by_available_tags_and_garbage_rejected():
         parse_joint_rationale("no json here")
     with pytest.raises(RationaleError, match="unknown keys"):
         parse_joint_rationale('{"overall": {"reasoning": "x"}}')
+
+
+def test_rationale_error_survives_pickling():
+    import pickle
+
+    restored = pickle.loads(pickle.dumps(RationaleError("bbox_out_of_range", "box 1 exceeds 1000")))
+    assert restored.reason == "bbox_out_of_range"
+    assert str(restored) == "bbox_out_of_range: box 1 exceeds 1000"

@@ -110,6 +110,22 @@ def test_config_batch_arithmetic_and_presets():
     assert tiny.model.tiny and tiny.model.backbone is None and not tiny.use_gpu
 
 
+def test_tiny_model_init_sets_size_and_image_budget():
+    from reward.jrm.train import build_model
+
+    init = JRMModelInit(tiny=True, tiny_hidden_size=64, tiny_num_layers=3, tiny_vision_depth=1, tiny_image_side=96)
+    model = build_model(init)
+    text, vision = model.backbone.config.text_config, model.backbone.config.vision_config
+    assert (text.hidden_size, text.num_hidden_layers, vision.depth) == (64, 3, 1)
+    assert model.head.mlp[0].in_features == 64
+    batch = model.build_inputs([Image.new("RGB", (32, 32))], [Image.new("RGB", (32, 32))], ["make it red"])
+    image_pad = model.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert int((batch.input_ids == image_pad).sum()) == 2 * (96 // 32) ** 2  # two images, (side/32)^2 tokens each
+    for bad, key in (("model.tiny_image_side=100", "tiny_image_side"), ("model.tiny_hidden_size=48", "tiny_hidden_size")):
+        with pytest.raises(ConfigError, match=key):
+            load_config(JRMTrainConfig, None, ["model.tiny=true", bad])
+
+
 def test_length_bound_covers_the_real_sequence_and_drops_overlong_pairs(tmp_path):
     pairs_path = make_colour_pairs(tmp_path / "data", 2, rationales=True)
     pairs, _ = load_preference_pairs(pairs_path)
