@@ -34,7 +34,7 @@ from editrl.tiny_qwen_vl import build_tiny_qwen3_vl
 from reward.editreward import EDITREWARD_TOKEN, EditRewardModel
 from reward.jrm.model import JRM, JRMConfig
 from reward.jrm.prompts import evaluation_prompt
-from reward.qwen_vl_inputs import ChatSample, build_vl_batch
+from reward.qwen_vl_inputs import build_vl_batch, source_edit_sample
 
 OUTPUT = Path("runs/bench/reward_speed.json")
 GENERATED_TOKENS = 128
@@ -86,19 +86,7 @@ class _PeakRSS:
 def _generative_scorer(jrm: JRM, sources, edits, instructions) -> Callable[[], list[float | None]]:
     """Greedy generation of >= 128 tokens after the evaluation prompt, then a score parsed from the text."""
     samples = [
-        ChatSample(
-            messages=[
-                {
-                    "role": "user",
-                    "content": [
-                        {"type": "image"},
-                        {"type": "image"},
-                        {"type": "text", "text": evaluation_prompt(ins) + ' Also give "score": 1-4.'},
-                    ],
-                }
-            ],
-            images=[src, ed],
-        )
+        source_edit_sample(src, ed, evaluation_prompt(ins) + ' Also give "score": 1-4.')
         for src, ed, ins in zip(sources, edits, instructions)
     ]
 

@@ -37,7 +37,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_json, require_local_dir
 from reward.base import DEFAULT_DIMENSIONS, RewardScores
-from reward.qwen_vl_inputs import ChatSample, build_vl_batch
+from reward.qwen_vl_inputs import build_vl_batch, source_edit_sample
 
 EDITREWARD_TOKEN = "<|Reward|>"
 EDITREWARD_PIXELS = 200_704
@@ -296,19 +296,7 @@ class EditRewardModel(nn.Module):
         """(B, 2) ``[mu, log_sigma]`` of one head on its own prompt (one backbone pass)."""
         prompt = EDITREWARD_PROMPTS[head_index]
         samples = [
-            ChatSample(
-                messages=[
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "image"},
-                            {"type": "image"},
-                            {"type": "text", "text": prompt.format(text_prompt=instruction) + _SUFFIX},
-                        ],
-                    }
-                ],
-                images=[source, edit],
-            )
+            source_edit_sample(source, edit, prompt.format(text_prompt=instruction) + _SUFFIX)
             for source, edit, instruction in zip(sources, edits, instructions)
         ]
         dtype = self.backbone.get_input_embeddings().weight.dtype

@@ -71,6 +71,19 @@ class ChatSample:
     continuation: str | None = None
 
 
+def source_edit_sample(
+    source: Image.Image, edit: Image.Image, text: str, *, suffix: str = "", continuation: str | None = None
+) -> ChatSample:
+    """The user turn every edit scorer uses: [source image, edited image, text], then ``suffix``."""
+    content = [{"type": "image"}, {"type": "image"}, {"type": "text", "text": text}]
+    return ChatSample(
+        messages=[{"role": "user", "content": content}],
+        images=[source, edit],
+        suffix=suffix,
+        continuation=continuation,
+    )
+
+
 def build_vl_batch(
     tokenizer: Any,
     image_processor: Any,

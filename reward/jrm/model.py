@@ -38,7 +38,7 @@ from reward.jrm.head import HeadOutput, RewardHead
 from reward.jrm.loss import select_lm_targets
 from reward.jrm.prompts import evaluation_prompt
 from reward.jrm.rationale import Rationale, RationaleError, parse_joint_rationale
-from reward.qwen_vl_inputs import ChatSample, VLBatch, build_vl_batch
+from reward.qwen_vl_inputs import VLBatch, build_vl_batch, source_edit_sample
 
 REWARD_TOKEN = "<|reward|>"
 GLOBAL_TOKEN = "<|global|>"
@@ -303,18 +303,10 @@ class JRM(nn.Module):
             )
         rationales = list(rationales) if rationales is not None else [None] * len(sources)
         samples = [
-            ChatSample(
-                messages=[
-                    {
-                        "role": "user",
-                        "content": [
-                            {"type": "image"},
-                            {"type": "image"},
-                            {"type": "text", "text": evaluation_prompt(instruction)},
-                        ],
-                    }
-                ],
-                images=[source, edit],
+            source_edit_sample(
+                source,
+                edit,
+                evaluation_prompt(instruction),
                 suffix=REWARD_TOKEN,
                 continuation=None if rationale is None else rationale + END_OF_TURN,
             )
