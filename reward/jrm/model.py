@@ -36,7 +36,7 @@ from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_
 from reward.base import DEFAULT_DIMENSIONS, RewardScores
 from reward.jrm.head import HeadOutput, RewardHead
 from reward.jrm.loss import select_lm_targets
-from reward.jrm.prompts import evaluation_prompt
+from reward.jrm.prompts import EVALUATION_PROMPTS, evaluation_prompt
 from reward.jrm.rationale import Rationale, RationaleError, parse_joint_rationale
 from reward.qwen_vl_inputs import VLBatch, build_vl_batch, source_edit_sample
 
@@ -77,6 +77,8 @@ class JRMConfig:
     min_pixels / max_pixels: per-image pixel budget of the image processor (paper: 200,704).
     combine:          how ``score`` turns per-dimension means into the scalar reward.
     batch_size:       edits per forward in ``score``.
+    prompt:           the evaluation prompt, a key of ``reward.jrm.prompts.EVALUATION_PROMPTS`` ("full": the
+                      paper-style prompt; "compact": a one-line prompt for tiny from-scratch models).
     """
 
     alpha: float = 0.7
@@ -88,6 +90,7 @@ class JRMConfig:
     max_pixels: int = PAPER_MAX_PIXELS
     combine: str = "mean"
     batch_size: int = 8
+    prompt: str = "full"
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -100,6 +103,8 @@ class JRMConfig:
             raise ConfigError(f"min_pixels/max_pixels: need 0 < min <= max, got {self.min_pixels}, {self.max_pixels}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.prompt not in EVALUATION_PROMPTS:
+            raise ConfigError(f"prompt: must be one of {sorted(EVALUATION_PROMPTS)}, got {self.prompt!r}")
         try:
             combine_dimensions(torch.zeros(1, len(self.dimensions)), list(self.dimensions), self.combine)
         except ValueError as exc:
@@ -306,7 +311,7 @@ class JRM(nn.Module):
             source_edit_sample(
                 source,
                 edit,
-                evaluation_prompt(instruction),
+                evaluation_prompt(instruction, self.config.prompt),
                 suffix=REWARD_TOKEN,
                 continuation=None if rationale is None else rationale + END_OF_TURN,
             )

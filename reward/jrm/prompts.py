@@ -49,9 +49,23 @@ Answer with JSON only:
 {{"reasoning": "..."}}"""
 
 
-def evaluation_prompt(instruction: str) -> str:
-    """The joint evaluation prompt for one instruction (used by ``score``, training and ``explain``)."""
-    return EVALUATION_PROMPT.format(instruction=instruction)
+#: A short scoring prompt for tiny from-scratch JRMs (toy world, tests): the full prompt's ~500 text tokens
+#: swamp a tiny model's few image tokens in attention; the same answer format is still trained by the LM loss.
+COMPACT_EVALUATION_PROMPT = """Edit: "{instruction}"
+Judge instruction following and visual quality (1-4)."""
+
+#: The evaluation prompts a JRM can be built with (``JRMConfig.prompt``).
+EVALUATION_PROMPTS = {"full": EVALUATION_PROMPT, "compact": COMPACT_EVALUATION_PROMPT}
+
+
+def evaluation_prompt(instruction: str, style: str = "full") -> str:
+    """The joint evaluation prompt for one instruction (used by ``score``, training and ``explain``).
+
+    ``style``: a key of :data:`EVALUATION_PROMPTS`; a JRM stores its own in ``jrm_config.json``.
+    """
+    if style not in EVALUATION_PROMPTS:
+        raise ValueError(f"unknown evaluation prompt {style!r} (expected one of {sorted(EVALUATION_PROMPTS)})")
+    return EVALUATION_PROMPTS[style].format(instruction=instruction)
 
 
 def dimension_prompt(dimension: RationaleDimension, instruction: str) -> str:

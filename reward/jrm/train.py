@@ -148,7 +148,10 @@ def tiny_jrm_config(init: JRMModelInit) -> Any:
     init.validate()
     side = init.tiny_image_side
     min_pixels, max_pixels = (TINY_JRM_MIN_PIXELS, TINY_JRM_MAX_PIXELS) if side is None else (side * side, side * side)
-    return JRMConfig(head_mlp_size=init.tiny_head_mlp_size, min_pixels=min_pixels, max_pixels=max_pixels, max_region_index=7)
+    return JRMConfig(
+        head_mlp_size=init.tiny_head_mlp_size, min_pixels=min_pixels, max_pixels=max_pixels, max_region_index=7,
+        prompt=init.tiny_prompt,
+    )
 
 
 def _trainable(model: torch.nn.Module) -> list[tuple[str, torch.nn.Parameter]]:
@@ -275,7 +278,7 @@ def sequence_length_bound(model: Any, pair: PreferencePair, max_pixels: int) -> 
     processor = model.image_processor
     pixels = min(max_pixels, model.config.max_pixels)
     image_tokens = pixels // (processor.patch_size * processor.merge_size) ** 2
-    prompt = len(model.tokenizer(evaluation_prompt(pair.instruction))["input_ids"])
+    prompt = len(model.tokenizer(evaluation_prompt(pair.instruction, model.config.prompt))["input_ids"])
     rationale = max((len(model.tokenizer(t)["input_ids"]) for t in pair.rationales.values()), default=0)
     return prompt + 2 * image_tokens + rationale + TEMPLATE_TOKEN_SLACK
 

@@ -26,6 +26,7 @@ class JRMModelInit:
     tiny_head_mlp_size:                               the reward head's MLP width.
     tiny_image_side: every image is resized to this square side (a multiple of 32 = patch 16 x merge 2), i.e.
                      ``(side / 32)^2`` vision tokens per image; null keeps the tiny default (<= 64 px, <= 4 tokens).
+    tiny_prompt:     the tiny JRM's evaluation prompt ("full" or "compact", see ``reward.jrm.prompts``).
     """
 
     checkpoint: str | None = None
@@ -38,6 +39,7 @@ class JRMModelInit:
     tiny_vision_depth: int = 2
     tiny_head_mlp_size: int = 64
     tiny_image_side: int | None = None
+    tiny_prompt: str = "full"
 
     def validate(self) -> None:
         if sum([self.checkpoint is not None, self.backbone is not None, self.tiny]) > 1:
@@ -48,6 +50,10 @@ class JRMModelInit:
         for key in ("tiny_num_layers", "tiny_vision_depth", "tiny_head_mlp_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"model.{key} must be >= 1, got {getattr(self, key)}")
+        from reward.jrm.prompts import EVALUATION_PROMPTS
+
+        if self.tiny_prompt not in EVALUATION_PROMPTS:
+            raise ConfigError(f"model.tiny_prompt must be one of {sorted(EVALUATION_PROMPTS)}, got {self.tiny_prompt!r}")
         side = self.tiny_image_side
         if side is not None and (side < 32 or side % 32):
             raise ConfigError(f"model.tiny_image_side must be a multiple of 32 (patch 16 x merge 2) or null, got {side}")

@@ -113,15 +113,22 @@ def test_config_batch_arithmetic_and_presets():
 def test_tiny_model_init_sets_size_and_image_budget():
     from reward.jrm.train import build_model
 
-    init = JRMModelInit(tiny=True, tiny_hidden_size=64, tiny_num_layers=3, tiny_vision_depth=1, tiny_image_side=96)
+    init = JRMModelInit(
+        tiny=True, tiny_hidden_size=64, tiny_num_layers=3, tiny_vision_depth=1, tiny_image_side=96, tiny_prompt="compact"
+    )
     model = build_model(init)
+    assert model.config.prompt == "compact"
     text, vision = model.backbone.config.text_config, model.backbone.config.vision_config
     assert (text.hidden_size, text.num_hidden_layers, vision.depth) == (64, 3, 1)
     assert model.head.mlp[0].in_features == 64
     batch = model.build_inputs([Image.new("RGB", (32, 32))], [Image.new("RGB", (32, 32))], ["make it red"])
     image_pad = model.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     assert int((batch.input_ids == image_pad).sum()) == 2 * (96 // 32) ** 2  # two images, (side/32)^2 tokens each
-    for bad, key in (("model.tiny_image_side=100", "tiny_image_side"), ("model.tiny_hidden_size=48", "tiny_hidden_size")):
+    for bad, key in (
+        ("model.tiny_image_side=100", "tiny_image_side"),
+        ("model.tiny_hidden_size=48", "tiny_hidden_size"),
+        ("model.tiny_prompt=short", "tiny_prompt"),
+    ):
         with pytest.raises(ConfigError, match=key):
             load_config(JRMTrainConfig, None, ["model.tiny=true", bad])
 
