@@ -21,6 +21,7 @@ import math
 import shutil
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -45,7 +46,7 @@ from reward.jrm.analysis import SpectrumStats, collect_features, jrm_feature_fn,
 from reward.jrm.annotate import AnnotationSummary, annotate_pairs
 from reward.jrm.data import load_images, load_preference_pairs
 from reward.jrm.model import JRM
-from reward.jrm.train import TrainResult, train_jrm
+from reward.jrm.train import REPO_ROOT, TrainResult, train_jrm
 from rl.checkpoint import list_checkpoints, load_checkpoint
 from rl.controller import RunResult, run_flow_grpo
 
@@ -152,6 +153,23 @@ def stage_jrm(cfg: DemoConfig, out: Path, alpha: float) -> TrainResult:
     )
     validate_tree(run_cfg)
     return train_jrm(run_cfg)
+
+
+def stage_jrms(cfg: DemoConfig, out: Path) -> dict[float, TrainResult]:
+    """Train one JRM per alpha; with ``jrm_parallel`` the runs share one local Ray cluster and run at once
+    (each is a one-worker Ray Train job pinned to ``resources_per_worker_cpu`` cores)."""
+    if not cfg.jrm_parallel or len(cfg.jrm_alphas) == 1:
+        return {alpha: stage_jrm(cfg, out, alpha) for alpha in cfg.jrm_alphas}
+    import ray
+
+    cpus = len(cfg.jrm_alphas) * cfg.jrm.num_workers * cfg.jrm.resources_per_worker_cpu
+    ray.init(include_dashboard=False, num_cpus=math.ceil(cpus), runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+    try:
+        with ThreadPoolExecutor(max_workers=len(cfg.jrm_alphas), thread_name_prefix="jrm") as pool:
+            futures = {alpha: pool.submit(stage_jrm, cfg, out, alpha) for alpha in cfg.jrm_alphas}
+            return {alpha: future.result() for alpha, future in futures.items()}
+    finally:
+        ray.shutdown()
 
 
 def jrm_spectrum(checkpoint_dir: str, cfg: DemoConfig) -> SpectrumStats:
@@ -364,7 +382,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
     pretrain = clock.run("pretrain", stage_pretrain, cfg, out)
     base_policy = build_pipeline(replace(rl_policy_config(cfg, pretrain.checkpoint_dir), use_lora=False))
     pairs = clock.run("pairs", stage_pairs, cfg, base_policy)
-    jrm = {alpha: clock.run(f"jrm_alpha_{alpha_key(alpha)}", stage_jrm, cfg, out, alpha) for alpha in cfg.jrm_alphas}
+    jrm = clock.run("jrm", stage_jrms, cfg, out)
     spectra = {alpha: jrm_spectrum(result.checkpoint_dir, cfg) for alpha, result in jrm.items()}
     rl = clock.run("rl", stage_rl, cfg, pretrain.checkpoint_dir, jrm[0.7].checkpoint_dir)
     evaluation = clock.run("eval", stage_eval, cfg, pretrain.checkpoint_dir, heldout)

@@ -98,6 +98,7 @@ class DemoConfig:
     pairs: PairsConfig = field(default_factory=PairsConfig)
     jrm: JRMTrainConfig = field(default_factory=lambda: _demo_jrm())
     jrm_alphas: list[float] = field(default_factory=lambda: [0.7, 0.0])
+    jrm_parallel: bool = True  # train the JRMs of all alphas at once (one Ray Train worker each)
     rl: ExperimentConfig = field(default_factory=lambda: _demo_experiment())
     eval: EvalConfig = field(default_factory=EvalConfig)
 
