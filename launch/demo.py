@@ -33,6 +33,7 @@ from editrl.io import atomic_write_bytes, atomic_write_json
 from editrl.world.config import DemoConfig
 from editrl.world.corruptions import Candidate
 from editrl.world.evaluate import PolicyEvaluation, evaluate_policy
+from editrl.world.oracle_reward import WORLD_ORACLE_KIND, world_reward_registry
 from editrl.world.pairs import PairBuildReport, write_preference_pairs
 from editrl.world.pretrain import PretrainResult, pretrain_policy
 from editrl.world.render import from_pil, to_pil
@@ -190,6 +191,13 @@ def stage_rl(cfg: DemoConfig, policy_dir: Path, jrm_dir: str) -> RunResult:
     return run_flow_grpo(rl_cfg)
 
 
+def stage_rl_oracle(cfg: DemoConfig, policy_dir: Path, out: Path) -> RunResult:
+    """Diagnostic: the same RL run with the world's oracle as the reward (an upper bound for any learned reward)."""
+    reward = replace(cfg.rl.reward, kind=WORLD_ORACLE_KIND, checkpoint=cfg.rl.data.train_path)
+    rl_cfg = replace(cfg.rl, policy=rl_policy_config(cfg, policy_dir), reward=reward, output_dir=str(out / "rl_oracle_reward"))
+    return run_flow_grpo(rl_cfg, reward_registry=world_reward_registry())
+
+
 @dataclass
 class RLEvaluation:
     """Held-out oracle scores at step 0 (the pretrained policy) and after each RL checkpoint."""
@@ -206,12 +214,12 @@ class RLEvaluation:
         return self.results[-1]
 
 
-def stage_eval(cfg: DemoConfig, policy_dir: Path, heldout: Sequence[EditTask]) -> RLEvaluation:
-    """ODE edits of the held-out tasks by the pretrained policy and by every saved RL adapter."""
+def stage_eval(cfg: DemoConfig, policy_dir: Path, heldout: Sequence[EditTask], rl_dir: str | None = None) -> RLEvaluation:
+    """ODE edits of the held-out tasks by the pretrained policy and by every RL adapter saved under ``rl_dir``."""
     pipeline = build_pipeline(rl_policy_config(cfg, policy_dir))
     with pipeline.adapter_disabled():
         steps, results = [0], [evaluate_policy(pipeline, heldout, seed=cfg.eval.seed)]
-    for path in tqdm(list_checkpoints(cfg.rl.output_dir), desc="eval: RL checkpoints"):
+    for path in tqdm(list_checkpoints(rl_dir or cfg.rl.output_dir), desc="eval: RL checkpoints"):
         checkpoint = load_checkpoint(path)
         pipeline.load_adapter_state_dict(checkpoint.adapter)
         steps.append(checkpoint.state.step)
@@ -220,6 +228,17 @@ def stage_eval(cfg: DemoConfig, policy_dir: Path, heldout: Sequence[EditTask]) -
 
 
 # ------------------------------------------------------------------------------------------------ report
+
+
+def score_deltas(cfg: DemoConfig, evaluation: RLEvaluation) -> dict[str, PairedDifference]:
+    """Paired-bootstrap after-minus-before differences of the oracle's IF, VQ and edit success."""
+    return {
+        name: paired_bootstrap(
+            getattr(evaluation.before, attr), getattr(evaluation.after, attr),
+            n_resamples=cfg.eval.bootstrap_resamples, seed=cfg.seed,
+        )
+        for name, attr in (("oracle_if", "instruction_following"), ("oracle_vq", "visual_quality"), ("oracle_edit_success", "edit_success"))
+    }
 
 
 def _jrm_curves(result: TrainResult) -> dict[str, tuple[list[float], list[float]]]:
@@ -278,6 +297,24 @@ def collect_metrics(
     return metrics
 
 
+def _oracle_section(oracle_run: tuple[RLEvaluation, dict[str, PairedDifference]] | None) -> list[tuple[str, str]]:
+    """Report section of the optional oracle-reward RL run (``oracle_reward_rl``)."""
+    if oracle_run is None:
+        return []
+    evaluation, deltas = oracle_run
+    rows = [
+        (step, float(r.instruction_following.mean()), float(r.visual_quality.mean()), float(r.edit_success.mean()))
+        for step, r in zip(evaluation.steps, evaluation.results)
+    ]
+    d_if, d_vq = deltas["oracle_if"], deltas["oracle_vq"]
+    text = (
+        "The same RL run with the world's oracle as the reward (same policy, settings and combine), i.e. what a "
+        f"perfect reward model would give: IF {d_if.mean:+.3f} [{d_if.low:+.3f}, {d_if.high:+.3f}], "
+        f"VQ {d_vq.mean:+.3f} [{d_vq.low:+.3f}, {d_vq.high:+.3f}].\n\n"
+    )
+    return [("Diagnostic: RL with the oracle as the reward", text + markdown_table(["RL step", "IF", "VQ", "edit success"], rows))]
+
+
 def write_report(
     cfg: DemoConfig,
     out: Path,
@@ -290,6 +327,7 @@ def write_report(
     rl: RunResult,
     pretrain: PretrainResult,
     pairs: PairsOutcome,
+    oracle_run: tuple[RLEvaluation, dict[str, PairedDifference]] | None = None,
 ) -> Path:
     plots = out / "plots"
     rewards = [(s.step + 1, s.reward_mean) for s in rl.summaries]
@@ -360,6 +398,7 @@ def write_report(
          + f"\n\nHeld-out pairs: {pairs.held_out.n_records} ({pairs.held_out.n_ties} ties, excluded from the overall "
            f"accuracy). Train pairs: {pairs.train.n_records}; rationales: {pairs.annotation.written_ok} edits annotated, "
            f"{pairs.annotation.written_rejected} rejected.\n\n![JRM loss](plots/jrm_loss.png)\n\n![spectra](plots/jrm_spectra.png)"),
+        *_oracle_section(oracle_run),
         ("Pretraining", "![pretrain](plots/pretrain_loss.png)"),
         ("Train pair kinds (most frequent)", markdown_table(["preferred>rejected", "count"], kinds)),
         ("Stage times (s)", markdown_table(["stage", "seconds"], [(k, v) for k, v in metrics.items() if k.startswith("time.")])),
@@ -386,13 +425,24 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
     spectra = {alpha: jrm_spectrum(result.checkpoint_dir, cfg) for alpha, result in jrm.items()}
     rl = clock.run("rl", stage_rl, cfg, pretrain.checkpoint_dir, jrm[0.7].checkpoint_dir)
     evaluation = clock.run("eval", stage_eval, cfg, pretrain.checkpoint_dir, heldout)
-    deltas = {
-        name: paired_bootstrap(getattr(evaluation.before, attr), getattr(evaluation.after, attr), n_resamples=cfg.eval.bootstrap_resamples, seed=cfg.seed)
-        for name, attr in (("oracle_if", "instruction_following"), ("oracle_vq", "visual_quality"), ("oracle_edit_success", "edit_success"))
-    }
+    deltas = score_deltas(cfg, evaluation)
+    # wall time of the method itself; the optional diagnostic below is timed on its own
     metrics = collect_metrics(cfg, evaluation, deltas, jrm, spectra, rl, clock, time.perf_counter() - start)
-    write_report(cfg, out, metrics, heldout, evaluation, deltas, jrm, spectra, rl, pretrain, pairs)
-    metrics["wall_seconds"] = time.perf_counter() - start
+    oracle_run = None
+    if cfg.oracle_reward_rl:
+        oracle_rl = clock.run("rl_oracle_reward", stage_rl_oracle, cfg, pretrain.checkpoint_dir, out)
+        oracle_eval = clock.run(
+            "eval_oracle_reward", stage_eval, cfg, pretrain.checkpoint_dir, heldout, str(out / "rl_oracle_reward")
+        )
+        oracle_run = (oracle_eval, score_deltas(cfg, oracle_eval))
+        for name, diff in oracle_run[1].items():
+            metrics[f"diagnostic.oracle_reward.{name}_delta"] = diff.mean
+            metrics[f"diagnostic.oracle_reward.{name}_delta_ci95_low"] = diff.low
+            metrics[f"diagnostic.oracle_reward.{name}_delta_ci95_high"] = diff.high
+        metrics["diagnostic.oracle_reward.rl_steps"] = float(oracle_rl.steps_completed)
+        metrics.update({f"time.{k}": v for k, v in clock.seconds.items()})
+    write_report(cfg, out, metrics, heldout, evaluation, deltas, jrm, spectra, rl, pretrain, pairs, oracle_run)
+    metrics["wall_seconds_total"] = time.perf_counter() - start
     atomic_write_json(out / "metrics.json", metrics)
     atomic_write_json(out / "heldout_scores.json", {
         "task_ids": evaluation.before.task_ids,

@@ -82,9 +82,13 @@ class RewardRegistry:
             out.register(kind, factory)
         return out
 
+    def require(self, kind: str) -> None:
+        """Raise a ConfigError naming ``kind`` and the known kinds unless it is registered."""
+        if kind not in self._factories:
+            raise ConfigError(f"reward.kind: unknown reward model kind {kind!r}; known: {sorted(self._factories)}")
+
     def build(self, cfg: RewardModelConfig) -> RewardModel:
-        if cfg.kind not in self._factories:
-            raise ConfigError(f"kind: unknown reward model kind {cfg.kind!r}; known: {sorted(self._factories)}")
+        self.require(cfg.kind)
         return self._factories[cfg.kind](cfg)
 
 

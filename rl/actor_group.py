@@ -16,6 +16,7 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError, RayTaskError
 
+from reward.registry import RewardRegistry
 from rl.config import ExperimentConfig
 from rl.learner import LearnerWorker
 from rl.placement import PlacementPlan
@@ -87,7 +88,7 @@ def _get_when_alive(call: Callable[[], ray.ObjectRef], timeout_s: float = 600.0)
 class ActorGroup:
     """Creates the samplers, reward actors and learner workers of ``cfg`` on ``plan``'s bundles."""
 
-    def __init__(self, cfg: ExperimentConfig, plan: PlacementPlan) -> None:
+    def __init__(self, cfg: ExperimentConfig, plan: PlacementPlan, reward_registry: RewardRegistry | None = None) -> None:
         rc = cfg.ray
         self.cfg = cfg
         self.plan = plan
@@ -107,7 +108,7 @@ class ActorGroup:
             reward_cls.options(
                 num_cpus=rc.reward_num_cpus, num_gpus=rc.reward_num_gpus, max_restarts=rc.max_restarts,
                 max_task_retries=0, scheduling_strategy=plan.strategy(b), runtime_env=runtime_env,
-            ).remote(cfg.reward, torch_threads=rc.torch_threads)
+            ).remote(cfg.reward, torch_threads=rc.torch_threads, registry=reward_registry)
             for b in plan.sampler_bundles
         ]
         world = len(plan.learner_bundles)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from reward.base import RewardModel, RewardScores
-from reward.registry import RewardModelConfig, build_reward_model
+from reward.registry import RewardModelConfig, RewardRegistry, build_reward_model
 from rl.types import RewardResult, ScoringInput
 
 logger = logging.getLogger(__name__)
@@ -36,9 +36,9 @@ def score_safely(model: RewardModel, batch: ScoringInput) -> RewardResult:
 class RewardActor:
     """Builds the reward model from its config and scores :class:`ScoringInput` chunks."""
 
-    def __init__(self, reward_cfg: RewardModelConfig, *, torch_threads: int = 1) -> None:
+    def __init__(self, reward_cfg: RewardModelConfig, *, torch_threads: int = 1, registry: RewardRegistry | None = None) -> None:
         torch.set_num_threads(torch_threads)
-        self.model = build_reward_model(reward_cfg)
+        self.model = build_reward_model(reward_cfg, registry)
 
     @property
     def dimensions(self) -> tuple[str, ...]:

@@ -99,6 +99,8 @@ class DemoConfig:
     jrm: JRMTrainConfig = field(default_factory=lambda: _demo_jrm())
     jrm_alphas: list[float] = field(default_factory=lambda: [0.7, 0.0])
     jrm_parallel: bool = True  # train the JRMs of all alphas at once (one Ray Train worker each)
+    # diagnostic: repeat the RL stage with the oracle as the reward (an upper bound; adds about the RL stage's time)
+    oracle_reward_rl: bool = False
     rl: ExperimentConfig = field(default_factory=lambda: _demo_experiment())
     eval: EvalConfig = field(default_factory=EvalConfig)
 

@@ -56,3 +56,15 @@ def test_registering_kinds_is_explicit_and_local():
     assert "constant" not in default_registry().kinds  # no global side effect
     with pytest.raises(ValueError, match="already registered"):
         registry.register("jrm", lambda cfg: _ConstantReward(0.0))
+
+
+def test_run_flow_grpo_checks_the_kind_against_the_registry_it_is_given(tmp_path):
+    from rl.config import ExperimentConfig
+    from rl.controller import run_flow_grpo
+
+    cfg = ExperimentConfig(reward=RewardModelConfig(kind="my_reward"), output_dir=str(tmp_path))
+    with pytest.raises(ConfigError, match="unknown reward model kind 'my_reward'"):
+        run_flow_grpo(cfg)  # fails before Ray starts
+    with pytest.raises(ConfigError, match="my_reward"):
+        cfg.validate()  # YAML configs name built-in kinds only
+    default_registry().extended(my_reward=lambda c: None).require("my_reward")
