@@ -27,7 +27,7 @@ test: setup lint
 	$(PY) -m pytest -q tests
 
 demo: setup
-	$(PY) -m launch.demo --config configs/demo.yaml
+	$(PY) -m launch.demo --config configs/demo.yaml $(ARGS)
 
 bench: setup
 	$(PY) -m bench.run_all
