@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -50,14 +51,26 @@ def has_lora(model: nn.Module) -> bool:
     return any(isinstance(m, BaseTunerLayer) for m in model.modules())
 
 
-def add_lora(model: nn.Module, *, rank: int, alpha: float, target_modules: Sequence[str]) -> LoraConfig:
-    """Inject a LoRA adapter (B = 0 at init, so the model's output is unchanged) and freeze everything else."""
+def add_lora(model: nn.Module, *, rank: int, alpha: float, target_modules: Sequence[str], seed: int = 0) -> LoraConfig:
+    """Inject a LoRA adapter (B = 0 at init, so the model's output is unchanged) and freeze everything else.
+
+    A is drawn (peft's Kaiming-uniform init) from a CPU generator seeded with ``seed``, not from the process's
+    global RNG, so every process that builds the adapter — and every rerun — starts from the same A. (B = 0 hides
+    a different A in the outputs, but not in the gradients of B: runs would diverge from the first update.)
+    """
     if has_lora(model):
         raise ValueError("the model already has a LoRA adapter")
     config = LoraConfig(
         r=rank, lora_alpha=alpha, target_modules=list(target_modules), lora_dropout=0.0, init_lora_weights=True
     )
     inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in _adapter_parameters(model).items():
+            if "lora_A" in name:
+                weight = torch.empty(param.shape, dtype=torch.float32)
+                nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+                param.copy_(weight)
     model.requires_grad_(False)
     for param in _adapter_parameters(model).values():
         param.requires_grad_(True)

@@ -195,10 +195,14 @@ class OmniGen2EditPipeline:
     # ------------------------------------------------------------------ LoRA
 
     def add_lora(
-        self, rank: int = 32, alpha: float = 64, target_modules: Sequence[str] = ("to_q", "to_k", "to_v", "to_out.0")
+        self,
+        rank: int = 32,
+        alpha: float = 64,
+        target_modules: Sequence[str] = ("to_q", "to_k", "to_v", "to_out.0"),
+        seed: int = 0,
     ) -> None:
-        """Add a LoRA adapter to the transformer (output unchanged at init); only it is trainable."""
-        self.lora_config = lora.add_lora(self.transformer, rank=rank, alpha=alpha, target_modules=target_modules)
+        """Add a LoRA adapter to the transformer (output unchanged at init, A seeded by ``seed``); only it trains."""
+        self.lora_config = lora.add_lora(self.transformer, rank=rank, alpha=alpha, target_modules=target_modules, seed=seed)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """The LoRA parameters (what the learner optimises)."""

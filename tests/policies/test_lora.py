@@ -136,3 +136,20 @@ def test_reads_a_diffusers_layout_lora_file(tmp_path):
     assert (fresh.lora_config.r, fresh.lora_config.lora_alpha) == (4, 8.0)
     loaded = fresh.adapter_state_dict()
     assert all(torch.equal(loaded[k], tensors[k]) for k in tensors)
+
+
+def test_lora_init_is_seeded_not_taken_from_the_global_rng():
+    def adapter(global_seed, seed):
+        pipeline = build_tiny_pipeline()
+        torch.manual_seed(global_seed)  # a different process state must not change the adapter
+        pipeline.add_lora(rank=4, alpha=8, seed=seed)
+        return pipeline.adapter_state_dict()
+
+    first, second, other = adapter(1, 0), adapter(2, 0), adapter(1, 5)
+    a_keys = [k for k in first if "lora_A" in k]
+    assert a_keys and first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not any(torch.equal(first[k], other[k]) for k in a_keys)
+    for key in a_keys:  # peft's Kaiming-uniform range for A: |a| <= 1 / sqrt(fan_in)
+        assert first[key].abs().max() <= first[key].shape[1] ** -0.5 and first[key].std() > 0
+    assert all(torch.count_nonzero(first[k]) == 0 for k in first if "lora_B" in k)
