@@ -163,14 +163,17 @@ def stage_jrms(cfg: DemoConfig, out: Path) -> dict[float, TrainResult]:
         return {alpha: stage_jrm(cfg, out, alpha) for alpha in cfg.jrm_alphas}
     import ray
 
-    cpus = len(cfg.jrm_alphas) * cfg.jrm.num_workers * cfg.jrm.resources_per_worker_cpu
-    ray.init(include_dashboard=False, num_cpus=math.ceil(cpus), runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+    started = not ray.is_initialized()  # train_jrm joins a running cluster; start one sized for all runs at once
+    if started:
+        cpus = len(cfg.jrm_alphas) * cfg.jrm.num_workers * cfg.jrm.resources_per_worker_cpu
+        ray.init(include_dashboard=False, num_cpus=math.ceil(cpus), runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
     try:
         with ThreadPoolExecutor(max_workers=len(cfg.jrm_alphas), thread_name_prefix="jrm") as pool:
             futures = {alpha: pool.submit(stage_jrm, cfg, out, alpha) for alpha in cfg.jrm_alphas}
             return {alpha: future.result() for alpha, future in futures.items()}
     finally:
-        ray.shutdown()
+        if started:
+            ray.shutdown()
 
 
 def jrm_spectrum(checkpoint_dir: str, cfg: DemoConfig) -> SpectrumStats:
@@ -273,10 +276,7 @@ def collect_metrics(
         "rl.steps": float(rl.steps_completed),
         "wall_seconds": wall_seconds,
     }
-    for name, diff in deltas.items():
-        metrics[f"policy.{name}_delta"] = diff.mean
-        metrics[f"policy.{name}_delta_ci95_low"] = diff.low
-        metrics[f"policy.{name}_delta_ci95_high"] = diff.high
+    metrics.update(delta_metrics("policy", deltas))
     for alpha, result in jrm.items():
         key = f"jrm.alpha_{alpha_key(alpha)}"
         metrics[f"{key}.pair_acc"] = float(result.metrics["eval/acc/overall"])
@@ -295,6 +295,16 @@ def collect_metrics(
     if bad:
         raise FloatingPointError(f"non-finite demo metrics: {bad}")
     return metrics
+
+
+def delta_metrics(prefix: str, deltas: dict[str, PairedDifference]) -> dict[str, float]:
+    """``<prefix>.<name>_delta`` and its 95% interval ``_ci95_low`` / ``_ci95_high`` for every difference."""
+    out: dict[str, float] = {}
+    for name, diff in deltas.items():
+        out[f"{prefix}.{name}_delta"] = diff.mean
+        out[f"{prefix}.{name}_delta_ci95_low"] = diff.low
+        out[f"{prefix}.{name}_delta_ci95_high"] = diff.high
+    return out
 
 
 def _oracle_section(oracle_run: tuple[RLEvaluation, dict[str, PairedDifference]] | None) -> list[tuple[str, str]]:
@@ -435,12 +445,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
             "eval_oracle_reward", stage_eval, cfg, pretrain.checkpoint_dir, heldout, str(out / "rl_oracle_reward")
         )
         oracle_run = (oracle_eval, score_deltas(cfg, oracle_eval))
-        for name, diff in oracle_run[1].items():
-            metrics[f"diagnostic.oracle_reward.{name}_delta"] = diff.mean
-            metrics[f"diagnostic.oracle_reward.{name}_delta_ci95_low"] = diff.low
-            metrics[f"diagnostic.oracle_reward.{name}_delta_ci95_high"] = diff.high
+        metrics.update(delta_metrics("diagnostic.oracle_reward", oracle_run[1]))
         metrics["diagnostic.oracle_reward.rl_steps"] = float(oracle_rl.steps_completed)
-        metrics.update({f"time.{k}": v for k, v in clock.seconds.items()})
+        metrics.update({f"time.{k}": v for k, v in clock.seconds.items() if k.endswith("oracle_reward")})
     write_report(cfg, out, metrics, heldout, evaluation, deltas, jrm, spectra, rl, pretrain, pairs, oracle_run)
     metrics["wall_seconds_total"] = time.perf_counter() - start
     atomic_write_json(out / "metrics.json", metrics)
