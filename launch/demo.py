@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -38,16 +39,18 @@ from editrl.world.pairs import PairBuildReport, write_preference_pairs
 from editrl.world.pretrain import PretrainResult, pretrain_policy
 from editrl.world.render import from_pil, to_pil
 from editrl.world.report import markdown_table, plot_curves, plot_sample_grid, write_markdown
-from editrl.world.stats import PairedDifference, paired_bootstrap
+from editrl.world.stats import PairedDifference, paired_bootstrap, pairwise_agreement
 from editrl.world.tasks import EditTask, make_tasks, write_instruction_jsonl
 from editrl.world.teacher import RuleTeacher
 from policies.omnigen2.config import OmniGen2PolicyConfig, build_pipeline
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
+from reward.base import DEFAULT_DIMENSIONS, RewardModel
 from reward.jrm.analysis import SpectrumStats, collect_features, jrm_feature_fn, plot_spectra, spectrum_stats
 from reward.jrm.annotate import AnnotationSummary, annotate_pairs
 from reward.jrm.data import load_images, load_preference_pairs
-from reward.jrm.model import JRM
+from reward.jrm.model import JRM, combine_dimensions
 from reward.jrm.train import REPO_ROOT, TrainResult, train_jrm
+from reward.registry import build_reward_model
 from rl.checkpoint import list_checkpoints, load_checkpoint
 from rl.controller import RunResult, run_flow_grpo
 
@@ -203,10 +206,15 @@ def stage_rl_oracle(cfg: DemoConfig, policy_dir: Path, out: Path) -> RunResult:
 
 @dataclass
 class RLEvaluation:
-    """Held-out oracle scores at step 0 (the pretrained policy) and after each RL checkpoint."""
+    """Held-out oracle scores at step 0 (the pretrained policy) and after each RL checkpoint.
+
+    rewards: per step, the (n,) reward the RL reward model gives the same held-out edits (empty when none
+    was scored) — set beside the oracle, it shows whether the policy learned what the reward model over-rates.
+    """
 
     steps: list[int]
     results: list[PolicyEvaluation]
+    rewards: list[np.ndarray] = field(default_factory=list)
 
     @property
     def before(self) -> PolicyEvaluation:
@@ -216,9 +224,37 @@ class RLEvaluation:
     def after(self) -> PolicyEvaluation:
         return self.results[-1]
 
+    def oracle_reward(self, result: PolicyEvaluation, combine: str) -> np.ndarray:
+        """(n,) the oracle's IF and VQ combined the way the RL reward combines the reward model's."""
+        mu = torch.tensor(np.stack([result.instruction_following, result.visual_quality], axis=1), dtype=torch.float32)
+        return combine_dimensions(mu, DEFAULT_DIMENSIONS, combine).numpy()
 
-def stage_eval(cfg: DemoConfig, policy_dir: Path, heldout: Sequence[EditTask], rl_dir: str | None = None) -> RLEvaluation:
-    """ODE edits of the held-out tasks by the pretrained policy and by every RL adapter saved under ``rl_dir``."""
+    def agreement(self, combine: str) -> list[float]:
+        """Per step, :func:`pairwise_agreement` of the reward model with the oracle over the held-out edits."""
+        return [pairwise_agreement(r, self.oracle_reward(res, combine)) for r, res in zip(self.rewards, self.results)]
+
+
+def score_with_reward_model(reward_model: RewardModel, tasks: Sequence[EditTask], result: PolicyEvaluation, batch_size: int) -> np.ndarray:
+    """(n,) rewards of the evaluated edits; a non-finite reward is an error naming the task."""
+    rewards: list[float] = []
+    for start in range(0, len(tasks), batch_size):
+        chunk = tasks[start : start + batch_size]
+        scores = reward_model.score(
+            [to_pil(t.source_image) for t in chunk], result.images[start : start + len(chunk)], [t.instruction for t in chunk]
+        )
+        rewards.extend(scores.reward.tolist())
+    values = np.asarray(rewards, dtype=np.float64)
+    bad = [t.task_id for t, v in zip(tasks, values) if not math.isfinite(v)]
+    if bad:
+        raise FloatingPointError(f"reward model gave non-finite rewards for held-out tasks {bad[:5]}")
+    return values
+
+
+def stage_eval(
+    cfg: DemoConfig, policy_dir: Path, heldout: Sequence[EditTask], rl_dir: str | None = None, jrm_dir: str | None = None
+) -> RLEvaluation:
+    """ODE edits of the held-out tasks by the pretrained policy and by every RL adapter saved under ``rl_dir``;
+    with ``jrm_dir``, each step's edits are also scored by that JRM (the RL reward)."""
     pipeline = build_pipeline(rl_policy_config(cfg, policy_dir))
     with pipeline.adapter_disabled():
         steps, results = [0], [evaluate_policy(pipeline, heldout, seed=cfg.eval.seed)]
@@ -227,7 +263,11 @@ def stage_eval(cfg: DemoConfig, policy_dir: Path, heldout: Sequence[EditTask], r
         pipeline.load_adapter_state_dict(checkpoint.adapter)
         steps.append(checkpoint.state.step)
         results.append(evaluate_policy(pipeline, heldout, seed=cfg.eval.seed))
-    return RLEvaluation(steps, results)
+    evaluation = RLEvaluation(steps, results)
+    if jrm_dir is not None:
+        reward_model = build_reward_model(replace(cfg.rl.reward, checkpoint=jrm_dir))
+        evaluation.rewards = [score_with_reward_model(reward_model, heldout, r, cfg.rl.reward.batch_size) for r in results]
+    return evaluation
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -277,6 +317,7 @@ def collect_metrics(
         "wall_seconds": wall_seconds,
     }
     metrics.update(delta_metrics("policy", deltas))
+    metrics.update(reward_model_metrics("rl", evaluation, cfg.rl.reward.combine))
     for alpha, result in jrm.items():
         key = f"jrm.alpha_{alpha_key(alpha)}"
         metrics[f"{key}.pair_acc"] = float(result.metrics["eval/acc/overall"])
@@ -297,6 +338,36 @@ def collect_metrics(
     return metrics
 
 
+def reward_model_metrics(prefix: str, evaluation: RLEvaluation, combine: str) -> dict[str, float]:
+    """The JRM's mean reward on the held-out edits and its agreement with the oracle, before and after RL."""
+    if not evaluation.rewards:
+        return {}
+    agreement = evaluation.agreement(combine)
+    metrics = {
+        f"{prefix}.heldout_jrm_reward_before": float(evaluation.rewards[0].mean()),
+        f"{prefix}.heldout_jrm_reward_after": float(evaluation.rewards[-1].mean()),
+    }
+    # undefined (left out) when the oracle scores every held-out edit alike
+    for when, value in (("before", agreement[0]), ("after", agreement[-1])):
+        if math.isfinite(value):
+            metrics[f"{prefix}.jrm_oracle_agreement_{when}"] = value
+    return metrics
+
+
+def score_table(evaluation: RLEvaluation, combine: str) -> str:
+    """Per RL step: held-out oracle IF, VQ, edit success and, when scored, the JRM's reward and agreement."""
+    headers = ["RL step", "IF", "VQ", "edit success"]
+    rows = [
+        [step, float(r.instruction_following.mean()), float(r.visual_quality.mean()), float(r.edit_success.mean())]
+        for step, r in zip(evaluation.steps, evaluation.results)
+    ]
+    if evaluation.rewards:
+        headers += ["JRM reward", "JRM-oracle agreement"]
+        for row, reward, agree in zip(rows, evaluation.rewards, evaluation.agreement(combine)):
+            row += [float(reward.mean()), agree]
+    return markdown_table(headers, [tuple(r) for r in rows])
+
+
 def delta_metrics(prefix: str, deltas: dict[str, PairedDifference]) -> dict[str, float]:
     """``<prefix>.<name>_delta`` and its 95% interval ``_ci95_low`` / ``_ci95_high`` for every difference."""
     out: dict[str, float] = {}
@@ -307,22 +378,18 @@ def delta_metrics(prefix: str, deltas: dict[str, PairedDifference]) -> dict[str,
     return out
 
 
-def _oracle_section(oracle_run: tuple[RLEvaluation, dict[str, PairedDifference]] | None) -> list[tuple[str, str]]:
+def _oracle_section(oracle_run: tuple[RLEvaluation, dict[str, PairedDifference]] | None, combine: str) -> list[tuple[str, str]]:
     """Report section of the optional oracle-reward RL run (``oracle_reward_rl``)."""
     if oracle_run is None:
         return []
     evaluation, deltas = oracle_run
-    rows = [
-        (step, float(r.instruction_following.mean()), float(r.visual_quality.mean()), float(r.edit_success.mean()))
-        for step, r in zip(evaluation.steps, evaluation.results)
-    ]
     d_if, d_vq = deltas["oracle_if"], deltas["oracle_vq"]
     text = (
         "The same RL run with the world's oracle as the reward (same policy, settings and combine), i.e. what a "
         f"perfect reward model would give: IF {d_if.mean:+.3f} [{d_if.low:+.3f}, {d_if.high:+.3f}], "
         f"VQ {d_vq.mean:+.3f} [{d_vq.low:+.3f}, {d_vq.high:+.3f}].\n\n"
     )
-    return [("Diagnostic: RL with the oracle as the reward", text + markdown_table(["RL step", "IF", "VQ", "edit success"], rows))]
+    return [("Diagnostic: RL with the oracle as the reward", text + score_table(evaluation, combine))]
 
 
 def write_report(
@@ -356,6 +423,12 @@ def write_report(
         "held-out edit success (fraction of changed pixels right)": {
             "edit success": (evaluation.steps, [float(r.edit_success.mean()) for r in evaluation.results]),
         },
+        **({
+            "JRM reward of the same held-out edits": {"JRM": (evaluation.steps, [float(r.mean()) for r in evaluation.rewards])},
+            "JRM-oracle pairwise agreement (0.5 = chance)": {
+                "agreement": (evaluation.steps, evaluation.agreement(cfg.rl.reward.combine)),
+            },
+        } if evaluation.rewards else {}),
     }, xlabel="RL step")
     plot_curves(plots / "jrm_loss.png", {
         f"JRM alpha={alpha_key(a)}": _jrm_curves(result) for a, result in jrm.items()
@@ -385,10 +458,6 @@ def write_report(
          spectra[a].effective_rank, spectra[a].isotropy)
         for a in jrm
     ]
-    score_rows = [
-        (step, float(r.instruction_following.mean()), float(r.visual_quality.mean()), float(r.edit_success.mean()))
-        for step, r in zip(evaluation.steps, evaluation.results)
-    ]
     kinds = sorted(pairs.train.kind_counts.items(), key=lambda kv: -kv[1])[:12]
     sections = [
         ("What this is", (
@@ -400,7 +469,10 @@ def write_report(
             f"wall time {metrics['wall_seconds']:.0f} s."
         )),
         ("Claims, as measured", markdown_table(["claim", "measured", "holds"], [(c, m, "yes" if ok else "no") for c, m, ok in claims])),
-        ("Policy on held-out tasks (oracle, 1-4)", markdown_table(["RL step", "IF", "VQ", "edit success"], score_rows)
+        ("Policy on held-out tasks (oracle, 1-4)", score_table(evaluation, cfg.rl.reward.combine)
+         + "\n\nJRM reward and JRM-oracle agreement: the RL reward model's score of the same held-out edits, and the "
+           "share of edit pairs the oracle orders that the JRM orders the same way (0.5 = chance). A rising JRM "
+           "reward with falling oracle scores or agreement is reward hacking."
          + "\n\n![oracle over RL](plots/oracle_over_rl.png)\n\n![samples](plots/samples.png)"),
         ("RL reward (JRM alpha = 0.7)", f"{rl.steps_completed} rounds. ![reward](plots/rl_reward.png)"),
         ("JRM: alpha = 0.7 vs the alpha = 0 baseline", markdown_table(
@@ -408,7 +480,7 @@ def write_report(
          + f"\n\nHeld-out pairs: {pairs.held_out.n_records} ({pairs.held_out.n_ties} ties, excluded from the overall "
            f"accuracy). Train pairs: {pairs.train.n_records}; rationales: {pairs.annotation.written_ok} edits annotated, "
            f"{pairs.annotation.written_rejected} rejected.\n\n![JRM loss](plots/jrm_loss.png)\n\n![spectra](plots/jrm_spectra.png)"),
-        *_oracle_section(oracle_run),
+        *_oracle_section(oracle_run, cfg.rl.reward.combine),
         ("Pretraining", "![pretrain](plots/pretrain_loss.png)"),
         ("Train pair kinds (most frequent)", markdown_table(["preferred>rejected", "count"], kinds)),
         ("Stage times (s)", markdown_table(["stage", "seconds"], [(k, v) for k, v in metrics.items() if k.startswith("time.")])),
@@ -434,7 +506,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
     jrm = clock.run("jrm", stage_jrms, cfg, out)
     spectra = {alpha: jrm_spectrum(result.checkpoint_dir, cfg) for alpha, result in jrm.items()}
     rl = clock.run("rl", stage_rl, cfg, pretrain.checkpoint_dir, jrm[0.7].checkpoint_dir)
-    evaluation = clock.run("eval", stage_eval, cfg, pretrain.checkpoint_dir, heldout)
+    evaluation = clock.run("eval", stage_eval, cfg, pretrain.checkpoint_dir, heldout, jrm_dir=str(jrm[0.7].checkpoint_dir))
     deltas = score_deltas(cfg, evaluation)
     # wall time of the method itself; the optional diagnostic below is timed on its own
     metrics = collect_metrics(cfg, evaluation, deltas, jrm, spectra, rl, clock, time.perf_counter() - start)
@@ -442,11 +514,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
     if cfg.oracle_reward_rl:
         oracle_rl = clock.run("rl_oracle_reward", stage_rl_oracle, cfg, pretrain.checkpoint_dir, out)
         oracle_eval = clock.run(
-            "eval_oracle_reward", stage_eval, cfg, pretrain.checkpoint_dir, heldout, str(out / "rl_oracle_reward")
+            "eval_oracle_reward", stage_eval, cfg, pretrain.checkpoint_dir, heldout, str(out / "rl_oracle_reward"),
+            jrm_dir=str(jrm[0.7].checkpoint_dir),
         )
         oracle_run = (oracle_eval, score_deltas(cfg, oracle_eval))
         metrics.update(delta_metrics("diagnostic.oracle_reward", oracle_run[1]))
         metrics["diagnostic.oracle_reward.rl_steps"] = float(oracle_rl.steps_completed)
+        metrics.update(reward_model_metrics("diagnostic.oracle_reward", oracle_eval, cfg.rl.reward.combine))
         metrics.update({f"time.{k}": v for k, v in clock.seconds.items() if k.endswith("oracle_reward")})
     write_report(cfg, out, metrics, heldout, evaluation, deltas, jrm, spectra, rl, pretrain, pairs, oracle_run)
     metrics["wall_seconds_total"] = time.perf_counter() - start

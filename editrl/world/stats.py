@@ -35,3 +35,24 @@ def paired_bootstrap(
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(means, [tail, 1.0 - tail])
     return PairedDifference(float(diff.mean()), float(low), float(high), int(diff.size), confidence)
+
+
+def pairwise_agreement(scores: np.ndarray, reference: np.ndarray) -> float:
+    """Share of item pairs the reference orders strictly that ``scores`` order the same way (ties in
+    ``scores`` count one half); scores, reference: (n,). NaN when the reference orders no pair.
+
+    The Kendall-style concordance of a learned reward with the oracle: 1 agrees everywhere, 0.5 is chance.
+    """
+    scores, reference = np.asarray(scores, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if scores.shape != reference.shape or scores.ndim != 1:
+        raise ValueError(f"need two equal-length 1-D arrays, got shapes {scores.shape} and {reference.shape}")
+    if not (np.isfinite(scores).all() and np.isfinite(reference).all()):
+        raise ValueError("pairwise_agreement got NaN or inf scores")
+    upper = np.triu_indices(scores.size, k=1)
+    ref_sign = np.sign(reference[:, None] - reference[None, :])[upper]
+    score_sign = np.sign(scores[:, None] - scores[None, :])[upper]
+    ordered = ref_sign != 0
+    if not ordered.any():
+        return float("nan")
+    agree = np.where(score_sign[ordered] == 0, 0.5, (score_sign[ordered] == ref_sign[ordered]).astype(np.float64))
+    return float(agree.mean())

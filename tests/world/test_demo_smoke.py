@@ -3,9 +3,15 @@
 import json
 import math
 
+import numpy as np
 import pytest
+import torch
 
-from launch.demo import main
+from editrl.world.evaluate import PolicyEvaluation
+from editrl.world.render import to_pil
+from editrl.world.tasks import make_tasks
+from launch.demo import RLEvaluation, main, reward_model_metrics, score_with_reward_model
+from reward.base import RewardScores
 
 REQUIRED_KEYS = (
     "policy.oracle_if_before",
@@ -36,6 +42,10 @@ def test_demo_smoke_runs_every_stage(tmp_path):
         assert 1.0 <= metrics[score] <= 4.0
     assert 0.0 <= metrics["jrm.alpha_0.7.pair_acc"] <= 1.0
     assert metrics["jrm.alpha_0.7.effective_rank"] >= 1.0
+    # the JRM scored the held-out edits of every evaluated step (agreement is left out when undefined)
+    assert math.isfinite(metrics["rl.heldout_jrm_reward_before"]) and math.isfinite(metrics["rl.heldout_jrm_reward_after"])
+    for key in ("rl.jrm_oracle_agreement_before", "rl.jrm_oracle_agreement_after"):
+        assert 0.0 <= metrics.get(key, 0.5) <= 1.0
     for stage in ("world", "pretrain", "pairs", "jrm", "rl", "eval", "rl_oracle_reward", "eval_oracle_reward"):
         assert f"time.{stage}" in metrics, stage
     # the oracle-reward diagnostic: its own RL run, evaluated like the JRM run
@@ -51,6 +61,50 @@ def test_demo_smoke_runs_every_stage(tmp_path):
     assert len(list((out / "rl" / "checkpoints").iterdir())) == 2
     report = (out / "report.md").read_text()
     assert "Diagnostic: RL with the oracle as the reward" in report
+    assert "JRM-oracle agreement" in report
     for plot in ("rl_reward", "oracle_over_rl", "samples", "jrm_loss", "jrm_spectra"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000
         assert f"plots/{plot}.png" in report
+
+
+class _MeanPixelReward:
+    """Reward = mean pixel value of the edit (NaN for one named instruction), to check alignment."""
+
+    dimensions = ("instruction_following", "visual_quality")
+
+    def __init__(self, nan_for: str | None = None) -> None:
+        self.nan_for = nan_for
+
+    def score(self, sources, edits, instructions):
+        values = torch.tensor([
+            float("nan") if text == self.nan_for else float(np.asarray(e, dtype=np.float32).mean() / 255.0)
+            for e, text in zip(edits, instructions)
+        ])
+        mu = torch.stack([values, values], dim=1)
+        return RewardScores(mu=mu, sigma=torch.ones_like(mu), reward=values, dimensions=self.dimensions)
+
+
+def _evaluation_of(tasks, images) -> PolicyEvaluation:
+    n = len(tasks)
+    return PolicyEvaluation([t.task_id for t in tasks], np.ones(n, int), np.ones(n, int), np.zeros(n), images)
+
+
+def test_held_out_edits_are_scored_in_task_order_across_batches():
+    tasks = make_tasks("heldout", 5, 32)
+    images = [to_pil(np.full((32, 32, 3), i / 10.0, dtype=np.float32)) for i in range(5)]
+    rewards = score_with_reward_model(_MeanPixelReward(), tasks, _evaluation_of(tasks, images), batch_size=2)
+    assert rewards == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4], abs=3e-3)  # 8-bit rounding
+    with pytest.raises(FloatingPointError, match=tasks[3].task_id):
+        score_with_reward_model(_MeanPixelReward(nan_for=tasks[3].instruction), tasks, _evaluation_of(tasks, images), batch_size=2)
+
+
+def test_reward_model_metrics_compare_the_jrm_with_the_oracle_per_step():
+    tasks = make_tasks("heldout", 3, 32)
+    images = [to_pil(np.zeros((32, 32, 3), dtype=np.float32))] * 3
+    before = _evaluation_of(tasks, images)
+    after = PolicyEvaluation(before.task_ids, np.array([1, 2, 4]), np.array([1, 2, 2]), np.zeros(3), images)
+    evaluation = RLEvaluation([0, 5], [before, after], rewards=[np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])])
+    metrics = reward_model_metrics("rl", evaluation, "mean")
+    assert metrics["rl.heldout_jrm_reward_before"] == 2.0 and metrics["rl.heldout_jrm_reward_after"] == 2.0
+    assert "rl.jrm_oracle_agreement_before" not in metrics  # the oracle scores every "before" edit alike
+    assert metrics["rl.jrm_oracle_agreement_after"] == 0.0  # oracle means 1, 2, 3 against rewards 3, 2, 1

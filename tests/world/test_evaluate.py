@@ -1,9 +1,10 @@
 import numpy as np
+import pytest
 
 from editrl.world.eval_hook import WorldOracleHook
 from editrl.world.evaluate import evaluate_policy
 from editrl.world.render import to_pil
-from editrl.world.stats import paired_bootstrap
+from editrl.world.stats import paired_bootstrap, pairwise_agreement
 from editrl.world.tasks import make_tasks
 from rl.hooks import EvalHook
 
@@ -47,3 +48,14 @@ def test_paired_bootstrap_against_hand_computed_values():
     diff = paired_bootstrap(before, np.array([2.0, 2.0, 4.0, 3.0]), n_resamples=4000, seed=1)
     assert diff.mean == 0.75  # differences 1, 0, 2, 0
     assert 0.0 <= diff.low < 0.75 < diff.high <= 2.0  # the bootstrap means lie between min and max difference
+
+
+def test_pairwise_agreement_against_hand_counted_pairs():
+    reference = np.array([1.0, 2.0, 2.0, 4.0])  # ordered pairs: (0,1) (0,2) (0,3) (1,3) (2,3); (1,2) tied
+    assert pairwise_agreement(np.array([0.1, 0.2, 0.3, 0.4]), reference) == 1.0
+    assert pairwise_agreement(np.array([0.4, 0.3, 0.2, 0.1]), reference) == 0.0
+    # item 3 scored lowest: (0,3) (1,3) (2,3) disagree, (0,1) agrees, (0,2) tied in scores -> (1 + 0.5) / 5
+    assert pairwise_agreement(np.array([0.5, 0.9, 0.5, 0.0]), reference) == pytest.approx(1.5 / 5)
+    assert np.isnan(pairwise_agreement(np.array([1.0, 2.0]), np.array([3.0, 3.0])))
+    with pytest.raises(ValueError, match="NaN"):
+        pairwise_agreement(np.array([np.nan, 1.0]), np.array([1.0, 2.0]))
