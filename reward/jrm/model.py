@@ -47,7 +47,7 @@ CONFIG_NAME = "jrm_config.json"
 HEAD_NAME = "reward_head.safetensors"
 #: Paper's image budget: 200,704 pixels (256 merged tokens of 28x28) per image.
 PAPER_MAX_PIXELS = 200_704
-COMBINE_MODES = ("mean", "sum")
+COMBINE_MODES = ("mean", "sum", "min")
 
 
 def region_tokens(max_region_index: int) -> list[str]:
@@ -56,11 +56,17 @@ def region_tokens(max_region_index: int) -> list[str]:
 
 
 def combine_dimensions(mu: torch.Tensor, dimensions: Sequence[str], combine: str) -> torch.Tensor:
-    """(B, D) per-dimension means -> (B,) reward: ``"mean"``, ``"sum"``, or one dimension's name."""
+    """(B, D) per-dimension means -> (B,) reward: ``"mean"``, ``"sum"``, ``"min"``, or one dimension's name.
+
+    ``"min"`` scores an edit by its weakest dimension (as VIEScore's SC takes the min of its sub-scores): a
+    clean no-op cannot buy reward with visual quality it did not have to earn.
+    """
     if combine == "mean":
         return mu.mean(dim=1)
     if combine == "sum":
         return mu.sum(dim=1)
+    if combine == "min":
+        return mu.min(dim=1).values
     if combine in dimensions:
         return mu[:, list(dimensions).index(combine)]
     raise ValueError(f"combine must be one of {COMBINE_MODES} or a dimension in {tuple(dimensions)}, got {combine!r}")

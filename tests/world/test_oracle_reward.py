@@ -22,6 +22,8 @@ def test_oracle_reward_is_combined_scores_plus_edit_success():
     assert torch.allclose(reward, torch.tensor([3.5, 2.0]))  # (4+2)/2 + 0.5, (1+3)/2 + 0
     _, reward_if = oracle_reward(torch.tensor([4]), torch.tensor([2]), torch.tensor([1.0]), "instruction_following")
     assert reward_if.tolist() == [5.0]
+    _, reward_min = oracle_reward(torch.tensor([1, 3]), torch.tensor([4, 2]), torch.tensor([0.0, 0.5]), "min")
+    assert reward_min.tolist() == [1.0, 2.5]  # a clean no-op (IF 1, VQ 4) scores its IF; min(3, 2) + 0.5
 
 
 def test_same_instruction_tasks_are_told_apart_by_source():
