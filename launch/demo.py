@@ -224,14 +224,14 @@ class RLEvaluation:
     def after(self) -> PolicyEvaluation:
         return self.results[-1]
 
-    def oracle_reward(self, result: PolicyEvaluation, combine: str) -> np.ndarray:
+    def oracle_combined(self, result: PolicyEvaluation, combine: str) -> np.ndarray:
         """(n,) the oracle's IF and VQ combined the way the RL reward combines the reward model's."""
         mu = torch.tensor(np.stack([result.instruction_following, result.visual_quality], axis=1), dtype=torch.float32)
         return combine_dimensions(mu, DEFAULT_DIMENSIONS, combine).numpy()
 
     def agreement(self, combine: str) -> list[float]:
         """Per step, :func:`pairwise_agreement` of the reward model with the oracle over the held-out edits."""
-        return [pairwise_agreement(r, self.oracle_reward(res, combine)) for r, res in zip(self.rewards, self.results)]
+        return [pairwise_agreement(r, self.oracle_combined(res, combine)) for r, res in zip(self.rewards, self.results)]
 
 
 def score_with_reward_model(reward_model: RewardModel, tasks: Sequence[EditTask], result: PolicyEvaluation, batch_size: int) -> np.ndarray:
@@ -493,7 +493,7 @@ def write_report(
 
 def run_demo(cfg: DemoConfig) -> dict[str, float]:
     """Run every stage; write ``metrics.json``, ``report.md`` and the plots; return the metrics."""
-    torch.set_num_threads(1)
+    torch.set_num_threads(cfg.threads_before_ray)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
     prepare_output_dir(out)
@@ -503,6 +503,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
     pretrain = clock.run("pretrain", stage_pretrain, cfg, out)
     base_policy = build_pipeline(replace(rl_policy_config(cfg, pretrain.checkpoint_dir), use_lora=False))
     pairs = clock.run("pairs", stage_pairs, cfg, base_policy)
+    torch.set_num_threads(1)
     jrm = clock.run("jrm", stage_jrms, cfg, out)
     spectra = {alpha: jrm_spectrum(result.checkpoint_dir, cfg) for alpha, result in jrm.items()}
     rl = clock.run("rl", stage_rl, cfg, pretrain.checkpoint_dir, jrm[0.7].checkpoint_dir)

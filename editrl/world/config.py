@@ -99,12 +99,17 @@ class DemoConfig:
     jrm: JRMTrainConfig = field(default_factory=lambda: _demo_jrm())
     jrm_alphas: list[float] = field(default_factory=lambda: [0.7, 0.0])
     jrm_parallel: bool = True  # train the JRMs of all alphas at once (one Ray Train worker each)
+    # torch threads of the stages that run before Ray starts (pretraining, pair building); every later stage
+    # runs one thread per process, since Ray's workers share the cores
+    threads_before_ray: int = 2
     # diagnostic: repeat the RL stage with the oracle as the reward (an upper bound; adds about the RL stage's time)
     oracle_reward_rl: bool = False
     rl: ExperimentConfig = field(default_factory=lambda: _demo_experiment())
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def validate(self) -> None:
+        if self.threads_before_ray < 1:
+            raise ConfigError(f"threads_before_ray must be >= 1, got {self.threads_before_ray}")
         if self.n_rl_tasks < 1:
             raise ConfigError(f"n_rl_tasks must be >= 1, got {self.n_rl_tasks}")
         if 0.7 not in self.jrm_alphas or len(set(self.jrm_alphas)) != len(self.jrm_alphas):
