@@ -224,14 +224,15 @@ class RLEvaluation:
     def after(self) -> PolicyEvaluation:
         return self.results[-1]
 
-    def oracle_combined(self, result: PolicyEvaluation, combine: str) -> np.ndarray:
-        """(n,) the oracle's IF and VQ combined the way the RL reward combines the reward model's."""
-        mu = torch.tensor(np.stack([result.instruction_following, result.visual_quality], axis=1), dtype=torch.float32)
-        return combine_dimensions(mu, DEFAULT_DIMENSIONS, combine).numpy()
-
     def agreement(self, combine: str) -> list[float]:
         """Per step, :func:`pairwise_agreement` of the reward model with the oracle over the held-out edits."""
-        return [pairwise_agreement(r, self.oracle_combined(res, combine)) for r, res in zip(self.rewards, self.results)]
+        return [pairwise_agreement(r, oracle_combined(res, combine)) for r, res in zip(self.rewards, self.results)]
+
+
+def oracle_combined(result: PolicyEvaluation, combine: str) -> np.ndarray:
+    """(n,) the oracle's IF and VQ combined the way the RL reward combines the reward model's."""
+    mu = torch.tensor(np.stack([result.instruction_following, result.visual_quality], axis=1), dtype=torch.float32)
+    return combine_dimensions(mu, DEFAULT_DIMENSIONS, combine).numpy()
 
 
 def score_with_reward_model(reward_model: RewardModel, tasks: Sequence[EditTask], result: PolicyEvaluation, batch_size: int) -> np.ndarray:
