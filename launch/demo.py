@@ -210,11 +210,14 @@ class RLEvaluation:
 
     rewards: per step, the (n,) reward the RL reward model gives the same held-out edits (empty when none
     was scored) — set beside the oracle, it shows whether the policy learned what the reward model over-rates.
+    group_agreement: the reward model's within-task agreement with the oracle before and after RL (empty
+    when none was scored; see :func:`group_agreement`).
     """
 
     steps: list[int]
     results: list[PolicyEvaluation]
     rewards: list[np.ndarray] = field(default_factory=list)
+    group_agreement: list[float] = field(default_factory=list)
 
     @property
     def before(self) -> PolicyEvaluation:
@@ -235,6 +238,10 @@ def oracle_combined(result: PolicyEvaluation, combine: str) -> np.ndarray:
     return combine_dimensions(mu, DEFAULT_DIMENSIONS, combine).numpy()
 
 
+#: Noise seeds of the within-task agreement edits start here, apart from the held-out edits' seeds.
+GROUP_SEED_OFFSET = 100_000
+
+
 def score_with_reward_model(reward_model: RewardModel, tasks: Sequence[EditTask], result: PolicyEvaluation, batch_size: int) -> np.ndarray:
     """(n,) rewards of the evaluated edits; a non-finite reward is an error naming the task."""
     rewards: list[float] = []
@@ -251,23 +258,40 @@ def score_with_reward_model(reward_model: RewardModel, tasks: Sequence[EditTask]
     return values
 
 
+def group_agreement(cfg: DemoConfig, policy: OmniGen2EditPipeline, reward_model: RewardModel, tasks: Sequence[EditTask]) -> float:
+    """Within-task :func:`pairwise_agreement` of the reward model with the oracle over ``eval.group_size`` ODE
+    edits (different noise seeds) of each task: the comparison GRPO's group-relative advantages rest on."""
+    repeated = [task for task in tasks for _ in range(cfg.eval.group_size)]
+    result = evaluate_policy(policy, repeated, seed=cfg.eval.seed + GROUP_SEED_OFFSET)
+    rewards = score_with_reward_model(reward_model, repeated, result, cfg.rl.reward.batch_size)
+    groups = np.repeat(np.arange(len(tasks)), cfg.eval.group_size)
+    return pairwise_agreement(rewards, oracle_combined(result, cfg.rl.reward.combine), groups)
+
+
 def stage_eval(
     cfg: DemoConfig, policy_dir: Path, heldout: Sequence[EditTask], rl_dir: str | None = None, jrm_dir: str | None = None
 ) -> RLEvaluation:
     """ODE edits of the held-out tasks by the pretrained policy and by every RL adapter saved under ``rl_dir``;
-    with ``jrm_dir``, each step's edits are also scored by that JRM (the RL reward)."""
+    with ``jrm_dir``, each step's edits are also scored by that JRM (the RL reward), and its within-task
+    agreement with the oracle is measured before and after RL."""
     pipeline = build_pipeline(rl_policy_config(cfg, policy_dir))
+    reward_model = build_reward_model(replace(cfg.rl.reward, checkpoint=jrm_dir)) if jrm_dir is not None else None
+    group_tasks = heldout[: cfg.eval.group_tasks]
     with pipeline.adapter_disabled():
         steps, results = [0], [evaluate_policy(pipeline, heldout, seed=cfg.eval.seed)]
-    for path in tqdm(list_checkpoints(rl_dir or cfg.rl.output_dir), desc="eval: RL checkpoints"):
+        groups = [group_agreement(cfg, pipeline, reward_model, group_tasks)] if reward_model is not None else []
+    checkpoints = list_checkpoints(rl_dir or cfg.rl.output_dir)
+    for path in tqdm(checkpoints, desc="eval: RL checkpoints"):
         checkpoint = load_checkpoint(path)
         pipeline.load_adapter_state_dict(checkpoint.adapter)
         steps.append(checkpoint.state.step)
         results.append(evaluate_policy(pipeline, heldout, seed=cfg.eval.seed))
     evaluation = RLEvaluation(steps, results)
-    if jrm_dir is not None:
-        reward_model = build_reward_model(replace(cfg.rl.reward, checkpoint=jrm_dir))
+    if reward_model is not None:
+        if checkpoints:  # the last checkpoint's adapter is loaded
+            groups.append(group_agreement(cfg, pipeline, reward_model, group_tasks))
         evaluation.rewards = [score_with_reward_model(reward_model, heldout, r, cfg.rl.reward.batch_size) for r in results]
+        evaluation.group_agreement = groups
     return evaluation
 
 
@@ -348,10 +372,14 @@ def reward_model_metrics(prefix: str, evaluation: RLEvaluation, combine: str) ->
         f"{prefix}.heldout_jrm_reward_before": float(evaluation.rewards[0].mean()),
         f"{prefix}.heldout_jrm_reward_after": float(evaluation.rewards[-1].mean()),
     }
-    # undefined (left out) when the oracle scores every held-out edit alike
-    for when, value in (("before", agreement[0]), ("after", agreement[-1])):
-        if math.isfinite(value):
-            metrics[f"{prefix}.jrm_oracle_agreement_{when}"] = value
+    # undefined (left out) when the oracle scores every edit it compares alike
+    values = {"agreement": agreement}
+    if evaluation.group_agreement:
+        values["group_agreement"] = evaluation.group_agreement
+    for name, series in values.items():
+        for when, value in (("before", series[0]), ("after", series[-1])):
+            if math.isfinite(value):
+                metrics[f"{prefix}.jrm_oracle_{name}_{when}"] = value
     return metrics
 
 
@@ -377,6 +405,17 @@ def delta_metrics(prefix: str, deltas: dict[str, PairedDifference]) -> dict[str,
         out[f"{prefix}.{name}_delta_ci95_low"] = diff.low
         out[f"{prefix}.{name}_delta_ci95_high"] = diff.high
     return out
+
+
+def _group_agreement_text(cfg: DemoConfig, evaluation: RLEvaluation, n_heldout: int) -> str:
+    if not evaluation.group_agreement:
+        return ""
+    before, after = evaluation.group_agreement[0], evaluation.group_agreement[-1]
+    return (
+        f"\n\nWithin-task JRM-oracle agreement ({cfg.eval.group_size} edits of each of the first "
+        f"{min(cfg.eval.group_tasks, n_heldout)} held-out tasks, compared within the task as GRPO compares a group's "
+        f"samples): before RL {before:.3f}, after {after:.3f}."
+    )
 
 
 def _oracle_section(oracle_run: tuple[RLEvaluation, dict[str, PairedDifference]] | None, combine: str) -> list[tuple[str, str]]:
@@ -474,6 +513,7 @@ def write_report(
          + "\n\nJRM reward and JRM-oracle agreement: the RL reward model's score of the same held-out edits, and the "
            "share of edit pairs the oracle orders that the JRM orders the same way (0.5 = chance). A rising JRM "
            "reward with falling oracle scores or agreement is reward hacking."
+         + _group_agreement_text(cfg, evaluation, len(heldout))
          + "\n\n![oracle over RL](plots/oracle_over_rl.png)\n\n![samples](plots/samples.png)"),
         ("RL reward (JRM alpha = 0.7)", f"{rl.steps_completed} rounds. ![reward](plots/rl_reward.png)"),
         ("JRM: alpha = 0.7 vs the alpha = 0 baseline", markdown_table(

@@ -78,10 +78,16 @@ class EvalConfig:
     n_grid_rows: int = 8
     n_spectrum_samples: int = 64
     bootstrap_resamples: int = 10_000
+    # within-task JRM-oracle agreement before and after RL: group_size ODE edits (different noise) of each of
+    # the first group_tasks held-out tasks, compared within the task as GRPO compares a group's samples
+    group_tasks: int = 24
+    group_size: int = 4
 
     def validate(self) -> None:
         if self.n_heldout < 2:
             raise ConfigError(f"n_heldout must be >= 2, got {self.n_heldout}")
+        if self.group_tasks < 1 or self.group_size < 2:
+            raise ConfigError(f"group_tasks must be >= 1 and group_size >= 2, got {self.group_tasks}, {self.group_size}")
         if self.n_spectrum_samples < 2:
             raise ConfigError(f"n_spectrum_samples must be >= 2, got {self.n_spectrum_samples}")
 

@@ -37,11 +37,12 @@ def paired_bootstrap(
     return PairedDifference(float(diff.mean()), float(low), float(high), int(diff.size), confidence)
 
 
-def pairwise_agreement(scores: np.ndarray, reference: np.ndarray) -> float:
+def pairwise_agreement(scores: np.ndarray, reference: np.ndarray, groups: np.ndarray | None = None) -> float:
     """Share of item pairs the reference orders strictly that ``scores`` order the same way (ties in
     ``scores`` count one half); scores, reference: (n,). NaN when the reference orders no pair.
 
-    The Kendall-style concordance of a learned reward with the oracle: 1 agrees everywhere, 0.5 is chance.
+    With ``groups`` (n,) only pairs within one group count (e.g. several edits of one task, as GRPO compares
+    them). The Kendall-style concordance of a learned reward with the oracle: 1 agrees everywhere, 0.5 is chance.
     """
     scores, reference = np.asarray(scores, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     if scores.shape != reference.shape or scores.ndim != 1:
@@ -52,6 +53,11 @@ def pairwise_agreement(scores: np.ndarray, reference: np.ndarray) -> float:
     ref_sign = np.sign(reference[:, None] - reference[None, :])[upper]
     score_sign = np.sign(scores[:, None] - scores[None, :])[upper]
     ordered = ref_sign != 0
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != scores.shape:
+            raise ValueError(f"groups has shape {groups.shape}, expected {scores.shape}")
+        ordered &= (groups[:, None] == groups[None, :])[upper]
     if not ordered.any():
         return float("nan")
     agree = np.where(score_sign[ordered] == 0, 0.5, (score_sign[ordered] == ref_sign[ordered]).astype(np.float64))

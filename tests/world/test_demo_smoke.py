@@ -44,7 +44,8 @@ def test_demo_smoke_runs_every_stage(tmp_path):
     assert metrics["jrm.alpha_0.7.effective_rank"] >= 1.0
     # the JRM scored the held-out edits of every evaluated step (agreement is left out when undefined)
     assert math.isfinite(metrics["rl.heldout_jrm_reward_before"]) and math.isfinite(metrics["rl.heldout_jrm_reward_after"])
-    for key in ("rl.jrm_oracle_agreement_before", "rl.jrm_oracle_agreement_after"):
+    for key in ("rl.jrm_oracle_agreement_before", "rl.jrm_oracle_agreement_after",
+                "rl.jrm_oracle_group_agreement_before", "rl.jrm_oracle_group_agreement_after"):
         assert 0.0 <= metrics.get(key, 0.5) <= 1.0
     for stage in ("world", "pretrain", "pairs", "jrm", "rl", "eval", "rl_oracle_reward", "eval_oracle_reward"):
         assert f"time.{stage}" in metrics, stage
@@ -61,7 +62,7 @@ def test_demo_smoke_runs_every_stage(tmp_path):
     assert len(list((out / "rl" / "checkpoints").iterdir())) == 2
     report = (out / "report.md").read_text()
     assert "Diagnostic: RL with the oracle as the reward" in report
-    assert "JRM-oracle agreement" in report
+    assert "JRM-oracle agreement" in report and "Within-task JRM-oracle agreement" in report
     for plot in ("rl_reward", "oracle_over_rl", "samples", "jrm_loss", "jrm_spectra"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000
         assert f"plots/{plot}.png" in report
@@ -103,8 +104,12 @@ def test_reward_model_metrics_compare_the_jrm_with_the_oracle_per_step():
     images = [to_pil(np.zeros((32, 32, 3), dtype=np.float32))] * 3
     before = _evaluation_of(tasks, images)
     after = PolicyEvaluation(before.task_ids, np.array([1, 2, 4]), np.array([1, 2, 2]), np.zeros(3), images)
-    evaluation = RLEvaluation([0, 5], [before, after], rewards=[np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])])
+    evaluation = RLEvaluation(
+        [0, 5], [before, after], rewards=[np.array([1.0, 2.0, 3.0]), np.array([3.0, 2.0, 1.0])], group_agreement=[0.75, float("nan")]
+    )
     metrics = reward_model_metrics("rl", evaluation, "mean")
+    assert metrics["rl.jrm_oracle_group_agreement_before"] == 0.75
+    assert "rl.jrm_oracle_group_agreement_after" not in metrics  # undefined, left out
     assert metrics["rl.heldout_jrm_reward_before"] == 2.0 and metrics["rl.heldout_jrm_reward_after"] == 2.0
     assert "rl.jrm_oracle_agreement_before" not in metrics  # the oracle scores every "before" edit alike
     assert metrics["rl.jrm_oracle_agreement_after"] == 0.0  # oracle means 1, 2, 3 against rewards 3, 2, 1

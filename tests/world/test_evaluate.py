@@ -57,5 +57,9 @@ def test_pairwise_agreement_against_hand_counted_pairs():
     # item 3 scored lowest: (0,3) (1,3) (2,3) disagree, (0,1) agrees, (0,2) tied in scores -> (1 + 0.5) / 5
     assert pairwise_agreement(np.array([0.5, 0.9, 0.5, 0.0]), reference) == pytest.approx(1.5 / 5)
     assert np.isnan(pairwise_agreement(np.array([1.0, 2.0]), np.array([3.0, 3.0])))
+    # within groups only: group a = items 0, 1 (agree), group b = items 2, 3 (disagree); cross pairs ignored
+    scores, groups = np.array([0.1, 0.2, 0.9, 0.0]), np.array(["a", "a", "b", "b"])
+    assert pairwise_agreement(scores, reference, groups) == 0.5
+    assert pairwise_agreement(scores, np.array([1.0, 2.0, 3.0, 3.0]), groups) == 1.0  # group b has no ordered pair
     with pytest.raises(ValueError, match="NaN"):
         pairwise_agreement(np.array([np.nan, 1.0]), np.array([1.0, 2.0]))
