@@ -269,17 +269,25 @@ def group_agreement(cfg: DemoConfig, policy: OmniGen2EditPipeline, reward_model:
 
 
 def stage_eval(
-    cfg: DemoConfig, policy_dir: Path, heldout: Sequence[EditTask], rl_dir: str | None = None, jrm_dir: str | None = None
+    cfg: DemoConfig,
+    policy_dir: Path,
+    heldout: Sequence[EditTask],
+    rl_dir: str | None = None,
+    jrm_dir: str | None = None,
+    pretrained: RLEvaluation | None = None,
 ) -> RLEvaluation:
     """ODE edits of the held-out tasks by the pretrained policy and by every RL adapter saved under ``rl_dir``;
     with ``jrm_dir``, each step's edits are also scored by that JRM (the RL reward), and its within-task
-    agreement with the oracle is measured before and after RL."""
+    agreement with the oracle is measured before and after RL. ``pretrained``: an evaluation of the same
+    pretrained policy and JRM whose step 0 is reused instead of recomputed."""
     pipeline = build_pipeline(rl_policy_config(cfg, policy_dir))
     reward_model = build_reward_model(replace(cfg.rl.reward, checkpoint=jrm_dir)) if jrm_dir is not None else None
     group_tasks = heldout[: cfg.eval.group_tasks]
     with pipeline.adapter_disabled():
-        steps, results = [0], [evaluate_policy(pipeline, heldout, seed=cfg.eval.seed)]
-        groups = [group_agreement(cfg, pipeline, reward_model, group_tasks)] if reward_model is not None else []
+        steps, results = [0], [pretrained.before if pretrained is not None else evaluate_policy(pipeline, heldout, seed=cfg.eval.seed)]
+        groups = pretrained.group_agreement[:1] if pretrained is not None else []
+        if reward_model is not None and not groups:
+            groups = [group_agreement(cfg, pipeline, reward_model, group_tasks)]
     checkpoints = list_checkpoints(rl_dir or cfg.rl.output_dir)
     for path in tqdm(checkpoints, desc="eval: RL checkpoints"):
         checkpoint = load_checkpoint(path)
@@ -290,7 +298,10 @@ def stage_eval(
     if reward_model is not None:
         if checkpoints:  # the last checkpoint's adapter is loaded
             groups.append(group_agreement(cfg, pipeline, reward_model, group_tasks))
-        evaluation.rewards = [score_with_reward_model(reward_model, heldout, r, cfg.rl.reward.batch_size) for r in results]
+        reused = pretrained.rewards[:1] if pretrained is not None else []
+        evaluation.rewards = reused + [
+            score_with_reward_model(reward_model, heldout, r, cfg.rl.reward.batch_size) for r in results[len(reused) :]
+        ]
         evaluation.group_agreement = groups
     return evaluation
 
@@ -557,7 +568,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
         oracle_rl = clock.run("rl_oracle_reward", stage_rl_oracle, cfg, pretrain.checkpoint_dir, out)
         oracle_eval = clock.run(
             "eval_oracle_reward", stage_eval, cfg, pretrain.checkpoint_dir, heldout, str(out / "rl_oracle_reward"),
-            jrm_dir=str(jrm[0.7].checkpoint_dir),
+            jrm_dir=str(jrm[0.7].checkpoint_dir), pretrained=evaluation,
         )
         oracle_run = (oracle_eval, score_deltas(cfg, oracle_eval))
         metrics.update(delta_metrics("diagnostic.oracle_reward", oracle_run[1]))
