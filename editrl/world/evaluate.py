@@ -6,12 +6,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image
 
 from editrl.world.oracle import score_edit
 from editrl.world.render import to_pil
 from editrl.world.tasks import EditTask
 from policies.base import EditingPolicy
+from policies.omnigen2.image_processing import pil_to_tensor
+from policies.omnigen2.pipeline import OmniGen2EditPipeline
 
 
 @dataclass
@@ -45,7 +48,28 @@ def evaluate_policy(policy: EditingPolicy, tasks: Sequence[EditTask], *, seed: i
         if len(edits) != len(chunk):
             raise RuntimeError(f"policy returned {len(edits)} edits for {len(chunk)} tasks")
         images.extend(edits)
-    scores = [score_edit(task, image) for task, image in zip(tasks, images)]
+    return score_images(tasks, images)
+
+
+def evaluate_autoencoder(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask], *, batch_size: int = 64) -> PolicyEvaluation:
+    """Oracle scores of each task's exact target after a round trip through the pipeline's VAE.
+
+    The policy generates latents, so this is the best score any policy with this VAE can reach: an edit
+    the oracle marks down here is lost to the autoencoder, not to the transformer.
+    """
+    images: list[Image.Image] = []
+    with torch.no_grad():
+        for start in range(0, len(tasks), batch_size):
+            chunk = tasks[start : start + batch_size]
+            latents = torch.stack([pipeline.encode_image(pil_to_tensor(to_pil(t.target_image))) for t in chunk])
+            decoded = pipeline.decode_latents(latents).permute(0, 2, 3, 1).cpu().numpy()
+            images.extend(to_pil(image) for image in decoded)
+    return score_images(tasks, images)
+
+
+def score_images(tasks: Sequence[EditTask], images: list[Image.Image]) -> PolicyEvaluation:
+    """Score the i-th image against the i-th task with the oracle."""
+    scores = [score_edit(task, image) for task, image in zip(tasks, images, strict=True)]
     return PolicyEvaluation(
         task_ids=[t.task_id for t in tasks],
         instruction_following=np.array([s.instruction_following for s in scores]),

@@ -41,7 +41,7 @@ class PretrainConfig:
     latent_channels: int = 4
     vae_channels: list[int] = field(default_factory=lambda: [16, 32])
     vae_mid_attention: bool = False  # the mid-block self-attention triples the autoencoder's CPU cost
-    vae_steps: int = 500
+    vae_steps: int = 600
     vae_batch_size: int = 32
     vae_learning_rate: float = 3e-3
     vae_kl_weight: float = 1e-5
@@ -74,13 +74,17 @@ class PretrainResult:
 
 
 def build_world_pipeline(cfg: PretrainConfig, image_size: int, sampling: SamplingSettings) -> OmniGen2EditPipeline:
-    """The tiny pipeline of :mod:`policies.omnigen2.tiny` with a VAE sized by ``cfg`` (random weights)."""
+    """The tiny pipeline of :mod:`policies.omnigen2.tiny` with a VAE sized by ``cfg`` (random weights).
+
+    The transformer keeps OmniGen2's own init (zero output head and modulation gates), the start it trains from.
+    """
     tiny = build_tiny_pipeline(
         cfg.seed,
         text_hidden_size=cfg.text_hidden_size,
         transformer_hidden_size=cfg.transformer_hidden_size,
         latent_channels=cfg.latent_channels,
         num_layers=cfg.num_layers,
+        official_init=True,
         sampling=sampling,
     )
     generator_state = torch.random.get_rng_state()

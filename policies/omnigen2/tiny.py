@@ -2,9 +2,11 @@
 
 Same component classes as the real model — OmniGen2Transformer2DModel, a Qwen2.5-VL ``mllm`` with the
 locally built tiny tokenizer, a FLUX-style AutoencoderKL (scaling and shift factors, no quant convs) —
-at about 0.1M parameters each, deterministic under ``seed``. The transformer's output head, which the
-official init zeroes (as it does the blocks' modulation gates), gets small random weights instead, so the
-velocity is not identically zero and every attention layer (hence LoRA) affects it.
+at about 0.1M parameters each, deterministic under ``seed``. By default the transformer's output head, which
+the official init zeroes (as it does the blocks' modulation gates), gets small random weights instead, so the
+velocity of an untrained model is not identically zero and every attention layer (hence LoRA) affects it.
+A model that is about to be trained keeps the official init (``official_init=True``): adaLN-zero blocks start
+as the identity, which is how DiT-style models train best.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def build_tiny_pipeline(
     transformer_hidden_size: int = 32,
     latent_channels: int = 4,
     num_layers: int = 2,
+    official_init: bool = False,
     sampling: SamplingSettings = TINY_SAMPLING,
     negative_prompt: str = "",
     max_input_pixels: int = 64 * 64,
@@ -107,10 +110,11 @@ def build_tiny_pipeline(
             text_feat_dim=text_hidden_size,
             timestep_scale=1000.0,
         )
-        with torch.no_grad():
-            for param in transformer.parameters():
-                if not torch.any(param):
-                    param.normal_(0.0, 0.1)
+        if not official_init:
+            with torch.no_grad():
+                for param in transformer.parameters():
+                    if not torch.any(param):
+                        param.normal_(0.0, 0.1)
         vae = AutoencoderKL(
             in_channels=3,
             out_channels=3,

@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+import torch
 
 from editrl.world.eval_hook import WorldOracleHook
-from editrl.world.evaluate import evaluate_policy
+from editrl.world.evaluate import evaluate_autoencoder, evaluate_policy
 from editrl.world.render import to_pil
 from editrl.world.stats import paired_bootstrap, pairwise_agreement
 from editrl.world.tasks import make_tasks
@@ -30,6 +31,31 @@ def test_evaluate_policy_scores_a_perfect_and_a_no_op_policy():
     no_op = evaluate_policy(_LookupPolicy([]), tasks, batch_size=4)
     assert no_op.instruction_following.tolist() == [1] * 6
     assert no_op.task_ids == [t.task_id for t in tasks]
+
+
+class _PixelAutoencoder:
+    """"Latents" are the pixels themselves; ``noise`` adds Gaussian pixel noise of that std on the way back."""
+
+    def __init__(self, noise: float = 0.0):
+        self.noise = noise
+
+    def encode_image(self, pixels):
+        return pixels
+
+    def decode_latents(self, latents):
+        noise = self.noise * torch.randn(latents.shape, generator=torch.Generator().manual_seed(0))
+        return ((latents + 1.0) / 2.0 + noise).clamp(0.0, 1.0)
+
+
+def test_evaluate_autoencoder_scores_round_tripped_targets():
+    tasks = make_tasks("heldout", 5)
+    lossless = evaluate_autoencoder(_PixelAutoencoder(), tasks, batch_size=2)
+    assert lossless.instruction_following.tolist() == [4] * 5 and lossless.visual_quality.tolist() == [4] * 5
+    assert lossless.task_ids == [t.task_id for t in tasks]
+    assert np.array_equal(np.asarray(lossless.images[3]), np.asarray(to_pil(tasks[3].target_image)))
+    # noise of std 0.3 puts most pixels > 0.15 from every palette colour: defect fraction > 0.15 is VQ 1
+    noisy = evaluate_autoencoder(_PixelAutoencoder(noise=0.3), tasks, batch_size=2)
+    assert noisy.visual_quality.tolist() == [1] * 5
 
 
 def test_world_oracle_hook_is_an_eval_hook():
@@ -63,3 +89,14 @@ def test_pairwise_agreement_against_hand_counted_pairs():
     assert pairwise_agreement(scores, np.array([1.0, 2.0, 3.0, 3.0]), groups) == 1.0  # group b has no ordered pair
     with pytest.raises(ValueError, match="NaN"):
         pairwise_agreement(np.array([np.nan, 1.0]), np.array([1.0, 2.0]))
+
+
+def test_world_pipeline_starts_from_the_official_init():
+    from editrl.world.pretrain import PretrainConfig, build_world_pipeline
+    from policies.omnigen2.tiny import TINY_SAMPLING, build_tiny_pipeline
+
+    world = build_world_pipeline(PretrainConfig(vae_channels=[8, 8]), 32, TINY_SAMPLING).transformer
+    # adaLN-zero: the output head and every block's modulation start at zero (blocks are the identity)
+    assert not torch.any(world.norm_out.linear_2.weight) and not torch.any(world.layers[0].norm1.linear.weight)
+    untrained = build_tiny_pipeline(0, transformer_hidden_size=64).transformer
+    assert torch.any(untrained.norm_out.linear_2.weight)
