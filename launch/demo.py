@@ -537,9 +537,10 @@ def write_report(
            f"{pairs.annotation.written_rejected} rejected.\n\n![JRM loss](plots/jrm_loss.png)\n\n![spectra](plots/jrm_spectra.png)"),
         *_oracle_section(oracle_run, cfg.rl.reward.combine),
         ("Pretraining", (
-            "Upper bound set by the autoencoder: the held-out tasks' exact targets, encoded and decoded by the "
-            f"policy's VAE, score IF {metrics['policy.autoencoder_ceiling_if']:.3f} and VQ "
-            f"{metrics['policy.autoencoder_ceiling_vq']:.3f}. No policy that generates these latents can do better."
+            "What the autoencoder leaves of a perfect edit: the held-out tasks' exact targets, encoded and decoded "
+            f"by the policy's VAE, score IF {metrics['policy.autoencoder_ceiling_if']:.3f} and VQ "
+            f"{metrics['policy.autoencoder_ceiling_vq']:.3f} (a reference, not a strict bound: the policy's "
+            "latents need not be ones the encoder produces)."
             "\n\n![pretrain](plots/pretrain_loss.png)"
         )),
         ("Train pair kinds (most frequent)", markdown_table(["preferred>rejected", "count"], kinds)),

@@ -54,8 +54,10 @@ def evaluate_policy(policy: EditingPolicy, tasks: Sequence[EditTask], *, seed: i
 def evaluate_autoencoder(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask], *, batch_size: int = 64) -> PolicyEvaluation:
     """Oracle scores of each task's exact target after a round trip through the pipeline's VAE.
 
-    The policy generates latents, so this is the best score any policy with this VAE can reach: an edit
-    the oracle marks down here is lost to the autoencoder, not to the transformer.
+    What a perfect edit scores once the autoencoder has encoded and decoded it: a reference for the policy's
+    scores, which live in the same latent space. It is not a strict bound (a policy may produce latents the
+    encoder never does, and these may decode sharper), but a score far below 4 here means the autoencoder,
+    not the transformer, is losing the edits.
     """
     images: list[Image.Image] = []
     with torch.no_grad():
