@@ -339,12 +339,12 @@ def collect_metrics(
     rl: RunResult,
     clock: StageClock,
     wall_seconds: float,
-    ceiling: PolicyEvaluation,
+    roundtrip: PolicyEvaluation,
 ) -> dict[str, float]:
     before, after = evaluation.before, evaluation.after
     metrics: dict[str, float] = {
-        "policy.autoencoder_ceiling_if": float(ceiling.instruction_following.mean()),
-        "policy.autoencoder_ceiling_vq": float(ceiling.visual_quality.mean()),
+        "policy.autoencoder_roundtrip_if": float(roundtrip.instruction_following.mean()),
+        "policy.autoencoder_roundtrip_vq": float(roundtrip.visual_quality.mean()),
         "policy.oracle_if_before": float(before.instruction_following.mean()),
         "policy.oracle_if_after": float(after.instruction_following.mean()),
         "policy.oracle_vq_before": float(before.visual_quality.mean()),
@@ -538,8 +538,8 @@ def write_report(
         *_oracle_section(oracle_run, cfg.rl.reward.combine),
         ("Pretraining", (
             "What the autoencoder leaves of a perfect edit: the held-out tasks' exact targets, encoded and decoded "
-            f"by the policy's VAE, score IF {metrics['policy.autoencoder_ceiling_if']:.3f} and VQ "
-            f"{metrics['policy.autoencoder_ceiling_vq']:.3f} (a reference, not a strict bound: the policy's "
+            f"by the policy's VAE, score IF {metrics['policy.autoencoder_roundtrip_if']:.3f} and VQ "
+            f"{metrics['policy.autoencoder_roundtrip_vq']:.3f} (a reference, not a strict bound: the policy's "
             "latents need not be ones the encoder produces)."
             "\n\n![pretrain](plots/pretrain_loss.png)"
         )),
@@ -563,7 +563,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
     heldout = clock.run("world", stage_world, cfg, out)
     pretrain = clock.run("pretrain", stage_pretrain, cfg, out)
     base_policy = build_pipeline(replace(rl_policy_config(cfg, pretrain.checkpoint_dir), use_lora=False))
-    ceiling = evaluate_autoencoder(base_policy, heldout)
+    roundtrip = evaluate_autoencoder(base_policy, heldout)
     pairs = clock.run("pairs", stage_pairs, cfg, base_policy)
     torch.set_num_threads(1)
     jrm = clock.run("jrm", stage_jrms, cfg, out)
@@ -572,7 +572,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
     evaluation = clock.run("eval", stage_eval, cfg, pretrain.checkpoint_dir, heldout, jrm_dir=str(jrm[0.7].checkpoint_dir))
     deltas = score_deltas(cfg, evaluation)
     # wall time of the method itself; the optional diagnostic below is timed on its own
-    metrics = collect_metrics(cfg, evaluation, deltas, jrm, spectra, rl, clock, time.perf_counter() - start, ceiling)
+    metrics = collect_metrics(cfg, evaluation, deltas, jrm, spectra, rl, clock, time.perf_counter() - start, roundtrip)
     oracle_run = None
     if cfg.oracle_reward_rl:
         oracle_rl = clock.run("rl_oracle_reward", stage_rl_oracle, cfg, pretrain.checkpoint_dir, out)

@@ -39,7 +39,7 @@ def test_demo_smoke_runs_every_stage(tmp_path):
     assert all(math.isfinite(v) for v in metrics.values())
     assert metrics["rl.steps"] == 2 and metrics["policy.n_heldout"] == 6
     for score in ("policy.oracle_if_before", "policy.oracle_if_after", "policy.oracle_vq_before", "policy.oracle_vq_after",
-                  "policy.autoencoder_ceiling_if", "policy.autoencoder_ceiling_vq"):
+                  "policy.autoencoder_roundtrip_if", "policy.autoencoder_roundtrip_vq"):
         assert 1.0 <= metrics[score] <= 4.0
     assert 0.0 <= metrics["jrm.alpha_0.7.pair_acc"] <= 1.0
     assert metrics["jrm.alpha_0.7.effective_rank"] >= 1.0
