@@ -285,9 +285,9 @@ def stage_eval(
     group_tasks = heldout[: cfg.eval.group_tasks]
     with pipeline.adapter_disabled():
         steps, results = [0], [pretrained.before if pretrained is not None else evaluate_policy(pipeline, heldout, seed=cfg.eval.seed)]
-        groups = pretrained.group_agreement[:1] if pretrained is not None else []
-        if reward_model is not None and not groups:
-            groups = [group_agreement(cfg, pipeline, reward_model, group_tasks)]
+        group_scores = pretrained.group_agreement[:1] if pretrained is not None else []
+        if reward_model is not None and not group_scores:
+            group_scores = [group_agreement(cfg, pipeline, reward_model, group_tasks)]
     checkpoints = list_checkpoints(rl_dir or cfg.rl.output_dir)
     for path in tqdm(checkpoints, desc="eval: RL checkpoints"):
         checkpoint = load_checkpoint(path)
@@ -297,12 +297,12 @@ def stage_eval(
     evaluation = RLEvaluation(steps, results)
     if reward_model is not None:
         if checkpoints:  # the last checkpoint's adapter is loaded
-            groups.append(group_agreement(cfg, pipeline, reward_model, group_tasks))
+            group_scores.append(group_agreement(cfg, pipeline, reward_model, group_tasks))
         reused = pretrained.rewards[:1] if pretrained is not None else []
         evaluation.rewards = reused + [
             score_with_reward_model(reward_model, heldout, r, cfg.rl.reward.batch_size) for r in results[len(reused) :]
         ]
-        evaluation.group_agreement = groups
+        evaluation.group_agreement = group_scores
     return evaluation
 
 

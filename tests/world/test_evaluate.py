@@ -4,9 +4,11 @@ import torch
 
 from editrl.world.eval_hook import WorldOracleHook
 from editrl.world.evaluate import evaluate_autoencoder, evaluate_policy
+from editrl.world.pretrain import PretrainConfig, build_world_pipeline
 from editrl.world.render import to_pil
 from editrl.world.stats import paired_bootstrap, pairwise_agreement
 from editrl.world.tasks import make_tasks
+from policies.omnigen2.tiny import TINY_SAMPLING, build_tiny_pipeline
 from rl.hooks import EvalHook
 
 
@@ -92,9 +94,6 @@ def test_pairwise_agreement_against_hand_counted_pairs():
 
 
 def test_world_pipeline_starts_from_the_official_init():
-    from editrl.world.pretrain import PretrainConfig, build_world_pipeline
-    from policies.omnigen2.tiny import TINY_SAMPLING, build_tiny_pipeline
-
     world = build_world_pipeline(PretrainConfig(vae_channels=[8, 8]), 32, TINY_SAMPLING).transformer
     # adaLN-zero: the output head and every block's modulation start at zero (blocks are the identity)
     assert not torch.any(world.norm_out.linear_2.weight) and not torch.any(world.layers[0].norm1.linear.weight)
