@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from types import MappingProxyType
 
 import torch
 
 from editrl.config import ConfigError
+from editrl.dtypes import DTYPES, check_dtype_name
+from editrl.registry import Registry
 from reward.base import RewardModel
 from reward.editreward import EditRewardModel
 from reward.jrm.model import COMBINE_MODES, JRM, combine_dimensions
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -48,8 +47,7 @@ class RewardModelConfig:
     def validate(self) -> None:
         if not self.kind:
             raise ConfigError("kind: must name a reward model kind")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype: must be one of {sorted(DTYPES)}, got {self.dtype!r}")
+        check_dtype_name(self.dtype)
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
         if not self.combine:
@@ -59,37 +57,17 @@ class RewardModelConfig:
 RewardFactory = Callable[[RewardModelConfig], RewardModel]
 
 
-class RewardRegistry:
-    """Kinds -> factories. Copy with :meth:`extended` to add kinds without touching a shared instance."""
+class RewardRegistry(Registry[RewardFactory]):
+    """Reward kinds -> factories; :meth:`build` makes the model a config names."""
 
     def __init__(self, factories: dict[str, RewardFactory] | None = None) -> None:
-        self._factories = dict(factories or {})
+        super().__init__("reward model", factories)
 
-    @property
-    def kinds(self) -> MappingProxyType[str, RewardFactory]:
-        return MappingProxyType(self._factories)
-
-    def register(self, kind: str, factory: RewardFactory) -> None:
-        """Add a kind; re-registering an existing kind is an error (no silent override)."""
-        if kind in self._factories:
-            raise ValueError(f"reward kind {kind!r} is already registered")
-        self._factories[kind] = factory
-
-    def extended(self, **factories: RewardFactory) -> RewardRegistry:
-        """A new registry with these kinds added."""
-        out = RewardRegistry(self._factories)
-        for kind, factory in factories.items():
-            out.register(kind, factory)
-        return out
-
-    def require(self, kind: str) -> None:
-        """Raise a ConfigError naming ``kind`` and the known kinds unless it is registered."""
-        if kind not in self._factories:
-            raise ConfigError(f"reward.kind: unknown reward model kind {kind!r}; known: {sorted(self._factories)}")
+    def require(self, name: str, key: str = "reward.kind") -> None:
+        super().require(name, key)
 
     def build(self, cfg: RewardModelConfig) -> RewardModel:
-        self.require(cfg.kind)
-        return self._factories[cfg.kind](cfg)
+        return self.get(cfg.kind)(cfg)
 
 
 def _build_jrm(cfg: RewardModelConfig, expect_alpha_zero: bool) -> JRM:

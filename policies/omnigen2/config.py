@@ -8,8 +8,9 @@ from pathlib import Path
 import torch
 
 from editrl.config import ConfigError
+from editrl.dtypes import DTYPES, check_dtype_name
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
-from policies.omnigen2.settings import DTYPES, OFFICIAL_NEGATIVE_PROMPT, SamplingSettings
+from policies.omnigen2.settings import OFFICIAL_NEGATIVE_PROMPT, SamplingSettings
 from policies.omnigen2.tiny import build_tiny_pipeline
 
 
@@ -57,8 +58,7 @@ class OmniGen2PolicyConfig:
             raise ConfigError(f"lora_checkpoint: {self.lora_checkpoint!r} is not a local directory")
         if self.lora_checkpoint is not None and not self.use_lora:
             raise ConfigError("lora_checkpoint: given while use_lora is false")
-        if self.dtype not in DTYPES:
-            raise ConfigError(f"dtype: {self.dtype!r} is not one of {sorted(DTYPES)}")
+        check_dtype_name(self.dtype)
         if self.lora_rank < 1:
             raise ConfigError(f"lora_rank: must be >= 1, got {self.lora_rank}")
         if self.lora_alpha <= 0:

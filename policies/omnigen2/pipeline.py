@@ -25,6 +25,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2_5_VLForConditionalGeneration
 
+from editrl.dtypes import torch_dtype as to_torch_dtype
 from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_json
 from policies.omnigen2 import lora
 from policies.omnigen2.guidance import GuidanceMode, cfg_active, combine_guidance, guidance_mode
@@ -38,7 +39,7 @@ from policies.omnigen2.image_processing import (
 from policies.omnigen2.rotary import OmniGen2RotaryPosEmbed
 from policies.omnigen2.scheduler import OmniGen2FlowMatchScheduler
 from policies.omnigen2.sde import draw_noise, sde_noise_std, sde_step_with_logprob
-from policies.omnigen2.settings import DTYPES, SamplingSettings
+from policies.omnigen2.settings import SamplingSettings
 from policies.omnigen2.text_encoder import QwenTextEncoder
 from policies.omnigen2.transformer import OmniGen2Transformer2DModel
 from policies.rollout import EditConditions, Rollout, StepLogProbs
@@ -140,7 +141,7 @@ class OmniGen2EditPipeline:
         missing = [name for name in COMPONENTS if not (root / name).is_dir()]
         if missing:
             raise FileNotFoundError(f"OmniGen2 checkpoint {root} lacks the component folders {missing}")
-        torch_dtype = DTYPES[dtype] if isinstance(dtype, str) else dtype
+        torch_dtype = to_torch_dtype(dtype)
         transformer = OmniGen2Transformer2DModel.from_pretrained(
             root / "transformer", torch_dtype=torch_dtype, local_files_only=True
         )

@@ -1,12 +1,8 @@
-"""Settings shared by the pipeline and its config: dtype names and the sampling defaults."""
+"""Settings shared by the pipeline and its config: the sampling defaults and the official negative prompt."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)

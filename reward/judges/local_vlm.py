@@ -18,11 +18,10 @@ import torch
 from tqdm import tqdm
 
 from editrl.config import ConfigError
+from editrl.dtypes import DTYPES, check_dtype_name
 from reward.judges.base import JudgeAnswer, JudgeRequest
 from reward.judges.parsing import MalformedAnswerError
 from reward.qwen_vl_inputs import ChatSample, build_vl_batch
-
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass
@@ -38,8 +37,7 @@ class LocalVLMJudgeConfig:
     trust_remote_code: bool = False
 
     def validate(self) -> None:
-        if self.dtype not in _DTYPES:
-            raise ConfigError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        check_dtype_name(self.dtype)
         if self.max_attempts < 1 or self.max_new_tokens < 1:
             raise ConfigError("max_attempts and max_new_tokens must be >= 1")
         if self.retry_temperature <= 0:
@@ -75,7 +73,7 @@ class LocalVLMJudge:
         remote = cfg.trust_remote_code
         tokenizer = AutoTokenizer.from_pretrained(cfg.model_dir, trust_remote_code=remote)
         image_processor = AutoImageProcessor.from_pretrained(cfg.model_dir, trust_remote_code=remote)
-        model = AutoModelForImageTextToText.from_pretrained(cfg.model_dir, dtype=_DTYPES[cfg.dtype], trust_remote_code=remote)
+        model = AutoModelForImageTextToText.from_pretrained(cfg.model_dir, dtype=DTYPES[cfg.dtype], trust_remote_code=remote)
         return cls(model.to(cfg.device), tokenizer, image_processor, cfg, name=f"local:{Path(cfg.model_dir).name}")
 
     def judge(self, requests: Sequence[JudgeRequest]) -> list[JudgeAnswer]:
