@@ -8,6 +8,7 @@ naming the offending key; :func:`load_config` calls them all, depth first, befor
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,7 +43,21 @@ def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
 
 
 def validate_tree(obj: Any, prefix: str = "") -> None:
-    """Call ``validate()`` on every dataclass in ``obj`` (children first); prefix errors with the key path."""
+    """Validate ``obj`` depth first, lists and dicts included; prefix errors with the dotted key path.
+
+    Every float must be finite (a NaN learning rate or loss weight is never a deliberate setting), and every
+    dataclass's ``validate()`` runs after its children's.
+    """
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ConfigError(f"{prefix.rstrip('.')}: must be a finite number, got {obj}")
+    if isinstance(obj, list | tuple):
+        for i, item in enumerate(obj):
+            validate_tree(item, f"{prefix}{i}.")
+        return
+    if isinstance(obj, dict):
+        for name, item in obj.items():
+            validate_tree(item, f"{prefix}{name}.")
+        return
     if not dataclasses.is_dataclass(obj):
         return
     for field in dataclasses.fields(obj):

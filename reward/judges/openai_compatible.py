@@ -24,6 +24,7 @@ from reward.judges.base import JudgeAnswer, JudgeRequest
 from reward.judges.cache import ResponseCache, request_cache_key
 from reward.judges.images import png_bytes, png_data_url
 from reward.judges.parsing import MalformedAnswerError
+from reward.judges.redact import redact_secrets
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -106,6 +107,7 @@ class OpenAICompatibleJudge:
             )
         self.cfg = cfg
         self.name = f"openai:{cfg.model}"
+        self._api_key = key
         self._headers = {"Authorization": f"Bearer {key}"}
         self._url = cfg.base_url.rstrip("/") + "/chat/completions"
         self._cache = ResponseCache(cfg.cache_dir) if cfg.cache_dir else None
@@ -186,7 +188,8 @@ class OpenAICompatibleJudge:
         if response.status_code in _RETRYABLE_STATUS:
             raise _RetryableError(f"HTTP {response.status_code}", _retry_after(response))
         if response.status_code != 200:
-            raise _FatalError(f"HTTP {response.status_code}: {response.text[:200]}")
+            body_text = redact_secrets(response.text, [self._api_key])[:200]
+            raise _FatalError(f"HTTP {response.status_code}: {body_text}")
         try:
             content = response.json()["choices"][0]["message"]["content"]
         except (ValueError, KeyError, IndexError, TypeError):

@@ -59,3 +59,22 @@ def test_base_loop_is_refused(tmp_path):
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
     with pytest.raises(ConfigError, match="loops"):
         load_config(Outer, tmp_path / "a.yaml")
+
+
+@dataclass
+class WithList:
+    items: list[Inner] = field(default_factory=lambda: [Inner(), Inner()])
+    scale: float = 1.0
+
+
+def test_list_entries_are_validated_with_their_index():
+    with pytest.raises(ConfigError, match=r"^items\.1\.lr must be > 0"):
+        load_config(WithList, None, ["items=[{lr: 0.1}, {lr: -1.0}]"])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_floats_are_rejected_by_key(value):
+    with pytest.raises(ConfigError, match=r"^inner\.lr: must be a finite number"):
+        load_config(Outer, None, [f"inner.lr={value}"])
+    with pytest.raises(ConfigError, match=r"^items\.0\.lr: must be a finite number"):
+        load_config(WithList, None, [f"items=[{{lr: {value}}}]"])

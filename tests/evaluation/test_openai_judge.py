@@ -106,3 +106,23 @@ def test_missing_key_names_the_variable(monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
     with pytest.raises(ConfigError, match=KEY_ENV):
         OpenAICompatibleJudge(OpenAIJudgeConfig(api_key_env=KEY_ENV))
+
+
+def test_error_bodies_that_echo_the_key_are_redacted(tmp_path, monkeypatch):
+    echoed = {"error": "denied", "request_headers": {"Authorization": f"Bearer {SECRET}"}, "hint": f"key={SECRET}"}
+    with ScriptedServer([(403, echoed, {}, 0.0)]) as server:
+        judge, _ = _judge(server, tmp_path, monkeypatch)
+        [answer] = judge.judge([_request()])
+    assert "HTTP 403" in answer.failure and "denied" in answer.failure
+    assert SECRET not in answer.failure and "[REDACTED]" in answer.failure
+
+
+def test_redact_secrets_patterns():
+    from reward.judges.redact import redact_secrets
+
+    text = 'Authorization: Bearer abcdefgh12345 {"api_key": "zzz999"} sk-proj-ABCDEFGH1234 mykey-123'
+    out = redact_secrets(text, ["mykey-123"])
+    for secret in ("abcdefgh12345", "zzz999", "sk-proj-ABCDEFGH1234", "mykey-123"):
+        assert secret not in out
+    assert out.count("[REDACTED]") == 4
+    assert redact_secrets("HTTP 400: bad image size") == "HTTP 400: bad image size"
