@@ -32,6 +32,7 @@ from typing import Any
 from tqdm import tqdm
 
 from editrl.config import ConfigError
+from editrl.jsonl import JsonlError, parse_jsonl_line
 from reward.jrm.data import load_images
 from reward.jrm.pairs import PreferencePair
 from reward.jrm.rationale import Rationale, RationaleError, format_joint_rationale, parse_rationale
@@ -97,9 +98,9 @@ def _read_finished(out_path: Path, repair: bool = True) -> tuple[dict[str, dict[
         if not raw.strip():
             continue
         try:
-            row = json.loads(raw)
+            row = parse_jsonl_line(raw, out_path, lineno)
             key = row["key"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (JsonlError, KeyError):
             if lineno == len(lines):
                 good_end -= len(raw) + 1
                 torn = 1
