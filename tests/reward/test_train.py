@@ -12,17 +12,14 @@ from safetensors.torch import load_file
 
 from editrl.config import ConfigError, load_config
 from reward.jrm.data import load_images, load_preference_pairs, split_pairs
+from reward.jrm.evaluation import pairwise_accuracy
 from reward.jrm.model import JRM
-from reward.jrm.train import (
-    JRMTrainConfig,
-    drop_overlong,
-    lr_factor,
-    pairwise_accuracy,
-    run_worker,
-    sequence_length_bound,
-    train_jrm,
-)
-from reward.jrm.train_config import JRMDataConfig, JRMModelInit
+from reward.jrm.model_init import build_model
+from reward.jrm.schedule import lr_factor
+from reward.jrm.train import train_jrm
+from reward.jrm.train_config import JRMDataConfig, JRMModelInit, JRMTrainConfig
+from reward.jrm.train_data import drop_overlong, sequence_length_bound
+from reward.jrm.train_loop import run_worker
 from reward.registry import RewardModelConfig, build_reward_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -111,8 +108,6 @@ def test_config_batch_arithmetic_and_presets():
 
 
 def test_tiny_model_init_sets_size_and_image_budget():
-    from reward.jrm.train import build_model
-
     init = JRMModelInit(
         tiny=True, tiny_hidden_size=64, tiny_num_layers=3, tiny_vision_depth=1, tiny_image_side=96, tiny_prompt="compact"
     )
