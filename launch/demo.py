@@ -16,7 +16,6 @@ Stages (each on the real classes of this repository):
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import shutil
 import time
@@ -31,6 +30,7 @@ from tqdm.auto import tqdm
 
 from editrl.config import load_config, validate_tree
 from editrl.io import atomic_write_bytes, atomic_write_json
+from editrl.jsonl import read_jsonl
 from editrl.world.config import DemoConfig
 from editrl.world.corruptions import Candidate
 from editrl.world.evaluate import PolicyEvaluation, evaluate_autoencoder, evaluate_policy
@@ -322,7 +322,7 @@ def score_deltas(cfg: DemoConfig, evaluation: RLEvaluation) -> dict[str, PairedD
 
 def _jrm_curves(result: TrainResult) -> dict[str, tuple[list[float], list[float]]]:
     log = Path(result.checkpoint_dir).parent / "train_log.jsonl"
-    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(log)
     return {
         "total": ([r["step"] for r in rows], [r["train/loss"] for r in rows]),
         "rank": ([r["step"] for r in rows], [r["train/rank_loss"] for r in rows]),

@@ -2,25 +2,26 @@
 
 Layout: ``<output_dir>/checkpoints/step_<8-digit step>/`` with ``adapter.safetensors``, ``optimizer.pt`` (a plain
 tensor/number state dict, read back with ``weights_only=True``), ``rng.safetensors``, ``state.json`` and
-``config.yaml``. A directory is first written under a temporary name and renamed into place in one step, so
-``latest_checkpoint`` never sees a half-written one (the driver may be ``kill -9``-ed at any instant).
+``config.yaml``. Directories are handled by :class:`editrl.checkpoints.StepCheckpoints`: each is written
+under a temporary name and renamed into place in one step, so ``latest_checkpoint`` never sees a half-written
+one (the driver may be ``kill -9``-ed at any instant).
 """
 
 from __future__ import annotations
 
 import io
 import json
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_bytes, atomic_write_json
+from editrl.checkpoints import StepCheckpoints
+from editrl.io import atomic_save_safetensors, atomic_write_bytes, atomic_write_json
 
-STEP_PREFIX = "step_"
+#: The file every complete RL checkpoint holds.
+STATE_FILE = "state.json"
 
 
 @dataclass
@@ -59,6 +60,11 @@ def checkpoint_root(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
+def run_checkpoints(output_dir: str | Path) -> StepCheckpoints:
+    """The step checkpoints of the run writing to ``output_dir``."""
+    return StepCheckpoints(checkpoint_root(output_dir), marker=STATE_FILE)
+
+
 def save_checkpoint(
     output_dir: str | Path,
     state: TrainingState,
@@ -70,11 +76,8 @@ def save_checkpoint(
     keep_last: int = 3,
 ) -> Path:
     """Write ``step_<8-digit step>`` atomically, then delete all but the ``keep_last`` newest. Returns its path."""
-    root = checkpoint_root(output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"{STEP_PREFIX}{state.step:08d}"
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp_"))
-    try:
+
+    def fill(tmp: Path) -> None:
         atomic_save_safetensors(tmp / "adapter.safetensors", adapter, metadata={"step": str(state.step)})
         atomic_save_safetensors(tmp / "rng.safetensors", rng)
         if optimizer_state is not None:
@@ -82,36 +85,29 @@ def save_checkpoint(
             torch.save(optimizer_state, buf)
             atomic_write_bytes(tmp / "optimizer.pt", buf.getvalue())
         atomic_write_bytes(tmp / "config.yaml", config_yaml.encode())
-        atomic_write_json(tmp / "state.json", asdict(state))
-        atomic_replace_dir(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    for old in list_checkpoints(output_dir)[:-keep_last]:
-        shutil.rmtree(old, ignore_errors=True)
+        atomic_write_json(tmp / STATE_FILE, asdict(state))
+
+    checkpoints = run_checkpoints(output_dir)
+    final = checkpoints.write(state.step, fill)
+    checkpoints.prune(keep_last)
     return final
 
 
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
     """Complete checkpoint directories, oldest first."""
-    root = checkpoint_root(output_dir)
-    if not root.is_dir():
-        return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(STEP_PREFIX) and (p / "state.json").is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(STEP_PREFIX):]))
+    return run_checkpoints(output_dir).paths()
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    found = list_checkpoints(output_dir)
-    return found[-1] if found else None
+    return run_checkpoints(output_dir).latest()
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
     """Read a checkpoint directory (safetensors, and the optimizer with ``weights_only=True``)."""
     path = Path(path)
-    state_file = path / "state.json"
+    state_file = path / STATE_FILE
     if not state_file.is_file():
-        raise FileNotFoundError(f"not a checkpoint directory (no state.json): {path}")
+        raise FileNotFoundError(f"not a checkpoint directory (no {STATE_FILE}): {path}")
     try:
         state = TrainingState(**json.loads(state_file.read_text()))
     except (TypeError, json.JSONDecodeError) as exc:

@@ -8,12 +8,12 @@ handed out so far) alone determines what comes next: resuming at a saved positio
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from editrl.jsonl import JsonlError, iter_jsonl_lines, parse_jsonl_line
 from rl.types import InstructionRecord
 
 MAX_REFERENCE_IMAGES = 5
@@ -49,14 +49,12 @@ def read_instruction_jsonl(path: str | Path, *, check_files: bool = True) -> lis
         raise InstructionDataError(f"instruction file not found: {path}")
     records: list[InstructionRecord] = []
     seen: set[str] = set()
-    for lineno, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
+    for lineno, line in iter_jsonl_lines(path):
         where = f"{path}:{lineno}"
         try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InstructionDataError(f"{where}: invalid JSON ({exc.msg})") from None
+            raw = parse_jsonl_line(line, path, lineno)
+        except JsonlError as err:
+            raise InstructionDataError(str(err)) from None
         record = _parse_record(raw, where, path.parent)
         if record.record_id in seen:
             raise InstructionDataError(f"{where}: duplicate id {record.record_id!r}")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from editrl.world.pairs import FACTS_COLUMN
-from reward.jrm.teacher import AnnotationRequest
+from reward.jrm.teachers.base import AnnotationRequest
 
 #: A region counts as done / kept at this fraction of its pixels (the oracle's IF-4 bar).
 GOOD_FRACTION = 0.85

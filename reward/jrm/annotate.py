@@ -1,7 +1,7 @@
 """Build JRM's language supervision: ask a teacher for IF and VQ rationales of every edit, validate, store.
 
 For every preference pair and side (``path1`` = preferred, ``path2`` = rejected) the teacher gets one request
-per dimension (the appendix-A prompts of :mod:`reward.jrm.teacher_prompts`, with the pair's pre-assigned
+per dimension (the appendix-A prompts of :mod:`reward.jrm.teachers.prompts`, with the pair's pre-assigned
 score). Every answer is validated strictly (:func:`validate_answer`); an invalid answer or a teacher error is
 retried at most ``max_retries`` times, then the side is recorded as rejected with the reasons.
 
@@ -32,12 +32,13 @@ from typing import Any
 from tqdm import tqdm
 
 from editrl.config import ConfigError
+from editrl.jsonl import JsonlError, parse_jsonl_line
 from reward.jrm.data import load_images
 from reward.jrm.pairs import PreferencePair
 from reward.jrm.rationale import Rationale, RationaleError, format_joint_rationale, parse_rationale
-from reward.jrm.teacher import AnnotationRequest, Dimension, Teacher
-from reward.jrm.teacher_prompts import build_teacher_prompt
-from reward.jrm.teachers import TeacherConfig
+from reward.jrm.teachers.base import AnnotationRequest, Dimension, Teacher
+from reward.jrm.teachers.config import TeacherConfig
+from reward.jrm.teachers.prompts import build_teacher_prompt
 
 SIDES = (("path1", "preferred"), ("path2", "rejected"))
 DIMENSIONS: tuple[Dimension, ...] = ("IF", "VQ")
@@ -97,9 +98,9 @@ def _read_finished(out_path: Path, repair: bool = True) -> tuple[dict[str, dict[
         if not raw.strip():
             continue
         try:
-            row = json.loads(raw)
+            row = parse_jsonl_line(raw, out_path, lineno)
             key = row["key"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+        except (JsonlError, KeyError):
             if lineno == len(lines):
                 good_end -= len(raw) + 1
                 torn = 1
@@ -319,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from editrl.config import load_config
     from reward.jrm.data import load_preference_pairs
-    from reward.jrm.teachers import build_teacher
+    from reward.jrm.teachers.config import build_teacher
 
     parser = argparse.ArgumentParser(description="Write JRM rationales with a teacher (resumable).")
     parser.add_argument("--config", default=None, help="YAML of AnnotationJobConfig")

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from PIL import Image, UnidentifiedImageError
 
+from editrl.jsonl import JsonlError, iter_jsonl_lines, parse_jsonl_line
 from reward.jrm.pairs import EditScores, LoadedPair, PreferencePair
 
 OnError = Literal["raise", "skip"]
@@ -91,20 +92,13 @@ class _RawRecord:
 
 
 def _iter_jsonl(path: Path) -> Iterator[_RawRecord]:
-    with path.open("r", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                yield _RawRecord(where, f"line{lineno}", None, f"malformed JSON ({exc.msg})")
-                continue
-            if not isinstance(obj, dict):
-                yield _RawRecord(where, f"line{lineno}", None, "malformed JSON (line is not an object)")
-                continue
-            yield _RawRecord(where, f"line{lineno}", obj)
+    for lineno, line in iter_jsonl_lines(path):
+        try:
+            obj = parse_jsonl_line(line, path, lineno)
+        except JsonlError as err:
+            yield _RawRecord(f"{path}:{lineno}", f"line{lineno}", None, err.problem)
+            continue
+        yield _RawRecord(f"{path}:{lineno}", f"line{lineno}", obj)
 
 
 def _iter_json_list(path: Path) -> Iterator[_RawRecord]:

@@ -10,8 +10,9 @@ from PIL import Image
 from reward.jrm.annotate import annotate_pairs, attach_rationales, validate_answer
 from reward.jrm.pairs import EditScores, PreferencePair
 from reward.jrm.rationale import RationaleError
-from reward.jrm.teacher_prompts import build_teacher_prompt
-from reward.jrm.teachers import OpenAICompatibleTeacher, TeacherError
+from reward.jrm.teachers.base import TeacherError
+from reward.jrm.teachers.openai_compatible import OpenAICompatibleTeacher
+from reward.jrm.teachers.prompts import build_teacher_prompt
 
 GOOD_IF = json.dumps(
     {
@@ -192,7 +193,7 @@ def test_missing_key_env_is_a_clear_error(monkeypatch):
 
 
 def test_transformers_teacher_with_a_tiny_qwen3_vl(tmp_path):
-    from reward.jrm.teachers import TransformersTeacher
+    from reward.jrm.teachers.transformers_local import TransformersTeacher
     from reward.jrm.tiny import build_tiny_backbone
 
     model, parts = build_tiny_backbone(seed=0)

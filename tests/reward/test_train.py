@@ -12,17 +12,14 @@ from safetensors.torch import load_file
 
 from editrl.config import ConfigError, load_config
 from reward.jrm.data import load_images, load_preference_pairs, split_pairs
+from reward.jrm.evaluation import pairwise_accuracy
 from reward.jrm.model import JRM
-from reward.jrm.train import (
-    JRMTrainConfig,
-    drop_overlong,
-    lr_factor,
-    pairwise_accuracy,
-    run_worker,
-    sequence_length_bound,
-    train_jrm,
-)
-from reward.jrm.train_config import JRMDataConfig, JRMModelInit
+from reward.jrm.model_init import build_model
+from reward.jrm.schedule import lr_factor, warmup_cosine_schedule
+from reward.jrm.train import train_jrm
+from reward.jrm.train_config import JRMDataConfig, JRMModelInit, JRMTrainConfig
+from reward.jrm.train_data import drop_overlong, sequence_length_bound
+from reward.jrm.train_loop import planned_steps, run_worker
 from reward.registry import RewardModelConfig, build_reward_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,6 +94,19 @@ def test_lr_schedule_warmup_then_cosine():
     assert factors[6] == pytest.approx(0.5)  # progress (6-2)/8 = 0.5 -> 0.5 * (1 + cos(pi/2))
     assert factors[10] == pytest.approx(0.0)
     assert lr_factor(10, 10, 2, min_ratio=0.1) == pytest.approx(0.1)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    scheduler = warmup_cosine_schedule(optimizer, total_steps=4, warmup_ratio=0.3)  # ceil(1.2) = 2 warmup steps
+    lrs = []
+    for _ in range(4):
+        lrs.append(scheduler.get_last_lr()[0])
+        optimizer.step()
+        scheduler.step()
+    assert lrs == pytest.approx([1.0, 2.0, 2.0, 1.0])  # 2 * [1/2, 2/2, cos-progress 0, cos-progress 1/2]
+
+
+def test_planned_steps_epochs_capped_by_max_steps():
+    assert planned_steps(JRMTrainConfig(epochs=3), batches_per_epoch=5) == 15
+    assert planned_steps(JRMTrainConfig(epochs=3, max_steps=7), batches_per_epoch=5) == 7
 
 
 def test_config_batch_arithmetic_and_presets():
@@ -111,8 +121,6 @@ def test_config_batch_arithmetic_and_presets():
 
 
 def test_tiny_model_init_sets_size_and_image_budget():
-    from reward.jrm.train import build_model
-
     init = JRMModelInit(
         tiny=True, tiny_hidden_size=64, tiny_num_layers=3, tiny_vision_depth=1, tiny_image_side=96, tiny_prompt="compact"
     )

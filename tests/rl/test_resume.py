@@ -1,6 +1,5 @@
 """Resume after the driver is killed with SIGKILL: continues at the checkpoint, no instruction lost or repeated."""
 
-import json
 import os
 import signal
 import subprocess
@@ -9,6 +8,7 @@ import time
 
 import pytest
 
+from editrl.jsonl import read_jsonl
 from rl.checkpoint import latest_checkpoint, load_checkpoint
 from rl.data import InstructionDataset
 from tests.rl.helpers import REPO, TOY, write_toy_instructions
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def _last_entry_per_step(path):
-    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = read_jsonl(path)
     return lines, {entry["step"]: entry for entry in lines}
 
 

@@ -1,4 +1,4 @@
-"""The teacher interface for building JRM's language supervision (rationales).
+"""The teacher interface for building JRM's language supervision (rationales): request, answer, errors.
 
 A teacher turns an :class:`AnnotationRequest` (the appendix-A prompt, the images and the pre-assigned score)
 into a raw text answer. The annotation pipeline validates every answer the same way whoever the teacher is:
@@ -44,3 +44,12 @@ class Teacher(Protocol):
     """Answers annotation requests with raw text (expected: the JSON of DESIGN.md section 3)."""
 
     def generate(self, requests: Sequence[AnnotationRequest]) -> list[str]: ...
+
+
+class TeacherError(RuntimeError):
+    """The teacher backend failed to produce an answer (HTTP error, timeout, malformed response)."""
+
+
+def chat_messages(request: AnnotationRequest, image_parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One user turn: the two images (source first, then edited), then the prompt, in chat-template form."""
+    return [{"role": "user", "content": [*image_parts, {"type": "text", "text": request.prompt}]}]

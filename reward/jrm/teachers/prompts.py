@@ -12,7 +12,7 @@ JSON of DESIGN.md section 3:
 
 from __future__ import annotations
 
-from reward.jrm.teacher import Dimension
+from reward.jrm.teachers.base import Dimension
 
 SCORE_MEANINGS_IF = {
     1: "the instruction was not carried out, or the result contradicts it",

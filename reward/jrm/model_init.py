@@ -1,0 +1,40 @@
+"""The JRM a training run starts from (:class:`JRMModelInit`): a checkpoint, a local backbone or a tiny model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reward.jrm.train_config import JRMModelInit
+
+
+def build_model(init: JRMModelInit) -> Any:
+    """The JRM to start from (see :class:`JRMModelInit`)."""
+    from reward.jrm.model import JRM
+
+    init.require_choice()
+    if init.checkpoint:
+        return JRM.from_pretrained(init.checkpoint)
+    if init.backbone:
+        return JRM.from_backbone(init.backbone)
+    return JRM.build_tiny(
+        seed=init.tiny_seed,
+        config=tiny_jrm_config(init),
+        hidden_size=init.tiny_hidden_size,
+        num_layers=init.tiny_num_layers,
+        vision_hidden_size=init.tiny_vision_hidden_size,
+        vision_depth=init.tiny_vision_depth,
+    )
+
+
+def tiny_jrm_config(init: JRMModelInit) -> Any:
+    """The :class:`JRMConfig` of a tiny JRM: head width from ``init``; image budget ``tiny_image_side``^2 if set."""
+    from reward.jrm.model import JRMConfig
+    from reward.jrm.tiny import TINY_JRM_MAX_PIXELS, TINY_JRM_MIN_PIXELS
+
+    init.validate()
+    side = init.tiny_image_side
+    min_pixels, max_pixels = (TINY_JRM_MIN_PIXELS, TINY_JRM_MAX_PIXELS) if side is None else (side * side, side * side)
+    return JRMConfig(
+        head_mlp_size=init.tiny_head_mlp_size, min_pixels=min_pixels, max_pixels=max_pixels, max_region_index=7,
+        prompt=init.tiny_prompt,
+    )
