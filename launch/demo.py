@@ -31,17 +31,6 @@ from tqdm.auto import tqdm
 
 from editrl.config import load_config, validate_tree
 from editrl.io import atomic_write_bytes, atomic_write_json
-from editrl.world.config import DemoConfig
-from editrl.world.corruptions import Candidate
-from editrl.world.evaluate import PolicyEvaluation, evaluate_autoencoder, evaluate_policy
-from editrl.world.oracle_reward import WORLD_ORACLE_KIND, world_reward_registry
-from editrl.world.pairs import PairBuildReport, write_preference_pairs
-from editrl.world.pretrain import PretrainResult, pretrain_policy
-from editrl.world.render import from_pil, to_pil
-from editrl.world.report import markdown_table, plot_curves, plot_sample_grid, write_markdown
-from editrl.world.stats import PairedDifference, paired_bootstrap, pairwise_agreement
-from editrl.world.tasks import EditTask, make_tasks, write_instruction_jsonl
-from editrl.world.teacher import RuleTeacher
 from policies.omnigen2.config import OmniGen2PolicyConfig, build_pipeline
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
 from reward.base import DEFAULT_DIMENSIONS, RewardModel
@@ -53,6 +42,17 @@ from reward.jrm.train import REPO_ROOT, TrainResult, train_jrm
 from reward.registry import build_reward_model
 from rl.checkpoint import list_checkpoints, load_checkpoint
 from rl.controller import RunResult, run_flow_grpo
+from world.config import DemoConfig
+from world.corruptions import Candidate
+from world.evaluate import PolicyEvaluation, evaluate_autoencoder, evaluate_policy
+from world.oracle_reward import WORLD_ORACLE_KIND, world_reward_registry
+from world.pairs import PairBuildReport, write_preference_pairs
+from world.pretrain import PretrainResult, pretrain_policy
+from world.render import from_pil, to_pil
+from world.report import markdown_table, plot_curves, plot_sample_grid, write_markdown
+from world.stats import PairedDifference, paired_bootstrap, pairwise_agreement
+from world.tasks import EditTask, make_tasks, write_instruction_jsonl
+from world.teacher import RuleTeacher
 
 #: A file marking a directory as the demo's own (only such a directory is cleared on a rerun).
 MARKER = ".editrl_demo"

@@ -8,14 +8,14 @@ from pathlib import Path
 from types import MappingProxyType
 
 from editrl.config import ConfigError
-from editrl.world.eval_hook import WorldOracleHook
-from editrl.world.tasks import task_from_record
 from reward.base import RewardModel
 from rl.benchmarks.config import PolicyEvalHookConfig
 from rl.benchmarks.hooks import build_policy_eval_hook
 from rl.config import EVAL_HOOK_KINDS, EvalHookConfig
 from rl.hooks import EvalHook
 from rl.reward_eval_hook import RewardPairAccuracyHook
+from world.eval_hook import WorldOracleHook
+from world.tasks import task_from_record
 
 HookBuilder = Callable[[EvalHookConfig, RewardModel], EvalHook]
 

@@ -9,12 +9,12 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from editrl.world.pairs import write_preference_pairs
-from editrl.world.tasks import make_tasks
 from reward.jrm.model import JRM
 from reward.registry import RewardModelConfig, build_reward_model
 from rl.checkpoint import latest_checkpoint
 from tests.rl.helpers import REPO, TOY, write_toy_instructions
+from world.pairs import write_preference_pairs
+from world.tasks import make_tasks
 
 LAUNCH = REPO / "launch" / "flow_grpo_jrm.py"
 ENV = {

@@ -7,8 +7,6 @@ import pytest
 import ray
 import torch
 
-from editrl.world.pairs import write_preference_pairs
-from editrl.world.tasks import make_tasks, write_instruction_jsonl
 from rl.actor_group import ActorGroup
 from rl.config import EvalHookConfig
 from rl.controller import chunk_requests, round_advantages, run_flow_grpo
@@ -18,6 +16,8 @@ from rl.placement import reserve
 from rl.sampler import PolicySampler
 from rl.types import LearnChunk
 from tests.rl.helpers import toy_config
+from world.pairs import write_preference_pairs
+from world.tasks import make_tasks, write_instruction_jsonl
 
 pytestmark = pytest.mark.slow
 

@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from editrl.world.eval_hook import WorldOracleHook
-from editrl.world.evaluate import evaluate_autoencoder, evaluate_policy
-from editrl.world.pretrain import PretrainConfig, build_world_pipeline
-from editrl.world.render import to_pil
-from editrl.world.stats import paired_bootstrap, pairwise_agreement
-from editrl.world.tasks import make_tasks
 from policies.omnigen2.tiny import TINY_SAMPLING, build_tiny_pipeline
 from rl.hooks import EvalHook
+from world.eval_hook import WorldOracleHook
+from world.evaluate import evaluate_autoencoder, evaluate_policy
+from world.pretrain import PretrainConfig, build_world_pipeline
+from world.render import to_pil
+from world.stats import paired_bootstrap, pairwise_agreement
+from world.tasks import make_tasks
 
 
 class _LookupPolicy:

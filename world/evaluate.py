@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from editrl.world.oracle import score_edit
-from editrl.world.render import to_pil
-from editrl.world.tasks import EditTask
 from policies.base import EditingPolicy
 from policies.omnigen2.image_processing import pil_to_tensor
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
+from world.oracle import score_edit
+from world.render import to_pil
+from world.tasks import EditTask
 
 
 @dataclass

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from editrl.world.evaluate import evaluate_policy
-from editrl.world.tasks import EditTask
 from policies.base import EditingPolicy
 from rl.hooks import EvalResult
+from world.evaluate import evaluate_policy
+from world.tasks import EditTask
 
 
 class WorldOracleHook:

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from editrl.config import ConfigError
-from editrl.world.pretrain import PretrainConfig
-from editrl.world.tasks import EDIT_TYPES
 from reward.jrm.train_config import JRMDataConfig, JRMModelInit, JRMTrainConfig
 from rl.config import DataConfig, ExperimentConfig
+from world.pretrain import PretrainConfig
+from world.tasks import EDIT_TYPES
 
 #: Where the demo writes what the stage configs read (``${output_dir}`` is the demo's output directory).
 RL_INSTRUCTIONS = "${output_dir}/data/rl/instructions.jsonl"

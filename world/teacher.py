@@ -12,8 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from editrl.world.pairs import FACTS_COLUMN
 from reward.jrm.teacher import AnnotationRequest
+from world.pairs import FACTS_COLUMN
 
 #: A region counts as done / kept at this fraction of its pixels (the oracle's IF-4 bar).
 GOOD_FRACTION = 0.85

@@ -1,7 +1,7 @@
 """The world's oracle behind :class:`reward.base.RewardModel`: a perfect reward for diagnosing RL.
 
 RL hands a reward model only (source, edit, instruction); the oracle needs the task. Tasks are rebuilt from
-the RL instruction JSONL (:func:`editrl.world.tasks.write_instruction_jsonl` records carry seed, size and
+the RL instruction JSONL (:func:`world.tasks.write_instruction_jsonl` records carry seed, size and
 edit type) and looked up by instruction, then by the source image (instructions repeat across tasks).
 
 Registered as reward kind ``world_oracle`` by :func:`world_reward_registry`; ``RewardModelConfig.checkpoint``
@@ -19,12 +19,12 @@ import torch
 from PIL import Image
 
 from editrl.config import ConfigError
-from editrl.world.oracle import score_edit
-from editrl.world.render import from_pil
-from editrl.world.tasks import EditTask, task_from_record
 from reward.base import DEFAULT_DIMENSIONS, RewardScores
 from reward.jrm.model import combine_dimensions
 from reward.registry import RewardModelConfig, RewardRegistry, default_registry
+from world.oracle import score_edit
+from world.render import from_pil
+from world.tasks import EditTask, task_from_record
 
 #: The kind name under which :func:`world_reward_registry` registers the oracle.
 WORLD_ORACLE_KIND = "world_oracle"
@@ -41,7 +41,7 @@ def oracle_reward(if_score: torch.Tensor, vq_score: torch.Tensor, edit_success: 
 
 
 class WorldOracleReward:
-    """Implements :class:`reward.base.RewardModel` by scoring edits with :func:`editrl.world.oracle.score_edit`."""
+    """Implements :class:`reward.base.RewardModel` by scoring edits with :func:`world.oracle.score_edit`."""
 
     dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS
 
