@@ -45,9 +45,9 @@ from rl.controller import RunResult, run_flow_grpo
 from world.config import DemoConfig
 from world.corruptions import Candidate
 from world.evaluate import PolicyEvaluation, evaluate_autoencoder, evaluate_policy
-from world.oracle_reward import WORLD_ORACLE_KIND, world_reward_registry
 from world.pairs import PairBuildReport, write_preference_pairs
 from world.pretrain import PretrainResult, pretrain_policy
+from world.registries import WORLD_ORACLE_KIND, world_hook_registry, world_reward_registry
 from world.render import from_pil, to_pil
 from world.report import markdown_table, plot_curves, plot_sample_grid, write_markdown
 from world.stats import PairedDifference, paired_bootstrap, pairwise_agreement
@@ -194,14 +194,14 @@ def rl_policy_config(cfg: DemoConfig, policy_dir: Path) -> OmniGen2PolicyConfig:
 def stage_rl(cfg: DemoConfig, policy_dir: Path, jrm_dir: str) -> RunResult:
     rl_cfg = replace(cfg.rl, policy=rl_policy_config(cfg, policy_dir), reward=replace(cfg.rl.reward, checkpoint=jrm_dir))
     validate_tree(rl_cfg)
-    return run_flow_grpo(rl_cfg)
+    return run_flow_grpo(rl_cfg, world_reward_registry(), hook_registry=world_hook_registry())
 
 
 def stage_rl_oracle(cfg: DemoConfig, policy_dir: Path, out: Path) -> RunResult:
     """Diagnostic: the same RL run with the world's oracle as the reward (an upper bound for any learned reward)."""
     reward = replace(cfg.rl.reward, kind=WORLD_ORACLE_KIND, checkpoint=cfg.rl.data.train_path)
     rl_cfg = replace(cfg.rl, policy=rl_policy_config(cfg, policy_dir), reward=reward, output_dir=str(out / "rl_oracle_reward"))
-    return run_flow_grpo(rl_cfg, reward_registry=world_reward_registry())
+    return run_flow_grpo(rl_cfg, world_reward_registry(), hook_registry=world_hook_registry())
 
 
 @dataclass

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 from policies.base import EditingPolicy
+from reward.base import RewardModel
+from rl.config import EvalHookConfig
 from rl.hooks import EvalResult
 from world.evaluate import evaluate_policy
-from world.tasks import EditTask
+from world.tasks import EditTask, task_from_record
 
 
 class WorldOracleHook:
@@ -33,3 +37,11 @@ class WorldOracleHook:
         }
         images = [(f"{task.instruction}", image) for task, image in zip(self.tasks, result.images[: self.num_images])]
         return EvalResult(metrics=metrics, images=images, n_items=len(self.tasks))
+
+
+def build_world_oracle_hook(cfg: EvalHookConfig, reward_model: RewardModel) -> WorldOracleHook:
+    """Builder of hook kind ``world_oracle``: ``cfg.path`` is a toy-world instruction JSONL (held-out tasks),
+    of which the first ``cfg.limit`` are edited; the reward model is not used."""
+    records = [json.loads(line) for line in Path(cfg.path).read_text().splitlines() if line.strip()]
+    tasks = [task_from_record(r) for r in records[: cfg.limit]]
+    return WorldOracleHook(tasks, cfg.every_n_steps)

@@ -4,8 +4,8 @@ RL hands a reward model only (source, edit, instruction); the oracle needs the t
 the RL instruction JSONL (:func:`world.tasks.write_instruction_jsonl` records carry seed, size and
 edit type) and looked up by instruction, then by the source image (instructions repeat across tasks).
 
-Registered as reward kind ``world_oracle`` by :func:`world_reward_registry`; ``RewardModelConfig.checkpoint``
-names the instruction JSONL.
+Registered as reward kind ``world_oracle`` by :func:`world.registries.world_reward_registry`;
+``RewardModelConfig.checkpoint`` names the instruction JSONL.
 """
 
 from __future__ import annotations
@@ -21,13 +21,10 @@ from PIL import Image
 from editrl.config import ConfigError
 from reward.base import DEFAULT_DIMENSIONS, RewardScores
 from reward.jrm.model import combine_dimensions
-from reward.registry import RewardModelConfig, RewardRegistry, default_registry
+from reward.registry import RewardModelConfig
 from world.oracle import score_edit
 from world.render import from_pil
 from world.tasks import EditTask, task_from_record
-
-#: The kind name under which :func:`world_reward_registry` registers the oracle.
-WORLD_ORACLE_KIND = "world_oracle"
 
 
 def oracle_reward(if_score: torch.Tensor, vq_score: torch.Tensor, edit_success: torch.Tensor, combine: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,8 +99,3 @@ def build_world_oracle(cfg: RewardModelConfig) -> WorldOracleReward:
         return WorldOracleReward.from_instruction_jsonl(cfg.checkpoint, combine=cfg.combine)
     except ValueError as exc:
         raise ConfigError(f"world_oracle: {exc}") from None
-
-
-def world_reward_registry(base: RewardRegistry | None = None) -> RewardRegistry:
-    """``base`` (default: the built-in kinds) plus ``world_oracle``."""
-    return (base or default_registry()).extended(**{WORLD_ORACLE_KIND: build_world_oracle})

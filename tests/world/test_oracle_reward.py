@@ -6,12 +6,8 @@ import torch
 from editrl.config import ConfigError
 from reward.base import RewardModel
 from reward.registry import RewardModelConfig
-from world.oracle_reward import (
-    WORLD_ORACLE_KIND,
-    WorldOracleReward,
-    oracle_reward,
-    world_reward_registry,
-)
+from world.oracle_reward import WorldOracleReward, oracle_reward
+from world.registries import WORLD_ORACLE_KIND, world_reward_registry
 from world.render import to_pil
 from world.tasks import build_task, make_tasks, write_instruction_jsonl
 
