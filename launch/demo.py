@@ -44,7 +44,7 @@ from rl.checkpoint import list_checkpoints, load_checkpoint
 from rl.controller import RunResult, run_flow_grpo
 from world.config import DemoConfig
 from world.corruptions import Candidate
-from world.evaluate import PolicyEvaluation, evaluate_autoencoder, evaluate_policy
+from world.evaluate import PolicyEvaluation, evaluate_autoencoder, oracle_scores_of_policy
 from world.pairs import PairBuildReport, write_preference_pairs
 from world.pretrain import PretrainResult, pretrain_policy
 from world.registries import WORLD_ORACLE_KIND, world_hook_registry, world_reward_registry
@@ -109,7 +109,7 @@ def policy_candidates(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask],
     """``n_samples`` ODE edits per task from the pretrained policy (different noise seeds)."""
     out: dict[str, list[Candidate]] = {t.task_id: [] for t in tasks}
     for k in range(n_samples):
-        result = evaluate_policy(pipeline, tasks, seed=seed + 100_003 * (k + 1))
+        result = oracle_scores_of_policy(pipeline, tasks, seed=seed + 100_003 * (k + 1))
         for task, image in zip(tasks, result.images):
             out[task.task_id].append(Candidate("policy", from_pil(image, task.size)))
     return out
@@ -262,7 +262,7 @@ def group_agreement(cfg: DemoConfig, policy: OmniGen2EditPipeline, reward_model:
     """Within-task :func:`pairwise_agreement` of the reward model with the oracle over ``eval.group_size`` ODE
     edits (different noise seeds) of each task: the comparison GRPO's group-relative advantages rest on."""
     repeated = [task for task in tasks for _ in range(cfg.eval.group_size)]
-    result = evaluate_policy(policy, repeated, seed=cfg.eval.seed + GROUP_SEED_OFFSET)
+    result = oracle_scores_of_policy(policy, repeated, seed=cfg.eval.seed + GROUP_SEED_OFFSET)
     rewards = score_with_reward_model(reward_model, repeated, result, cfg.rl.reward.batch_size)
     groups = np.repeat(np.arange(len(tasks)), cfg.eval.group_size)
     return pairwise_agreement(rewards, oracle_combined(result, cfg.rl.reward.combine), groups)
@@ -284,7 +284,7 @@ def stage_eval(
     reward_model = build_reward_model(replace(cfg.rl.reward, checkpoint=jrm_dir)) if jrm_dir is not None else None
     group_tasks = heldout[: cfg.eval.group_tasks]
     with pipeline.adapter_disabled():
-        steps, results = [0], [pretrained.before if pretrained is not None else evaluate_policy(pipeline, heldout, seed=cfg.eval.seed)]
+        steps, results = [0], [pretrained.before if pretrained is not None else oracle_scores_of_policy(pipeline, heldout, seed=cfg.eval.seed)]
         group_scores = pretrained.group_agreement[:1] if pretrained is not None else []
         if reward_model is not None and not group_scores:
             group_scores = [group_agreement(cfg, pipeline, reward_model, group_tasks)]
@@ -293,7 +293,7 @@ def stage_eval(
         checkpoint = load_checkpoint(path)
         pipeline.load_adapter_state_dict(checkpoint.adapter)
         steps.append(checkpoint.state.step)
-        results.append(evaluate_policy(pipeline, heldout, seed=cfg.eval.seed))
+        results.append(oracle_scores_of_policy(pipeline, heldout, seed=cfg.eval.seed))
     evaluation = RLEvaluation(steps, results)
     if reward_model is not None:
         if checkpoints:  # the last checkpoint's adapter is loaded

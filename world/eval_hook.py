@@ -10,7 +10,7 @@ from policies.base import EditingPolicy
 from reward.base import RewardModel
 from rl.config import EvalHookConfig
 from rl.hooks import EvalResult
-from world.evaluate import evaluate_policy
+from world.evaluate import oracle_scores_of_policy
 from world.tasks import EditTask, task_from_record
 
 
@@ -29,7 +29,7 @@ class WorldOracleHook:
         self.name = name
 
     def __call__(self, policy: EditingPolicy, step: int) -> EvalResult:
-        result = evaluate_policy(policy, self.tasks, seed=self.seed)
+        result = oracle_scores_of_policy(policy, self.tasks, seed=self.seed)
         metrics = {
             f"{self.name}/if": float(result.instruction_following.mean()),
             f"{self.name}/vq": float(result.visual_quality.mean()),

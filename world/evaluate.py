@@ -39,7 +39,7 @@ class PolicyEvaluation:
         }
 
 
-def evaluate_policy(policy: EditingPolicy, tasks: Sequence[EditTask], *, seed: int = 0, batch_size: int = 16) -> PolicyEvaluation:
+def oracle_scores_of_policy(policy: EditingPolicy, tasks: Sequence[EditTask], *, seed: int = 0, batch_size: int = 16) -> PolicyEvaluation:
     """Edit every task's source with the policy (ODE, fixed seed per batch) and score with the oracle."""
     images: list[Image.Image] = []
     for start in range(0, len(tasks), batch_size):
