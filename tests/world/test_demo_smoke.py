@@ -7,8 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from launch.demo import RLEvaluation, main, reward_model_metrics, score_with_reward_model
+from launch.demo import main
 from reward.base import RewardScores
+from world.demo.heldout import RLEvaluation, score_with_reward_model
+from world.demo.metrics import reward_model_metrics
 from world.evaluate import PolicyEvaluation
 from world.render import to_pil
 from world.tasks import make_tasks
