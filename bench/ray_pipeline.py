@@ -22,7 +22,6 @@ import torch
 from ray.experimental import get_object_locations
 
 from editrl.io import atomic_write_json
-from editrl.world.tasks import make_tasks, write_instruction_jsonl
 from rl.algorithms import num_trained_steps
 from rl.config import ExperimentConfig, load_experiment_config
 from rl.controller import chunk_requests, ensure_ray, round_advantages, run_flow_grpo
@@ -31,6 +30,7 @@ from rl.learner import LearnerWorker
 from rl.reward_actor import RewardActor
 from rl.sampler import PolicySampler
 from rl.types import RoundTiming
+from world.tasks import make_tasks, write_instruction_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "runs" / "bench" / "ray_pipeline.json"

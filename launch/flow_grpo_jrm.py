@@ -21,6 +21,8 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
 
 from editrl.config import ConfigError  # noqa: E402
 from rl.config import JRM_KINDS, ExperimentConfig, load_experiment_config  # noqa: E402
+from rl.hook_registry import require_eval_hook_kinds  # noqa: E402
+from world.registries import world_hook_registry  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -47,8 +49,10 @@ def run_stage1(cfg: ExperimentConfig) -> ExperimentConfig:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     args = parse_args(argv)
+    hooks = world_hook_registry()  # the built-in eval hook kinds and the toy world's world_oracle
     try:
         cfg = load_experiment_config(args.config, args.overrides)
+        require_eval_hook_kinds(cfg.eval_hooks, hooks)  # before stage 1, not after it
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ensure_ray(cfg.ray)
     cfg = run_stage1(cfg)
-    result = run_flow_grpo(cfg)
+    result = run_flow_grpo(cfg, hook_registry=hooks)
     final = result.summaries[-1] if result.summaries else None
     print(
         json.dumps(

@@ -26,7 +26,7 @@ from rl.algorithms import group_advantages, num_trained_steps, trained_step_indi
 from rl.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from rl.config import ExperimentConfig, GRPOConfig, RayConfig
 from rl.data import InstructionDataset, load_reference_images
-from rl.hook_registry import build_eval_hooks
+from rl.hook_registry import HookRegistry, build_eval_hooks, default_hook_registry, require_eval_hook_kinds
 from rl.hooks import EvalHook
 from rl.logging import RunLogger
 from rl.placement import reserve
@@ -145,9 +145,10 @@ def reward_statistics(rewards: list[RewardResult]) -> tuple[dict[str, float], di
 class FlowGRPORun:
     """One run of stage 2 on live actors (created by :func:`run_flow_grpo`)."""
 
-    def __init__(self, cfg: ExperimentConfig, actors: ActorGroup) -> None:
+    def __init__(self, cfg: ExperimentConfig, actors: ActorGroup, hook_registry: HookRegistry | None = None) -> None:
         self.cfg = cfg
         self.actors = actors
+        self.hook_registry = hook_registry
         self.out = cfg.output_path
         self.out.mkdir(parents=True, exist_ok=True)
         self.dataset = InstructionDataset.from_jsonl(cfg.data.train_path, seed=cfg.data.seed)
@@ -229,7 +230,7 @@ class FlowGRPORun:
         self.actors.wait_sync(self.actors.broadcast(ray.put(payload), sync_bytes))
         if cfg.eval_hooks or cfg.policy_eval_hooks:
             reward_model = RemoteRewardModel(self.actors.reward_actors[0])
-            self.hooks = build_eval_hooks(cfg.eval_hooks, reward_model, cfg.policy_eval_hooks)
+            self.hooks = build_eval_hooks(cfg.eval_hooks, reward_model, cfg.policy_eval_hooks, self.hook_registry)
         run_logger = RunLogger(
             cfg.logging, self.out, total_steps=g.num_steps, start_step=self.start_step,
             config_dict=OmegaConf.to_container(OmegaConf.structured(cfg)), run_id=run_id,
@@ -314,18 +315,24 @@ class FlowGRPORun:
         return stats, learn_wait, pending, sync_refs, sync_wait
 
 
-def run_flow_grpo(cfg: ExperimentConfig, reward_registry: RewardRegistry | None = None) -> RunResult:
+def run_flow_grpo(
+    cfg: ExperimentConfig, reward_registry: RewardRegistry | None = None, *, hook_registry: HookRegistry | None = None
+) -> RunResult:
     """Reserve the placement group, start the actors, run all rounds, release everything.
 
     ``reward_registry``: where ``cfg.reward.kind`` is looked up (default: the built-in kinds); pass an
     extended registry (``default_registry().extended(...)``) to train against a reward of your own.
+    ``hook_registry``: where each ``cfg.eval_hooks[i].kind`` is looked up (default: the built-in kinds, see
+    :func:`rl.hook_registry.default_hook_registry`). Both are checked before any actor starts.
     """
     (reward_registry or default_registry()).require(cfg.reward.kind)
+    hook_registry = hook_registry or default_hook_registry()
+    require_eval_hook_kinds(cfg.eval_hooks, hook_registry)
     ensure_ray(cfg.ray)
     plan = reserve(cfg.ray)
     actors = ActorGroup(cfg, plan, reward_registry)
     try:
-        return FlowGRPORun(cfg, actors).run()
+        return FlowGRPORun(cfg, actors, hook_registry).run()
     finally:
         actors.kill_all()
         plan.remove()

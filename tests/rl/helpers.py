@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from editrl.world.tasks import make_tasks, write_instruction_jsonl
 from rl.config import ExperimentConfig, load_experiment_config
+from world.tasks import make_tasks, write_instruction_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = REPO / "configs" / "toy.yaml"

@@ -9,12 +9,12 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from editrl.world.pairs import write_preference_pairs
-from editrl.world.tasks import make_tasks
 from reward.jrm.model import JRM
 from reward.registry import RewardModelConfig, build_reward_model
 from rl.checkpoint import latest_checkpoint
 from tests.rl.helpers import REPO, TOY, write_toy_instructions
+from world.pairs import write_preference_pairs
+from world.tasks import make_tasks
 
 LAUNCH = REPO / "launch" / "flow_grpo_jrm.py"
 ENV = {
@@ -68,5 +68,19 @@ def test_wrong_key_exits_2_naming_the_key_before_ray_starts(tmp_path):
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "max_stepz" in proc.stderr
     assert "config error" in proc.stderr
+    assert "Started a local Ray instance" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_eval_hook_kind_exits_2_naming_the_key_before_stage_1(tmp_path):
+    data = write_toy_instructions(tmp_path / "world", 2)
+    args = [
+        sys.executable, str(LAUNCH), "--config", str(TOY), "train_jrm=true", f"data.train_path={data}",
+        f"output_dir={tmp_path / 'run'}", "eval_hooks=[{kind: world_oracle, path: x.jsonl}, {kind: nope, path: y.jsonl}]",
+    ]
+    proc = subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "config error: eval_hooks.1.kind: unknown eval hook kind 'nope'" in proc.stderr
+    assert "'world_oracle'" in proc.stderr  # the launcher offers the toy world's kind
     assert "Started a local Ray instance" not in proc.stderr + proc.stdout
     assert not (tmp_path / "run").exists()

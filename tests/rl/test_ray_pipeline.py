@@ -7,8 +7,6 @@ import pytest
 import ray
 import torch
 
-from editrl.world.pairs import write_preference_pairs
-from editrl.world.tasks import make_tasks, write_instruction_jsonl
 from rl.actor_group import ActorGroup
 from rl.config import EvalHookConfig
 from rl.controller import chunk_requests, round_advantages, run_flow_grpo
@@ -18,6 +16,9 @@ from rl.placement import reserve
 from rl.sampler import PolicySampler
 from rl.types import LearnChunk
 from tests.rl.helpers import toy_config
+from world.pairs import write_preference_pairs
+from world.registries import world_hook_registry
+from world.tasks import make_tasks, write_instruction_jsonl
 
 pytestmark = pytest.mark.slow
 
@@ -85,7 +86,7 @@ def test_end_to_end_overlapped_run(tmp_path):
     ]
     cfg = toy_config(tmp_path, "grpo.num_steps=3", "checkpoint.every_n_steps=2", "logging.log_images_every_n_steps=2")
     cfg = dataclasses.replace(cfg, eval_hooks=hooks)
-    result = run_flow_grpo(cfg)
+    result = run_flow_grpo(cfg, hook_registry=world_hook_registry())
     # pair accuracy every 2 steps (after round 1), the world oracle every 3 (after round 2)
     assert sorted(result.eval_metrics) == [1, 2]
     assert 0.0 <= result.eval_metrics[1]["reward_pairs/accuracy_overall"] <= 1.0

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from editrl.world.evaluate import PolicyEvaluation
-from editrl.world.render import to_pil
-from editrl.world.tasks import make_tasks
-from launch.demo import RLEvaluation, main, reward_model_metrics, score_with_reward_model
+from launch.demo import main
 from reward.base import RewardScores
+from world.demo.heldout import RLEvaluation, score_with_reward_model
+from world.demo.metrics import reward_model_metrics
+from world.evaluate import PolicyEvaluation
+from world.render import to_pil
+from world.tasks import make_tasks
 
 REQUIRED_KEYS = (
     "policy.oracle_if_before",

@@ -2,14 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from editrl.world.eval_hook import WorldOracleHook
-from editrl.world.evaluate import evaluate_autoencoder, evaluate_policy
-from editrl.world.pretrain import PretrainConfig, build_world_pipeline
-from editrl.world.render import to_pil
-from editrl.world.stats import paired_bootstrap, pairwise_agreement
-from editrl.world.tasks import make_tasks
 from policies.omnigen2.tiny import TINY_SAMPLING, build_tiny_pipeline
 from rl.hooks import EvalHook
+from world.eval_hook import WorldOracleHook
+from world.evaluate import evaluate_autoencoder, oracle_scores_of_policy
+from world.pretrain import PretrainConfig, build_world_pipeline
+from world.render import to_pil
+from world.stats import paired_bootstrap, pairwise_agreement
+from world.tasks import make_tasks
 
 
 class _LookupPolicy:
@@ -26,11 +26,11 @@ class _LookupPolicy:
         return out
 
 
-def test_evaluate_policy_scores_a_perfect_and_a_no_op_policy():
+def test_oracle_scores_of_policy_score_a_perfect_and_a_no_op_policy():
     tasks = make_tasks("heldout", 6)
-    perfect = evaluate_policy(_LookupPolicy(tasks), tasks, batch_size=4)
+    perfect = oracle_scores_of_policy(_LookupPolicy(tasks), tasks, batch_size=4)
     assert perfect.instruction_following.tolist() == [4] * 6 and perfect.visual_quality.tolist() == [4] * 6
-    no_op = evaluate_policy(_LookupPolicy([]), tasks, batch_size=4)
+    no_op = oracle_scores_of_policy(_LookupPolicy([]), tasks, batch_size=4)
     assert no_op.instruction_following.tolist() == [1] * 6
     assert no_op.task_ids == [t.task_id for t in tasks]
 

@@ -1,9 +1,9 @@
 import numpy as np
 
-from editrl.world.corruptions import artifacts, blur, noise, over_edit
-from editrl.world.oracle import box_blur3, score_edit
-from editrl.world.render import render, to_pil
-from editrl.world.tasks import EDIT_TYPES, build_task
+from world.corruptions import artifacts, blur, noise, over_edit
+from world.oracle import box_blur3, score_edit
+from world.render import render, to_pil
+from world.tasks import EDIT_TYPES, build_task
 
 
 def _tasks():

@@ -4,16 +4,12 @@ import pytest
 import torch
 
 from editrl.config import ConfigError
-from editrl.world.oracle_reward import (
-    WORLD_ORACLE_KIND,
-    WorldOracleReward,
-    oracle_reward,
-    world_reward_registry,
-)
-from editrl.world.render import to_pil
-from editrl.world.tasks import build_task, make_tasks, write_instruction_jsonl
 from reward.base import RewardModel
 from reward.registry import RewardModelConfig
+from world.oracle_reward import WorldOracleReward, oracle_reward
+from world.registries import WORLD_ORACLE_KIND, world_reward_registry
+from world.render import to_pil
+from world.tasks import build_task, make_tasks, write_instruction_jsonl
 
 
 def test_oracle_reward_is_combined_scores_plus_edit_success():

@@ -2,12 +2,12 @@ import json
 
 import numpy as np
 
-from editrl.world.corruptions import Candidate, noise
-from editrl.world.pairs import FACTS_COLUMN, write_preference_pairs
-from editrl.world.tasks import make_tasks
-from editrl.world.teacher import RuleTeacher
 from reward.jrm.annotate import annotate_pairs, attach_rationales
 from reward.jrm.data import load_images, load_preference_pairs
+from world.corruptions import Candidate, noise
+from world.pairs import FACTS_COLUMN, write_preference_pairs
+from world.tasks import make_tasks
+from world.teacher import RuleTeacher
 
 
 def test_pairs_round_trip_through_the_editreward_loader(tmp_path):

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from editrl.world.render import shape_mask
-from editrl.world.tasks import (
+from world.render import shape_mask
+from world.tasks import (
     EDIT_TYPES,
     SPLIT_OFFSETS,
     SPLIT_WIDTH,

@@ -1,8 +1,9 @@
 """The demo's structured config: the world, each stage's sizes, and the real JRM / Flow-GRPO configs it drives.
 
-``jrm`` is the stage-1 :class:`JRMTrainConfig` shared by both runs (the demo sets ``alpha`` per run, the data
-paths it writes; both start from the tiny random model of ``jrm.model``); ``rl`` is the stage-2 :class:`ExperimentConfig` (the demo fills in the pretrained
-policy, the trained JRM and the instruction file). Paths inside them may interpolate ``${output_dir}``.
+``jrm`` is the stage-1 :class:`JRMTrainConfig` shared by the runs of every ``jrm_alphas`` entry (the demo sets
+``alpha`` per run, the data paths it writes; all start from the tiny random model of ``jrm.model``); ``rl`` is
+the stage-2 :class:`ExperimentConfig` (the demo fills in the pretrained policy, the JRM of ``rl_reward_alpha``
+and the instruction file). Paths inside them may interpolate ``${output_dir}``.
 """
 
 from __future__ import annotations
@@ -10,16 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from editrl.config import ConfigError
-from editrl.world.pretrain import PretrainConfig
-from editrl.world.tasks import EDIT_TYPES
 from reward.jrm.train_config import JRMDataConfig, JRMModelInit, JRMTrainConfig
 from rl.config import DataConfig, ExperimentConfig
+from world.pretrain import PretrainConfig
+from world.tasks import EDIT_TYPES
 
 #: Where the demo writes what the stage configs read (``${output_dir}`` is the demo's output directory).
 RL_INSTRUCTIONS = "${output_dir}/data/rl/instructions.jsonl"
 TRAIN_PAIRS = "${output_dir}/data/pairs/pairs.jsonl"
 EVAL_PAIRS = "${output_dir}/data/pairs_eval/pairs.jsonl"
 RATIONALES = "${output_dir}/data/pairs/annotations.jsonl"
+
+
+def alpha_key(alpha: float) -> str:
+    """``0.7`` -> ``"0.7"``, ``0.0`` -> ``"0"`` (the spelling of an alpha in metric names and directories)."""
+    return f"{alpha:g}"
 
 
 def _demo_jrm() -> JRMTrainConfig:
@@ -93,6 +99,15 @@ class EvalConfig:
 
 
 @dataclass
+class ClaimsConfig:
+    """The thresholds of the report's claims, each checked against the measured held-out numbers."""
+
+    min_if_gain: float = 0.3  # RL raises held-out oracle IF by at least this
+    max_vq_drop: float = 0.1  # RL lowers held-out oracle VQ by at most this
+    min_pair_acc: float = 0.85  # held-out pair accuracy of the RL reward's JRM
+
+
+@dataclass
 class DemoConfig:
     """Everything ``python -m launch.demo`` runs, stage by stage, under ``output_dir``."""
 
@@ -104,6 +119,7 @@ class DemoConfig:
     pairs: PairsConfig = field(default_factory=PairsConfig)
     jrm: JRMTrainConfig = field(default_factory=lambda: _demo_jrm())
     jrm_alphas: list[float] = field(default_factory=lambda: [0.7, 0.0])
+    rl_reward_alpha: float = 0.7  # the JRM of jrm_alphas that is the RL reward; the others are baselines
     jrm_parallel: bool = True  # train the JRMs of all alphas at once (one Ray Train worker each)
     # torch threads of the stages that run before Ray starts (pretraining, pair building); every later stage
     # runs one thread per process, since Ray's workers share the cores
@@ -112,14 +128,18 @@ class DemoConfig:
     oracle_reward_rl: bool = False
     rl: ExperimentConfig = field(default_factory=lambda: _demo_experiment())
     eval: EvalConfig = field(default_factory=EvalConfig)
+    claims: ClaimsConfig = field(default_factory=ClaimsConfig)
 
     def validate(self) -> None:
         if self.threads_before_ray < 1:
             raise ConfigError(f"threads_before_ray must be >= 1, got {self.threads_before_ray}")
         if self.n_rl_tasks < 1:
             raise ConfigError(f"n_rl_tasks must be >= 1, got {self.n_rl_tasks}")
-        if 0.7 not in self.jrm_alphas or len(set(self.jrm_alphas)) != len(self.jrm_alphas):
-            raise ConfigError(f"jrm_alphas must hold 0.7 (the RL reward) and no duplicates, got {list(self.jrm_alphas)}")
+        if self.rl_reward_alpha not in self.jrm_alphas or len(set(self.jrm_alphas)) != len(self.jrm_alphas):
+            raise ConfigError(
+                f"jrm_alphas must hold rl_reward_alpha ({self.rl_reward_alpha}, the RL reward) and no duplicates, "
+                f"got {list(self.jrm_alphas)}"
+            )
         if any(not 0.0 <= a <= 1.0 for a in self.jrm_alphas):
             raise ConfigError(f"jrm_alphas must lie in [0, 1], got {list(self.jrm_alphas)}")
         if self.rl.policy.height != self.world.image_size or self.rl.policy.width != self.world.image_size:

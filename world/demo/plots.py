@@ -1,4 +1,4 @@
-"""The demo's report: PNG plots (curves, sample grid) and ``report.md`` around the metrics."""
+"""Building blocks of the demo's report: PNG plots (curves, sample grid) and markdown (tables, sections)."""
 
 from __future__ import annotations
 

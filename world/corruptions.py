@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ImageFilter
 
-from editrl.world.render import from_pil, render, to_pil
-from editrl.world.scene import BACKGROUND_COLOURS, SHAPE_COLOURS, Scene, Shape
-from editrl.world.tasks import EditTask
+from world.render import from_pil, render, to_pil
+from world.scene import BACKGROUND_COLOURS, SHAPE_COLOURS, Scene, Shape
+from world.tasks import EditTask
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from editrl.io import atomic_write_bytes
-from editrl.world.render import mask_bbox, render, shape_mask, to_pil
-from editrl.world.scene import BACKGROUND_COLOURS, SHAPE_COLOURS, Scene, Shape, random_scene, random_shape
+from world.render import mask_bbox, render, shape_mask, to_pil
+from world.scene import BACKGROUND_COLOURS, SHAPE_COLOURS, Scene, Shape, random_scene, random_shape
 
 EDIT_TYPES: tuple[str, ...] = ("recolour", "remove", "add", "move", "background", "resize")
 

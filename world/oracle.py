@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from editrl.world.render import from_pil, mask_bbox, shape_mask
-from editrl.world.scene import PALETTE
-from editrl.world.tasks import EditTask
+from world.render import from_pil, mask_bbox, shape_mask
+from world.scene import PALETTE
+from world.tasks import EditTask
 
 #: Colour distance (RGB Euclidean / sqrt(3), in [0, 1]) below which two low-passed pixels count as equal.
 MATCH_TOLERANCE = 0.2

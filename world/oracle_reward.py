@@ -1,16 +1,15 @@
 """The world's oracle behind :class:`reward.base.RewardModel`: a perfect reward for diagnosing RL.
 
 RL hands a reward model only (source, edit, instruction); the oracle needs the task. Tasks are rebuilt from
-the RL instruction JSONL (:func:`editrl.world.tasks.write_instruction_jsonl` records carry seed, size and
+the RL instruction JSONL (:func:`world.tasks.write_instruction_jsonl` records carry seed, size and
 edit type) and looked up by instruction, then by the source image (instructions repeat across tasks).
 
-Registered as reward kind ``world_oracle`` by :func:`world_reward_registry`; ``RewardModelConfig.checkpoint``
-names the instruction JSONL.
+Registered as reward kind ``world_oracle`` by :func:`world.registries.world_reward_registry`;
+``RewardModelConfig.checkpoint`` names the instruction JSONL.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,15 +18,13 @@ import torch
 from PIL import Image
 
 from editrl.config import ConfigError
-from editrl.world.oracle import score_edit
-from editrl.world.render import from_pil
-from editrl.world.tasks import EditTask, task_from_record
+from editrl.jsonl import iter_jsonl
 from reward.base import DEFAULT_DIMENSIONS, RewardScores
 from reward.jrm.model import combine_dimensions
-from reward.registry import RewardModelConfig, RewardRegistry, default_registry
-
-#: The kind name under which :func:`world_reward_registry` registers the oracle.
-WORLD_ORACLE_KIND = "world_oracle"
+from reward.registry import RewardModelConfig
+from world.oracle import score_edit
+from world.render import from_pil
+from world.tasks import EditTask, task_from_record
 
 
 def oracle_reward(if_score: torch.Tensor, vq_score: torch.Tensor, edit_success: torch.Tensor, combine: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +38,7 @@ def oracle_reward(if_score: torch.Tensor, vq_score: torch.Tensor, edit_success: 
 
 
 class WorldOracleReward:
-    """Implements :class:`reward.base.RewardModel` by scoring edits with :func:`editrl.world.oracle.score_edit`."""
+    """Implements :class:`reward.base.RewardModel` by scoring edits with :func:`world.oracle.score_edit`."""
 
     dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS
 
@@ -61,11 +58,9 @@ class WorldOracleReward:
         if not path.is_file():
             raise FileNotFoundError(f"world_oracle: instruction file {path} does not exist")
         tasks = []
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
+        for number, record in iter_jsonl(path):
             try:
-                tasks.append(task_from_record(json.loads(line)))
+                tasks.append(task_from_record(record))
             except (ValueError, KeyError) as exc:
                 raise ValueError(f"world_oracle: {path}:{number}: {exc}") from None
         return cls(tasks, combine=combine)
@@ -102,8 +97,3 @@ def build_world_oracle(cfg: RewardModelConfig) -> WorldOracleReward:
         return WorldOracleReward.from_instruction_jsonl(cfg.checkpoint, combine=cfg.combine)
     except ValueError as exc:
         raise ConfigError(f"world_oracle: {exc}") from None
-
-
-def world_reward_registry(base: RewardRegistry | None = None) -> RewardRegistry:
-    """``base`` (default: the built-in kinds) plus ``world_oracle``."""
-    return (base or default_registry()).extended(**{WORLD_ORACLE_KIND: build_world_oracle})

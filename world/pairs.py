@@ -3,7 +3,7 @@
 Each record holds the DESIGN.md section 3 columns (path1 = the preferred edit) plus extra columns that the
 loader keeps verbatim in ``PreferencePair.metadata``: ``oracle_facts`` ({"path1": facts, "path2": facts}, the
 oracle's per-region facts for each side), ``edit_kinds`` (how each side was made), ``task_seed``, ``task_size``
-and ``edit_type`` (rebuild the task with :func:`editrl.world.tasks.build_task`).
+and ``edit_type`` (rebuild the task with :func:`world.tasks.build_task`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from editrl.io import atomic_write_bytes
-from editrl.world.corruptions import Candidate, candidates
-from editrl.world.oracle import OracleScore, score_edit
-from editrl.world.render import to_pil
-from editrl.world.tasks import EditTask
+from world.corruptions import Candidate, candidates
+from world.oracle import OracleScore, score_edit
+from world.render import to_pil
+from world.tasks import EditTask
 
 #: Extra columns written next to the EditReward-Data ones.
 FACTS_COLUMN = "oracle_facts"

@@ -21,13 +21,13 @@ from diffusers import AutoencoderKL
 from tqdm.auto import tqdm
 
 from editrl.config import ConfigError
-from editrl.world.render import to_pil
-from editrl.world.tasks import EditTask
 from policies.omnigen2.config import SamplingSettings
 from policies.omnigen2.image_processing import pil_to_tensor
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
 from policies.omnigen2.tiny import build_tiny_pipeline
 from policies.rollout import EditConditions
+from world.render import to_pil
+from world.tasks import EditTask
 
 
 @dataclass

@@ -9,12 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from editrl.world.oracle import score_edit
-from editrl.world.render import to_pil
-from editrl.world.tasks import EditTask
 from policies.base import EditingPolicy
 from policies.omnigen2.image_processing import pil_to_tensor
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
+from world.oracle import score_edit
+from world.render import to_pil
+from world.tasks import EditTask
 
 
 @dataclass
@@ -39,7 +39,7 @@ class PolicyEvaluation:
         }
 
 
-def evaluate_policy(policy: EditingPolicy, tasks: Sequence[EditTask], *, seed: int = 0, batch_size: int = 16) -> PolicyEvaluation:
+def oracle_scores_of_policy(policy: EditingPolicy, tasks: Sequence[EditTask], *, seed: int = 0, batch_size: int = 16) -> PolicyEvaluation:
     """Edit every task's source with the policy (ODE, fixed seed per batch) and score with the oracle."""
     images: list[Image.Image] = []
     for start in range(0, len(tasks), batch_size):

@@ -1,6 +1,6 @@
 """Scenes: a background colour and a few non-overlapping shapes placed on a 3x3 grid of named places.
 
-A scene is pure data (no pixels); :mod:`editrl.world.render` draws it. Every (colour, kind) pair occurs at
+A scene is pure data (no pixels); :mod:`world.render` draws it. Every (colour, kind) pair occurs at
 most once per scene so an instruction like "the red circle" names exactly one object.
 """
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from editrl.world.evaluate import evaluate_policy
-from editrl.world.tasks import EditTask
+from editrl.jsonl import read_jsonl
 from policies.base import EditingPolicy
+from reward.base import RewardModel
+from rl.config import EvalHookConfig
 from rl.hooks import EvalResult
+from world.evaluate import oracle_scores_of_policy
+from world.tasks import EditTask, task_from_record
 
 
 class WorldOracleHook:
@@ -25,7 +28,7 @@ class WorldOracleHook:
         self.name = name
 
     def __call__(self, policy: EditingPolicy, step: int) -> EvalResult:
-        result = evaluate_policy(policy, self.tasks, seed=self.seed)
+        result = oracle_scores_of_policy(policy, self.tasks, seed=self.seed)
         metrics = {
             f"{self.name}/if": float(result.instruction_following.mean()),
             f"{self.name}/vq": float(result.visual_quality.mean()),
@@ -33,3 +36,11 @@ class WorldOracleHook:
         }
         images = [(f"{task.instruction}", image) for task, image in zip(self.tasks, result.images[: self.num_images])]
         return EvalResult(metrics=metrics, images=images, n_items=len(self.tasks))
+
+
+def build_world_oracle_hook(cfg: EvalHookConfig, reward_model: RewardModel) -> WorldOracleHook:
+    """Builder of hook kind ``world_oracle``: ``cfg.path`` is a toy-world instruction JSONL (held-out tasks),
+    of which the first ``cfg.limit`` are edited; the reward model is not used."""
+    records = read_jsonl(cfg.path)
+    tasks = [task_from_record(r) for r in records[: cfg.limit]]
+    return WorldOracleHook(tasks, cfg.every_n_steps)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from editrl.world.scene import PALETTE, PLACES, Scene, Shape
+from world.scene import PALETTE, PLACES, Scene, Shape
 
 #: Half extent of a shape as a fraction of the image side.
 HALF_EXTENT = {"small": 0.09, "large": 0.15}

@@ -1,6 +1,6 @@
 """A rule-based rationale teacher: answers the real annotation prompts from the oracle's facts.
 
-It implements :class:`reward.jrm.teacher.Teacher`, so JRM's language supervision path (prompts, answer
+It implements :class:`reward.jrm.teachers.base.Teacher`, so JRM's language supervision path (prompts, answer
 validation, resumable output) runs for real on the toy world. The facts come from the request's metadata:
 either the facts themselves (a dict with ``regions``) or the pair record's ``oracle_facts`` column, keyed
 ``path1`` / ``path2`` and selected by the side named at the end of the request's ``record_id``.
@@ -12,8 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from editrl.world.pairs import FACTS_COLUMN
 from reward.jrm.teachers.base import AnnotationRequest
+from world.pairs import FACTS_COLUMN
 
 #: A region counts as done / kept at this fraction of its pixels (the oracle's IF-4 bar).
 GOOD_FRACTION = 0.85

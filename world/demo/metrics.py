@@ -1,0 +1,97 @@
+"""The demo's metrics: flat ``name -> float`` (``metrics.json``), keyed by stage; JRM keys carry the alpha they
+were trained with (:func:`jrm_key`), as the config's ``jrm_alphas`` list them."""
+
+from __future__ import annotations
+
+import math
+
+from world.demo.config import DemoConfig, alpha_key
+from world.demo.heldout import RLEvaluation
+from world.demo.outcome import DemoOutcome, OracleRewardRun
+from world.demo.stages import StageClock
+from world.stats import PairedDifference
+
+
+def jrm_key(alpha: float) -> str:
+    """The metric prefix of the JRM trained with ``alpha``: ``jrm.alpha_0.7``, ``jrm.alpha_0``."""
+    return f"jrm.alpha_{alpha_key(alpha)}"
+
+
+def collect_metrics(cfg: DemoConfig, outcome: DemoOutcome, clock: StageClock, wall_seconds: float) -> dict[str, float]:
+    """The method's metrics: held-out oracle scores before / after RL with their differences, the RL reward
+    model against the oracle, each JRM's held-out pair accuracy and spectrum, RL rewards and stage times."""
+    evaluation, roundtrip, rl, spectra = outcome.evaluation, outcome.roundtrip, outcome.rl, outcome.spectra
+    before, after = evaluation.before, evaluation.after
+    metrics: dict[str, float] = {
+        "policy.autoencoder_roundtrip_if": float(roundtrip.instruction_following.mean()),
+        "policy.autoencoder_roundtrip_vq": float(roundtrip.visual_quality.mean()),
+        "policy.oracle_if_before": float(before.instruction_following.mean()),
+        "policy.oracle_if_after": float(after.instruction_following.mean()),
+        "policy.oracle_vq_before": float(before.visual_quality.mean()),
+        "policy.oracle_vq_after": float(after.visual_quality.mean()),
+        "policy.oracle_edit_success_before": float(before.edit_success.mean()),
+        "policy.oracle_edit_success_after": float(after.edit_success.mean()),
+        "policy.n_heldout": float(len(before.task_ids)),
+        "rl.steps": float(rl.steps_completed),
+        "wall_seconds": wall_seconds,
+    }
+    metrics.update(delta_metrics("policy", outcome.deltas))
+    metrics.update(reward_model_metrics("rl", evaluation, cfg.rl.reward.combine))
+    for alpha, result in outcome.jrm.items():
+        key = jrm_key(alpha)
+        metrics[f"{key}.pair_acc"] = float(result.metrics["eval/acc/overall"])
+        for dim in ("instruction_following", "visual_quality"):
+            if f"eval/acc/{dim}" in result.metrics:
+                metrics[f"{key}.pair_acc_{dim}"] = float(result.metrics[f"eval/acc/{dim}"])
+        metrics[f"{key}.n_heldout_pairs"] = float(result.metrics.get("eval/n/overall", float("nan")))
+        metrics[f"{key}.effective_rank"] = spectra[alpha].effective_rank
+        metrics[f"{key}.isotropy"] = spectra[alpha].isotropy
+    if rl.summaries:
+        metrics["rl.reward_first"] = rl.summaries[0].reward_mean.get("reward", float("nan"))
+        metrics["rl.reward_last"] = rl.summaries[-1].reward_mean.get("reward", float("nan"))
+    for stage, seconds in clock.seconds.items():
+        metrics[f"time.{stage}"] = seconds
+    bad = [k for k, v in metrics.items() if not math.isfinite(v)]
+    if bad:
+        raise FloatingPointError(f"non-finite demo metrics: {bad}")
+    return metrics
+
+
+def reward_model_metrics(prefix: str, evaluation: RLEvaluation, combine: str) -> dict[str, float]:
+    """The JRM's mean reward on the held-out edits and its agreement with the oracle, before and after RL."""
+    if not evaluation.rewards:
+        return {}
+    agreement = evaluation.agreement(combine)
+    metrics = {
+        f"{prefix}.heldout_jrm_reward_before": float(evaluation.rewards[0].mean()),
+        f"{prefix}.heldout_jrm_reward_after": float(evaluation.rewards[-1].mean()),
+    }
+    # undefined (left out) when the oracle scores every edit it compares alike
+    values = {"agreement": agreement}
+    if evaluation.group_agreement:
+        values["group_agreement"] = evaluation.group_agreement
+    for name, series in values.items():
+        for when, value in (("before", series[0]), ("after", series[-1])):
+            if math.isfinite(value):
+                metrics[f"{prefix}.jrm_oracle_{name}_{when}"] = value
+    return metrics
+
+
+def delta_metrics(prefix: str, deltas: dict[str, PairedDifference]) -> dict[str, float]:
+    """``<prefix>.<name>_delta`` and its 95% interval ``_ci95_low`` / ``_ci95_high`` for every difference."""
+    out: dict[str, float] = {}
+    for name, diff in deltas.items():
+        out[f"{prefix}.{name}_delta"] = diff.mean
+        out[f"{prefix}.{name}_delta_ci95_low"] = diff.low
+        out[f"{prefix}.{name}_delta_ci95_high"] = diff.high
+    return out
+
+
+def oracle_diagnostic_metrics(run: OracleRewardRun, combine: str, clock: StageClock) -> dict[str, float]:
+    """``diagnostic.oracle_reward.*`` of the RL run with the oracle as the reward, and its stage times."""
+    prefix = "diagnostic.oracle_reward"
+    metrics = delta_metrics(prefix, run.deltas)
+    metrics[f"{prefix}.rl_steps"] = float(run.rl.steps_completed)
+    metrics.update(reward_model_metrics(prefix, run.evaluation, combine))
+    metrics.update({f"time.{k}": v for k, v in clock.seconds.items() if k.endswith("oracle_reward")})
+    return metrics

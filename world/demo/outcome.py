@@ -1,0 +1,49 @@
+"""What the demo's stages produced, handed as one typed object to the metrics and the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from reward.jrm.analysis import SpectrumStats
+from reward.jrm.train import TrainResult
+from rl.controller import RunResult
+from world.demo.heldout import RLEvaluation
+from world.demo.stages import PairsOutcome
+from world.evaluate import PolicyEvaluation
+from world.pretrain import PretrainResult
+from world.stats import PairedDifference
+from world.tasks import EditTask
+
+
+@dataclass
+class OracleRewardRun:
+    """The diagnostic RL run with the oracle as the reward (``oracle_reward_rl``), evaluated like the JRM run.
+
+    deltas: name ("oracle_if", "oracle_vq", "oracle_edit_success") -> after-minus-before difference.
+    """
+
+    rl: RunResult
+    evaluation: RLEvaluation
+    deltas: dict[str, PairedDifference]
+
+
+@dataclass
+class DemoOutcome:
+    """Every stage's result, in order.
+
+    heldout: the n held-out tasks.  roundtrip: oracle scores of their exact targets through the policy's VAE.
+    jrm, spectra: alpha -> trained JRM and its spectrum of h, one per ``jrm_alphas`` entry.
+    rl: the run with the JRM of ``rl_reward_alpha`` as the reward; evaluation: its held-out evaluation.
+    deltas: name ("oracle_if", "oracle_vq", "oracle_edit_success") -> after-minus-before difference.
+    """
+
+    heldout: list[EditTask]
+    pretrain: PretrainResult
+    roundtrip: PolicyEvaluation
+    pairs: PairsOutcome
+    jrm: dict[float, TrainResult]
+    spectra: dict[float, SpectrumStats]
+    rl: RunResult
+    evaluation: RLEvaluation
+    deltas: dict[str, PairedDifference]
+    oracle_run: OracleRewardRun | None = None

@@ -1,0 +1,186 @@
+"""The demo's stages, each on the real classes of this repository, in the order :mod:`launch.demo` runs them.
+
+  1. world data: RL instruction JSONL (train split) and held-out tasks (a split no training stage uses);
+  2. pretrain the tiny OmniGen2 policy (autoencoder + flow matching), stopped while imperfect;
+  3. preference pairs scored by the oracle, rationales from the RuleTeacher through ``annotate_pairs``, and
+     one JRM per ``jrm_alphas`` by ``train_jrm`` (Ray Train);
+  4. Flow-GRPO with the JRM of ``rl_reward_alpha`` as the reward (``run_flow_grpo``, Ray actors), and
+     optionally the same run with the oracle as the reward;
+  5. held-out evaluation (:mod:`world.demo.heldout`), metrics (:mod:`world.demo.metrics`) and the report
+     (:mod:`world.demo.report`).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from editrl.config import validate_tree
+from editrl.io import atomic_write_bytes
+from policies.omnigen2.config import OmniGen2PolicyConfig
+from policies.omnigen2.pipeline import OmniGen2EditPipeline
+from reward.jrm.analysis import SpectrumStats, collect_features, jrm_feature_fn, spectrum_stats
+from reward.jrm.annotate import AnnotationSummary, annotate_pairs
+from reward.jrm.data import load_images, load_preference_pairs
+from reward.jrm.model import JRM
+from reward.jrm.train import REPO_ROOT, TrainResult, train_jrm
+from rl.controller import RunResult, run_flow_grpo
+from world.corruptions import Candidate
+from world.demo.config import DemoConfig, alpha_key
+from world.evaluate import oracle_scores_of_policy
+from world.pairs import PairBuildReport, write_preference_pairs
+from world.pretrain import PretrainResult, pretrain_policy
+from world.registries import WORLD_ORACLE_KIND, world_hook_registry, world_reward_registry
+from world.render import from_pil
+from world.tasks import EditTask, make_tasks, write_instruction_jsonl
+from world.teacher import RuleTeacher
+
+#: A file marking a directory as the demo's own (only such a directory is cleared on a rerun).
+MARKER = ".editrl_demo"
+
+
+@dataclass
+class StageClock:
+    """Wall seconds per stage, in order."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def run(self, name: str, fn, *args, **kwargs):
+        tqdm.write(f"[demo] stage {len(self.seconds) + 1}: {name}")
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        self.seconds[name] = time.perf_counter() - start
+        tqdm.write(f"[demo] stage {name} done in {self.seconds[name]:.1f}s")
+        return out
+
+
+def prepare_output_dir(path: Path) -> None:
+    """Start from an empty directory: clear a previous demo run, refuse a foreign non-empty directory."""
+    if path.exists() and any(path.iterdir()):
+        if not (path / MARKER).is_file():
+            raise FileExistsError(f"output_dir {path} is not empty and was not written by the demo; pick another one")
+        shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path / MARKER, b"written by launch.demo; cleared on the next run\n")
+
+
+def stage_world(cfg: DemoConfig, out: Path) -> list[EditTask]:
+    """Write the RL instruction file; return the held-out tasks (their split is never trained on)."""
+    size, types = cfg.world.image_size, cfg.world.edit_types
+    write_instruction_jsonl(make_tasks("rl", cfg.n_rl_tasks, size, types), Path(cfg.rl.data.train_path).parent)
+    heldout = make_tasks("heldout", cfg.eval.n_heldout, size, types)
+    write_instruction_jsonl(heldout, out / "data" / "heldout")
+    return heldout
+
+
+def stage_pretrain(cfg: DemoConfig, out: Path) -> PretrainResult:
+    tasks = make_tasks("pretrain", cfg.pretrain.n_tasks, cfg.world.image_size, cfg.world.edit_types)
+    return pretrain_policy(cfg.pretrain, tasks, out / "policy_pretrained", cfg.rl.policy.sampling_settings())
+
+
+def policy_candidates(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask], n_samples: int, seed: int) -> dict[str, list[Candidate]]:
+    """``n_samples`` ODE edits per task from the pretrained policy (different noise seeds)."""
+    out: dict[str, list[Candidate]] = {t.task_id: [] for t in tasks}
+    for k in range(n_samples):
+        result = oracle_scores_of_policy(pipeline, tasks, seed=seed + 100_003 * (k + 1))
+        for task, image in zip(tasks, result.images):
+            out[task.task_id].append(Candidate("policy", from_pil(image, task.size)))
+    return out
+
+
+@dataclass
+class PairsOutcome:
+    train: PairBuildReport
+    held_out: PairBuildReport
+    annotation: AnnotationSummary
+
+
+def stage_pairs(cfg: DemoConfig, policy: OmniGen2EditPipeline) -> PairsOutcome:
+    """Oracle-scored pairs (built-in candidates + the pretrained policy's edits) and RuleTeacher rationales."""
+    size, types, p = cfg.world.image_size, cfg.world.edit_types, cfg.pairs
+    reports = {}
+    for name, split, n, path in (
+        ("train", "pairs", p.n_train_tasks, cfg.jrm.data.train_pairs),
+        ("held_out", "pairs_eval", p.n_eval_tasks, cfg.jrm.data.held_out_pairs),
+    ):
+        tasks = make_tasks(split, n, size, types)
+        extra = policy_candidates(policy, tasks, p.policy_samples_per_task, cfg.seed)
+        target = Path(path)
+        reports[name] = write_preference_pairs(
+            tasks, target.parent, seed=cfg.seed, pairs_per_task=p.pairs_per_task, tie_fraction=p.tie_fraction,
+            extra_candidates=extra, extra_pairs_per_task=p.policy_pairs_per_task, name=target.name,
+        )
+        tqdm.write(f"[demo] {name} pairs: {reports[name].n_records} records ({reports[name].n_ties} ties)")
+    pairs, load_report = load_preference_pairs(cfg.jrm.data.train_pairs)
+    tqdm.write(f"[demo] {load_report.summary()}")
+    annotation = annotate_pairs(pairs, RuleTeacher(), cfg.jrm.data.rationales, max_retries=0)
+    tqdm.write(f"[demo] {annotation.summary()}")
+    if annotation.written_rejected:
+        raise RuntimeError(f"the RuleTeacher's answers failed validation: {annotation.rejection_reasons}")
+    return PairsOutcome(reports["train"], reports["held_out"], annotation)
+
+
+def stage_jrm(cfg: DemoConfig, out: Path, alpha: float) -> TrainResult:
+    """Train one JRM; both alphas start from the same tiny random model (``jrm.model``, seeded by ``tiny_seed``)."""
+    run_cfg = replace(
+        cfg.jrm,
+        alpha=alpha,
+        output_dir=str(out / f"jrm_alpha_{alpha_key(alpha)}"),
+        wandb_run_name=f"demo-jrm-alpha-{alpha_key(alpha)}",
+    )
+    validate_tree(run_cfg)
+    return train_jrm(run_cfg)
+
+
+def stage_jrms(cfg: DemoConfig, out: Path) -> dict[float, TrainResult]:
+    """Train one JRM per alpha; with ``jrm_parallel`` the runs share one local Ray cluster and run at once
+    (each is a one-worker Ray Train job pinned to ``resources_per_worker_cpu`` cores)."""
+    if not cfg.jrm_parallel or len(cfg.jrm_alphas) == 1:
+        return {alpha: stage_jrm(cfg, out, alpha) for alpha in cfg.jrm_alphas}
+    import ray
+
+    started = not ray.is_initialized()  # train_jrm joins a running cluster; start one sized for all runs at once
+    if started:
+        cpus = len(cfg.jrm_alphas) * cfg.jrm.num_workers * cfg.jrm.resources_per_worker_cpu
+        ray.init(include_dashboard=False, num_cpus=math.ceil(cpus), runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT)}})
+    try:
+        with ThreadPoolExecutor(max_workers=len(cfg.jrm_alphas), thread_name_prefix="jrm") as pool:
+            futures = {alpha: pool.submit(stage_jrm, cfg, out, alpha) for alpha in cfg.jrm_alphas}
+            return {alpha: future.result() for alpha, future in futures.items()}
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def jrm_spectrum(checkpoint_dir: str, cfg: DemoConfig) -> SpectrumStats:
+    """Singular spectrum of h over the preferred edits of the first held-out pairs."""
+    pairs, _ = load_preference_pairs(cfg.jrm.data.held_out_pairs)
+    samples = [load_images(p, cfg.jrm.data.max_pixels) for p in pairs[: cfg.eval.n_spectrum_samples]]
+    model = JRM.from_pretrained(checkpoint_dir)
+    return spectrum_stats(collect_features(jrm_feature_fn(model), samples, batch_size=cfg.jrm.eval_batch_size))
+
+
+def rl_policy_config(cfg: DemoConfig, policy_dir: Path) -> OmniGen2PolicyConfig:
+    return replace(cfg.rl.policy, checkpoint=str(policy_dir), lora_checkpoint=None)
+
+
+def stage_rl(cfg: DemoConfig, policy_dir: Path, jrm_dir: str) -> RunResult:
+    """Flow-GRPO with the JRM in ``jrm_dir`` as the reward, through the world's registries (so ``rl.eval_hooks``
+    may name ``world_oracle``)."""
+    rl_cfg = replace(cfg.rl, policy=rl_policy_config(cfg, policy_dir), reward=replace(cfg.rl.reward, checkpoint=jrm_dir))
+    validate_tree(rl_cfg)
+    return run_flow_grpo(rl_cfg, world_reward_registry(), hook_registry=world_hook_registry())
+
+
+def stage_rl_oracle(cfg: DemoConfig, policy_dir: Path, out: Path) -> RunResult:
+    """Diagnostic: the same RL run with the world's oracle as the reward (an upper bound for any learned reward)."""
+    reward = replace(cfg.rl.reward, kind=WORLD_ORACLE_KIND, checkpoint=cfg.rl.data.train_path)
+    rl_cfg = replace(cfg.rl, policy=rl_policy_config(cfg, policy_dir), reward=reward, output_dir=str(out / "rl_oracle_reward"))
+    return run_flow_grpo(rl_cfg, world_reward_registry(), hook_registry=world_hook_registry())
