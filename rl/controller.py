@@ -20,6 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from editrl.config import to_yaml
+from policies.registry import PolicyRegistry, default_policy_registry
 from reward.registry import RewardRegistry, default_registry
 from rl.actor_group import ActorGroup, GatheredChunk, PendingChunk
 from rl.algorithms import group_advantages, num_trained_steps, trained_step_indices
@@ -314,16 +315,20 @@ class FlowGRPORun:
         return stats, learn_wait, pending, sync_refs, sync_wait
 
 
-def run_flow_grpo(cfg: ExperimentConfig, reward_registry: RewardRegistry | None = None) -> RunResult:
+def run_flow_grpo(
+    cfg: ExperimentConfig, reward_registry: RewardRegistry | None = None, policy_registry: PolicyRegistry | None = None
+) -> RunResult:
     """Reserve the placement group, start the actors, run all rounds, release everything.
 
     ``reward_registry``: where ``cfg.reward.kind`` is looked up (default: the built-in kinds); pass an
     extended registry (``default_registry().extended(...)``) to train against a reward of your own.
+    ``policy_registry``: likewise for ``cfg.policy.kind`` (``policies.registry.default_policy_registry()``).
     """
     (reward_registry or default_registry()).require(cfg.reward.kind)
+    (policy_registry or default_policy_registry()).require(cfg.policy.kind, "policy.kind")
     ensure_ray(cfg.ray)
     plan = reserve(cfg.ray)
-    actors = ActorGroup(cfg, plan, reward_registry)
+    actors = ActorGroup(cfg, plan, reward_registry, policy_registry)
     try:
         return FlowGRPORun(cfg, actors).run()
     finally:
