@@ -65,7 +65,8 @@ class Rollout:
     noise_level:     the SDE noise coefficient c (sigma in the papers); 0 = ODE.
     text_guidance_scale / image_guidance_scale / cfg_range: CFG settings used while sampling (re-used when
                      re-scoring so that log-probs are comparable).
-    adapter_version: version of the LoRA weights that sampled this rollout.
+    adapter_version: version of the adapter weights that sampled this rollout (a record of the policy's
+                     ``adapter_version`` at sampling time; the policy owns the version).
     instructions:    the B edit instructions.
     group_ids:       (B,) int64, samples with the same id share an instruction (a GRPO group).
     """

@@ -16,6 +16,7 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError, RayTaskError
 
+from policies.registry import PolicyRegistry
 from reward.registry import RewardRegistry
 from rl.config import ExperimentConfig
 from rl.learner import LearnerWorker
@@ -88,7 +89,10 @@ def _get_when_alive(call: Callable[[], ray.ObjectRef], timeout_s: float = 600.0)
 class ActorGroup:
     """Creates the samplers, reward actors and learner workers of ``cfg`` on ``plan``'s bundles."""
 
-    def __init__(self, cfg: ExperimentConfig, plan: PlacementPlan, reward_registry: RewardRegistry | None = None) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, plan: PlacementPlan, reward_registry: RewardRegistry | None = None,
+        policy_registry: PolicyRegistry | None = None,
+    ) -> None:
         rc = cfg.ray
         self.cfg = cfg
         self.plan = plan
@@ -101,7 +105,10 @@ class ActorGroup:
             sampler_cls.options(
                 num_cpus=rc.sampler_num_cpus, num_gpus=rc.sampler_num_gpus, max_restarts=rc.max_restarts,
                 max_task_retries=0, scheduling_strategy=plan.strategy(b), runtime_env=runtime_env,
-            ).remote(cfg.policy, max_weight_lag=cfg.grpo.max_weight_lag, torch_threads=rc.torch_threads)
+            ).remote(
+                cfg.policy, max_weight_lag=cfg.grpo.max_weight_lag, torch_threads=rc.torch_threads,
+                policy_registry=policy_registry,
+            )
             for b in plan.sampler_bundles
         ]
         self.reward_actors = [
@@ -116,7 +123,10 @@ class ActorGroup:
             learner_cls.options(
                 num_cpus=rc.learner_num_cpus, num_gpus=rc.learner_num_gpus, max_restarts=0,
                 scheduling_strategy=plan.strategy(b), runtime_env=runtime_env,
-            ).remote(cfg.policy, cfg.grpo, rank=rank, world_size=world, torch_threads=rc.torch_threads)
+            ).remote(
+                cfg.policy, cfg.grpo, rank=rank, world_size=world, torch_threads=rc.torch_threads,
+                policy_registry=policy_registry,
+            )
             for rank, b in enumerate(plan.learner_bundles)
         ]
         if world > 1:

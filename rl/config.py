@@ -13,6 +13,7 @@ from pathlib import Path
 
 from editrl.config import ConfigError, load_config
 from policies.omnigen2.config import OmniGen2PolicyConfig
+from policies.registry import default_policy_registry
 from reward.jrm.train_config import JRMTrainConfig
 from reward.registry import RewardModelConfig, default_registry
 from rl.benchmarks.config import PolicyEvalHookConfig
@@ -184,6 +185,8 @@ class ExperimentConfig:
     """The whole run: stage 1 (JRM training, optional) and stage 2 (Flow-GRPO)."""
 
     output_dir: str = "runs/flow_grpo"
+    # The schema of the ``policy`` section. ``policy.kind`` picks the builder (``policies.registry``); the
+    # schema stays OmniGen2's so OmegaConf checks every key (another family reuses or subclasses it).
     policy: OmniGen2PolicyConfig = field(default_factory=OmniGen2PolicyConfig)
     reward: RewardModelConfig = field(default_factory=RewardModelConfig)
     train_jrm: bool = False  # stage 1: train JRM with ``jrm`` first unless reward.checkpoint is given
@@ -199,6 +202,7 @@ class ExperimentConfig:
     def validate(self) -> None:
         if not self.policy.use_lora:
             raise ConfigError("policy.use_lora must be true: Flow-GRPO trains (and syncs) the LoRA adapter only")
+        default_policy_registry().require(self.policy.kind, "policy.kind")  # custom kinds: as for reward.kind
         default_registry().require(self.reward.kind)  # custom kinds: pass a registry to run_flow_grpo instead
         if self.train_jrm and self.reward.kind not in JRM_KINDS:
             raise ConfigError(f"train_jrm is set but reward.kind is {self.reward.kind!r} (needs one of {JRM_KINDS})")

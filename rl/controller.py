@@ -20,6 +20,7 @@ import torch
 from omegaconf import OmegaConf
 
 from editrl.config import to_yaml
+from policies.registry import PolicyRegistry, default_policy_registry
 from reward.registry import RewardRegistry, default_registry
 from rl.actor_group import ActorGroup, GatheredChunk, PendingChunk
 from rl.algorithms import group_advantages, num_trained_steps, trained_step_indices
@@ -316,21 +317,28 @@ class FlowGRPORun:
 
 
 def run_flow_grpo(
-    cfg: ExperimentConfig, reward_registry: RewardRegistry | None = None, *, hook_registry: HookRegistry | None = None
+    cfg: ExperimentConfig,
+    reward_registry: RewardRegistry | None = None,
+    *,
+    hook_registry: HookRegistry | None = None,
+    policy_registry: PolicyRegistry | None = None,
 ) -> RunResult:
     """Reserve the placement group, start the actors, run all rounds, release everything.
 
     ``reward_registry``: where ``cfg.reward.kind`` is looked up (default: the built-in kinds); pass an
     extended registry (``default_registry().extended(...)``) to train against a reward of your own.
     ``hook_registry``: where each ``cfg.eval_hooks[i].kind`` is looked up (default: the built-in kinds, see
-    :func:`rl.hook_registry.default_hook_registry`). Both are checked before any actor starts.
+    :func:`rl.hook_registry.default_hook_registry`).
+    ``policy_registry``: likewise for ``cfg.policy.kind`` (``policies.registry.default_policy_registry()``).
+    All three are checked before any actor starts.
     """
     (reward_registry or default_registry()).require(cfg.reward.kind)
+    (policy_registry or default_policy_registry()).require(cfg.policy.kind, "policy.kind")
     hook_registry = hook_registry or default_hook_registry()
     require_eval_hook_kinds(cfg.eval_hooks, hook_registry)
     ensure_ray(cfg.ray)
     plan = reserve(cfg.ray)
-    actors = ActorGroup(cfg, plan, reward_registry)
+    actors = ActorGroup(cfg, plan, reward_registry, policy_registry)
     try:
         return FlowGRPORun(cfg, actors, hook_registry).run()
     finally:

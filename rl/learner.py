@@ -5,6 +5,9 @@ the policy and a shard of the round's chunks; after the local backward passes th
 with one all-reduce (what DDP does for these parameters). Every local loss is divided by the *global* number
 of trained (sample, step) elements, so the summed gradient is exactly the gradient of the mean over the
 whole batch, however the chunks are split. All workers then clip and step identically.
+
+The policy is built by the policy registry from the config's ``kind`` and used only through
+:class:`policies.base.RLPolicy`; it owns the adapter version, which the learner advances after each round.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import ray
 import torch
 import torch.distributed as dist
 
-from policies.omnigen2.config import OmniGen2PolicyConfig, build_pipeline
+from policies.base import AdapterState, RLPolicy
+from policies.registry import PolicyRegistry, build_policy
 from policies.rollout import Rollout
 from rl.algorithms import approx_kl, clip_fraction, clipped_surrogate, kl_to_reference
 from rl.config import GRPOConfig
@@ -35,8 +40,8 @@ class _PreparedChunk:
 
     rollout:       sub-rollout of the n kept samples.
     step_indices:  (n, K) int64 trained steps.
-    advantages:    (n,) float32.
-    old_log_prob:  (n, K) float32 log-probs recorded while sampling.
+    advantages:    (n,) float32, on the policy's device.
+    old_log_prob:  (n, K) float32 log-probs recorded while sampling, on the policy's device.
     ref_mean:      (n, K, C, H, W) reference-policy transition means, or None when beta = 0.
     """
 
@@ -54,18 +59,22 @@ def _free_port() -> int:
 
 
 class LearnerWorker:
-    """Rank ``rank`` of ``world_size`` learner workers (a Ray actor, or in-process with world_size 1)."""
+    """Rank ``rank`` of ``world_size`` learner workers (a Ray actor, or in-process with world_size 1).
+
+    policy_cfg: the experiment's ``policy`` section; ``policy_cfg.kind`` is looked up in ``policy_registry``
+                (default: the built-in kinds).
+    """
 
     def __init__(
-        self, policy_cfg: OmniGen2PolicyConfig, grpo_cfg: GRPOConfig, *, rank: int = 0, world_size: int = 1,
-        torch_threads: int = 1,
+        self, policy_cfg: Any, grpo_cfg: GRPOConfig, *, rank: int = 0, world_size: int = 1,
+        torch_threads: int = 1, policy_registry: PolicyRegistry | None = None,
     ) -> None:
         torch.set_num_threads(torch_threads)
         self.grpo = grpo_cfg
         self.rank = rank
         self.world_size = world_size
-        self.pipeline = build_pipeline(policy_cfg)
-        self.params = [p for p in self.pipeline.trainable_parameters() if p.requires_grad]
+        self.policy: RLPolicy = build_policy(policy_cfg, policy_registry)
+        self.params = [p for p in self.policy.trainable_parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("the policy has no trainable (LoRA) parameters; set policy.use_lora=true")
         self.optimizer = torch.optim.AdamW(
@@ -75,7 +84,11 @@ class LearnerWorker:
             eps=grpo_cfg.adam_eps,
             weight_decay=grpo_cfg.weight_decay,
         )
-        self.version = 0
+
+    @property
+    def version(self) -> int:
+        """The policy's adapter version (0 for the initial adapter, +1 per :meth:`learn`)."""
+        return self.policy.adapter_version
 
     # -- process group -------------------------------------------------------------------------------------
     def rendezvous_address(self) -> tuple[str, int]:
@@ -100,23 +113,24 @@ class LearnerWorker:
     # -- weights -------------------------------------------------------------------------------------------
     def weight_payload(self) -> WeightSyncPayload:
         """The adapter tensors (CPU copies) and their version."""
-        tensors = {k: v.detach().to("cpu", copy=True) for k, v in self.pipeline.adapter_state_dict().items()}
-        return WeightSyncPayload(tensors=tensors, version=self.version)
+        state = self.policy.adapter_state()
+        tensors = {k: v.detach().to("cpu", copy=True) for k, v in state.tensors.items()}
+        return WeightSyncPayload(tensors=tensors, version=state.version)
 
     def optimizer_state(self) -> dict:
         return self.optimizer.state_dict()
 
     def load_state(self, adapter: dict[str, torch.Tensor], optimizer_state: dict | None, version: int) -> int:
         """Restore adapter, optimizer and version (resume)."""
-        self.pipeline.load_adapter_state_dict(adapter)
+        self.policy.load_adapter_state(AdapterState(tensors=adapter, version=version))
         if optimizer_state is not None:
             self.optimizer.load_state_dict(optimizer_state)
-        self.version = version
         return self.version
 
     # -- one round -----------------------------------------------------------------------------------------
     def _prepare(self, rollouts: list[Rollout], chunks: list[LearnChunk]) -> list[_PreparedChunk]:
         prepared = []
+        device = self.policy.device
         for rollout, chunk in zip(rollouts, chunks, strict=True):
             keep = chunk.valid.nonzero().squeeze(1)
             if keep.numel() == 0:
@@ -126,8 +140,9 @@ class LearnerWorker:
             ref_mean = None
             if self.grpo.beta > 0:
                 with torch.no_grad():
-                    ref_mean = self.pipeline.logprob(sub, idx, use_adapter=False).mean.detach()
-            prepared.append(_PreparedChunk(sub, idx, chunk.advantages[keep].float(), sub.log_probs.gather(1, idx).float(), ref_mean))
+                    ref_mean = self.policy.logprob(sub, idx, use_adapter=False).mean.detach()
+            advantages, old_log_prob = chunk.advantages[keep].float(), sub.log_probs.gather(1, idx).float()
+            prepared.append(_PreparedChunk(sub, idx, advantages.to(device), old_log_prob.to(device), ref_mean))
         return prepared
 
     def _all_reduce_(self, tensor: torch.Tensor, op: dist.ReduceOp = dist.ReduceOp.SUM) -> torch.Tensor:
@@ -170,7 +185,7 @@ class LearnerWorker:
         for update in range(g.num_updates_per_step):
             self.optimizer.zero_grad(set_to_none=True)
             for pc in prepared:
-                out = self.pipeline.logprob(pc.rollout, pc.step_indices, use_adapter=True)
+                out = self.policy.logprob(pc.rollout, pc.step_indices, use_adapter=True)
                 policy = clipped_surrogate(out.log_prob, pc.old_log_prob, pc.advantages, eps_low=g.eps_low, eps_high=g.eps_high)
                 if pc.ref_mean is not None:
                     kl = kl_to_reference(out.mean, pc.ref_mean, out.sigma, out.dt, exact=g.exact_kl)
@@ -190,7 +205,7 @@ class LearnerWorker:
                     ],
                     dtype=torch.float64,
                 )
-                dev = (ratio - 1).abs().max().double()
+                dev = (ratio - 1).abs().max().double().cpu()
                 maxima[1] = torch.maximum(maxima[1], dev)
                 if update == 0:
                     maxima[0] = torch.maximum(maxima[0], dev)
@@ -200,7 +215,7 @@ class LearnerWorker:
                 raise NonFiniteGradientError(f"LoRA gradient norm is {grad_norm.item()} at version {self.version}")
             grad_norms.append(float(grad_norm))
             self.optimizer.step()
-        self.version += 1
+        self.policy.adapter_version += 1
         maxima[2] = time.perf_counter() - started
         self._all_reduce_(totals)
         self._all_reduce_(maxima, dist.ReduceOp.MAX)

@@ -7,11 +7,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import ray
 from PIL import Image
 
+from policies.settings import SamplingSettings
 from reward.base import RewardScores
 
 
@@ -20,12 +20,25 @@ class RemotePolicy:
 
     def __init__(self, sampler: ray.actor.ActorHandle) -> None:
         self.sampler = sampler
+        self._sampling: SamplingSettings | None = None
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        """The sampler's policy's default sampling settings (fetched once)."""
+        if self._sampling is None:
+            self._sampling = ray.get(self.sampler.sampling_defaults.remote())
+        return self._sampling
 
     def edit(
-        self, sources: Sequence[Image.Image], instructions: Sequence[str], *, seed: int = 0, **edit_settings: Any
+        self,
+        sources: Sequence[Image.Image],
+        instructions: Sequence[str],
+        *,
+        seed: int = 0,
+        settings: SamplingSettings | None = None,
     ) -> list[Image.Image]:
-        """``edit_settings``: the pipeline's ``edit`` keywords (steps, guidance scales, size)."""
-        return ray.get(self.sampler.edit.remote(list(sources), list(instructions), seed=seed, **edit_settings))
+        """``settings``: None = the policy's defaults."""
+        return ray.get(self.sampler.edit.remote(list(sources), list(instructions), seed=seed, settings=settings))
 
 
 class RemoteRewardModel:

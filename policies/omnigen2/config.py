@@ -10,14 +10,16 @@ import torch
 from editrl.config import ConfigError
 from editrl.dtypes import DTYPES, check_dtype_name
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
-from policies.omnigen2.settings import OFFICIAL_NEGATIVE_PROMPT, SamplingSettings
+from policies.omnigen2.settings import OFFICIAL_NEGATIVE_PROMPT
 from policies.omnigen2.tiny import build_tiny_pipeline
+from policies.settings import SamplingSettings
 
 
 @dataclass
 class OmniGen2PolicyConfig:
     """How to build, adapt and sample the OmniGen2 policy.
 
+    kind:                the policy family (a kind of ``policies.registry``; "omnigen2" builds this one).
     checkpoint:          local directory in the official layout (transformer/, vae/, mllm/, processor/,
                          scheduler/), or None for a tiny random-config pipeline (tests, toy world).
     lora_checkpoint:     optional local LoRA directory (see ``policies.omnigen2.lora``) loaded after add_lora.
@@ -28,6 +30,7 @@ class OmniGen2PolicyConfig:
     negative_prompt:     text of the CFG negative branches (default: the official inference script's).
     """
 
+    kind: str = "omnigen2"
     checkpoint: str | None = None
     lora_checkpoint: str | None = None
     tiny_seed: int = 0
@@ -51,7 +54,9 @@ class OmniGen2PolicyConfig:
     gradient_checkpointing: bool = False
 
     def validate(self) -> None:
-        """Raise ConfigError naming the first invalid key."""
+        """Raise ConfigError naming the first invalid key (``kind`` is checked against a registry by its user)."""
+        if not self.kind:
+            raise ConfigError("kind: must name a policy kind")
         if self.checkpoint is not None and not Path(self.checkpoint).is_dir():
             raise ConfigError(f"checkpoint: {self.checkpoint!r} is not a local directory")
         if self.lora_checkpoint is not None and not Path(self.lora_checkpoint).is_dir():
@@ -85,7 +90,7 @@ class OmniGen2PolicyConfig:
             raise ConfigError(f"max_sequence_length: must be >= 8, got {self.max_sequence_length}")
 
     def sampling_settings(self) -> SamplingSettings:
-        """The sampling part of this config."""
+        """The sampling part of this config: the pipeline's defaults (the one carrier from config to sampling)."""
         return SamplingSettings(
             num_inference_steps=self.num_inference_steps,
             noise_level=self.noise_level,
@@ -103,7 +108,8 @@ class OmniGen2PolicyConfig:
 
 
 def build_pipeline(cfg: OmniGen2PolicyConfig) -> OmniGen2EditPipeline:
-    """Build the policy a config describes: load (or build tiny), move/cast, add or load LoRA, set defaults."""
+    """Build the policy a config describes: load (or build tiny), move/cast, add or load LoRA, set the sampling
+    defaults from ``cfg.sampling_settings()``. The builder of policy kind ``omnigen2`` (``policies.registry``)."""
     cfg.validate()
     settings = cfg.sampling_settings()
     if cfg.checkpoint is None:

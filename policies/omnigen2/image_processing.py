@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from policies.images import tensor_to_pil as tensor_to_pil
+
 MAX_REFERENCE_IMAGES = 5
 
 
@@ -67,12 +69,6 @@ def pil_to_tensor(image: Image.Image) -> torch.Tensor:
     """8-bit RGB PIL image -> (3, H, W) float32 in [-1, 1]."""
     array = np.asarray(to_rgb8(image), dtype=np.float32) / 127.5 - 1.0
     return torch.from_numpy(array).permute(2, 0, 1).contiguous()
-
-
-def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
-    """(B, 3, H, W) float in [0, 1] -> list of B 8-bit RGB PIL images."""
-    array = (images.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    return [Image.fromarray(a, mode="RGB") for a in array]
 
 
 def preprocess_reference(

@@ -27,6 +27,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2_5_VLForCo
 
 from editrl.dtypes import torch_dtype as to_torch_dtype
 from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_json
+from policies.base import AdapterState, Generators
 from policies.omnigen2 import lora
 from policies.omnigen2.guidance import GuidanceMode, cfg_active, combine_guidance, guidance_mode
 from policies.omnigen2.image_processing import (
@@ -39,15 +40,13 @@ from policies.omnigen2.image_processing import (
 from policies.omnigen2.rotary import OmniGen2RotaryPosEmbed
 from policies.omnigen2.scheduler import OmniGen2FlowMatchScheduler
 from policies.omnigen2.sde import draw_noise, sde_noise_std, sde_step_with_logprob
-from policies.omnigen2.settings import SamplingSettings
 from policies.omnigen2.text_encoder import QwenTextEncoder
 from policies.omnigen2.transformer import OmniGen2Transformer2DModel
 from policies.rollout import EditConditions, Rollout, StepLogProbs
+from policies.settings import SamplingSettings
 
 COMPONENTS = ("transformer", "vae", "mllm", "processor", "scheduler")
 TRANSFORMER_WEIGHTS = "diffusion_pytorch_model.safetensors"
-
-Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 def _pad_right(hidden: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,9 +61,10 @@ def _pad_right(hidden: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[t
 
 class OmniGen2EditPipeline:
     """OmniGen2 editing policy: ``sample_with_logprob`` (SDE rollouts), ``logprob`` (re-scoring, differentiable
-    w.r.t. LoRA), ``edit`` (ODE; implements ``policies.base.EditingPolicy``), and LoRA management.
+    w.r.t. LoRA), ``edit`` (ODE), LoRA management; implements ``policies.base.RLPolicy`` (and ``EditingPolicy``).
 
-    ``sampling`` holds the defaults used when a call leaves an argument as None.
+    ``sampling`` holds the :class:`SamplingSettings` used when a call passes ``settings=None``.
+    ``adapter_version`` is the version of the loaded LoRA weights (see :meth:`load_adapter_state`).
     """
 
     def __init__(
@@ -210,14 +210,22 @@ class OmniGen2EditPipeline:
         return lora.lora_parameters(self.transformer)
 
     def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """Detached CPU copy of the LoRA tensors."""
+        """Detached CPU copy of the LoRA tensors (without version; see :meth:`adapter_state`)."""
         return lora.adapter_state_dict(self.transformer)
 
-    def load_adapter_state_dict(self, tensors: Mapping[str, torch.Tensor], version: int | None = None) -> None:
-        """Set the LoRA tensors (strict); ``version`` (if given) is recorded in later rollouts."""
+    def load_adapter_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Set the LoRA tensors (strict) and leave ``adapter_version`` alone (plain checkpoint loading, e.g.
+        for evaluation; RL syncs go through :meth:`load_adapter_state`)."""
         lora.load_adapter_state_dict(self.transformer, tensors)
-        if version is not None:
-            self.adapter_version = version
+
+    def adapter_state(self) -> AdapterState:
+        """Detached CPU copies of the LoRA tensors, with their version."""
+        return AdapterState(tensors=self.adapter_state_dict(), version=self.adapter_version)
+
+    def load_adapter_state(self, state: AdapterState) -> None:
+        """Set the LoRA tensors (strict) and ``adapter_version`` (recorded in later rollouts)."""
+        lora.load_adapter_state_dict(self.transformer, state.tensors)
+        self.adapter_version = state.version
 
     def save_lora(self, directory: str | Path) -> None:
         """Save the adapter in peft's layout (``adapter_config.json`` + ``adapter_model.safetensors``)."""
@@ -344,9 +352,9 @@ class OmniGen2EditPipeline:
 
     # ------------------------------------------------------------------ sampling
 
-    def _settings(self, **overrides) -> SamplingSettings:
-        """The pipeline's sampling defaults with the non-None overrides applied, checked."""
-        settings = replace(self.sampling, **{k: v for k, v in overrides.items() if v is not None})
+    def _settings(self, settings: SamplingSettings | None) -> SamplingSettings:
+        """``settings`` (None: the pipeline's ``sampling`` defaults), checked, with ``cfg_range`` as floats."""
+        settings = self.sampling if settings is None else settings
         settings = replace(settings, cfg_range=(float(settings.cfg_range[0]), float(settings.cfg_range[1])))
         for key in ("height", "width"):
             value = getattr(settings, key)
@@ -414,31 +422,17 @@ class OmniGen2EditPipeline:
         self,
         sources: Sequence[Image.Image | Sequence[Image.Image]],
         instructions: Sequence[str],
+        settings: SamplingSettings | None = None,
         *,
-        num_inference_steps: int | None = None,
-        noise_level: float | None = None,
-        text_guidance_scale: float | None = None,
-        image_guidance_scale: float | None = None,
-        cfg_range: tuple[float, float] | None = None,
-        height: int | None = None,
-        width: int | None = None,
         generator: Generators = None,
         progress: bool = False,
     ) -> Rollout:
         """Sample B SDE edits; ``sources[i]`` is a PIL image or a list of up to 5 for ``instructions[i]``.
 
-        Arguments left None take the pipeline's ``sampling`` defaults. ``generator`` may be one generator
-        or one per sample (then each sample is independent of the batch). Returns tensors on CPU.
+        ``settings`` None = the pipeline's ``sampling`` defaults. ``generator`` may be one generator or one
+        per sample (then each sample is independent of the batch). Returns tensors on CPU.
         """
-        settings = self._settings(
-            num_inference_steps=num_inference_steps,
-            noise_level=noise_level,
-            text_guidance_scale=text_guidance_scale,
-            image_guidance_scale=image_guidance_scale,
-            cfg_range=cfg_range,
-            height=height,
-            width=width,
-        )
+        settings = self._settings(settings)
         if settings.noise_level <= 0:
             raise ValueError("sample_with_logprob needs noise_level > 0 (use edit() for the ODE)")
         return self._sample(sources, instructions, settings, generator, progress)
@@ -449,30 +443,18 @@ class OmniGen2EditPipeline:
         instructions: Sequence[str],
         *,
         seed: int = 0,
-        num_inference_steps: int | None = None,
-        text_guidance_scale: float | None = None,
-        image_guidance_scale: float | None = None,
-        cfg_range: tuple[float, float] | None = None,
-        height: int | None = None,
-        width: int | None = None,
+        settings: SamplingSettings | None = None,
         match_source_size: bool = False,
         progress: bool = False,
     ) -> list[Image.Image]:
         """Deterministic (ODE) edits; sample i starts from noise seeded with ``seed + i``.
 
+        ``settings`` None = the pipeline's ``sampling`` defaults; its ``noise_level`` is ignored (always 0).
         ``match_source_size``: each output takes the preprocessed size of its first reference image (as the
         official pipeline does for single-image edits) instead of ``height`` x ``width``; samples of equal
         size run together.
         """
-        settings = self._settings(
-            num_inference_steps=num_inference_steps,
-            text_guidance_scale=text_guidance_scale,
-            image_guidance_scale=image_guidance_scale,
-            cfg_range=cfg_range,
-            height=height,
-            width=width,
-        )
-        settings = replace(settings, noise_level=0.0)
+        settings = replace(self._settings(settings), noise_level=0.0)
         references, cleaned = normalize_edit_inputs(sources, instructions)
         sizes = [(settings.width, settings.height)] * len(cleaned)
         if match_source_size:

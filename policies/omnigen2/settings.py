@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-
-@dataclass(frozen=True)
-class SamplingSettings:
-    """Sampling defaults a pipeline falls back on when a call leaves an argument as None."""
-
-    num_inference_steps: int = 20
-    noise_level: float = 0.9
-    text_guidance_scale: float = 4.0
-    image_guidance_scale: float = 2.0
-    cfg_range: tuple[float, float] = (0.0, 0.6)
-    height: int = 512
-    width: int = 512
+from policies.settings import SamplingSettings as SamplingSettings
 
 # The negative prompt of OmniGen2's official inference script (the pipeline's own default is "").
 OFFICIAL_NEGATIVE_PROMPT = (

@@ -18,8 +18,8 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from editrl.tiny_tokenizer import build_tiny_qwen_tokenizer
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
 from policies.omnigen2.scheduler import OmniGen2FlowMatchScheduler
-from policies.omnigen2.settings import SamplingSettings
 from policies.omnigen2.transformer import OmniGen2Transformer2DModel
+from policies.settings import SamplingSettings
 
 TINY_SAMPLING = SamplingSettings(
     num_inference_steps=4,

@@ -27,7 +27,7 @@ class EditSettings:
             raise ConfigError(f"num_inference_steps must be >= 1, got {self.num_inference_steps}")
 
     def as_kwargs(self) -> dict[str, Any]:
-        """Only the settings that are set, as keyword arguments of ``edit``."""
+        """Only the settings that are set: overrides of the policy's ``sampling`` defaults (``SamplingSettings.override``)."""
         out: dict[str, Any] = {
             "num_inference_steps": self.num_inference_steps,
             "text_guidance_scale": self.text_guidance_scale,

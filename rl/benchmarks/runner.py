@@ -70,10 +70,15 @@ def generate_edits(
                 edits[item.key] = im.convert("RGB")
         else:
             pending.append(item)
+    settings: dict[str, Any] = {}
+    if edit_kwargs:  # overrides of the policy's own sampling defaults (``policies.settings.SamplingSettings``)
+        if getattr(policy, "sampling", None) is None:
+            raise TypeError("the policy has no sampling defaults (`sampling`) to apply the config's edit settings to")
+        settings = {"settings": policy.sampling.override(**edit_kwargs)}
     for start in tqdm(range(0, len(pending), batch_size), desc=desc, disable=len(pending) <= batch_size):
         batch = pending[start : start + batch_size]
         try:
-            images = policy.edit([it.load_source() for it in batch], [it.instruction for it in batch], seed=seed, **edit_kwargs)
+            images = policy.edit([it.load_source() for it in batch], [it.instruction for it in batch], seed=seed, **settings)
         except TypeError as exc:
             if edit_kwargs and "unexpected keyword" in str(exc):
                 raise TypeError(f"the policy's edit() does not accept an edit setting from the config ({exc})") from None

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import torch
 from PIL import Image
 
+from policies.settings import SamplingSettings
 from reward.base import RewardScores
 from reward.judges.base import JudgeAnswer, JudgeRequest
 
@@ -113,6 +114,8 @@ class ScriptedJudge:
 
 class FakePolicy:
     """An EditingPolicy returning the source brightened by ``delta``; records the kwargs it received."""
+
+    sampling = SamplingSettings()
 
     def __init__(self, delta: int = 10) -> None:
         self.delta = delta

@@ -5,6 +5,7 @@ import math
 
 import pytest
 
+from policies.settings import SamplingSettings
 from reward.judges.prompts.imgedit import IMGEDIT_EDIT_TYPES
 from rl.benchmarks.gedit import GEditBenchmark, load_gedit_bench, viescore
 from rl.benchmarks.hooks import PolicyBenchmarkHook, fixed_subset
@@ -69,7 +70,7 @@ def test_gedit_per_group_then_over_groups(gedit_dir, tmp_path):
     assert len(sc_k1.images) == 2 and len(pq_k1.images) == 1
     assert sc_k1.images[0].getpixel((0, 0)) == (50, 50, 50) and pq_k1.images[0].getpixel((0, 0)) == (60, 60, 60)
     assert "edit k1" in sc_k1.prompt
-    assert policy.calls[0] == {"n": 1, "seed": 3, "text_guidance_scale": 5.0}
+    assert policy.calls[0] == {"n": 1, "seed": 3, "settings": SamplingSettings(text_guidance_scale=5.0)}
     assert (tmp_path / "edits" / "color_alter" / "k3.png").is_file()
 
     again = FakePolicy(delta=99)

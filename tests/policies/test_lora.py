@@ -5,6 +5,7 @@ import torch
 from peft import PeftModel
 from PIL import Image
 
+from policies.base import AdapterState
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
 from policies.omnigen2.tiny import build_tiny_pipeline
 
@@ -60,8 +61,8 @@ def test_adapter_tensors_round_trip_strictly(tmp_path):
 
     target = build_tiny_pipeline()
     target.add_lora(rank=4, alpha=8)
-    target.load_adapter_state_dict(source.adapter_state_dict(), version=3)
-    assert target.adapter_version == 3
+    target.load_adapter_state(AdapterState(source.adapter_state_dict(), version=3))
+    assert target.adapter_version == 3 and target.adapter_state().version == 3
     assert torch.equal(_forward(target.transformer, inputs), expected)
 
     tensors = source.adapter_state_dict()

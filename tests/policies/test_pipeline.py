@@ -1,5 +1,7 @@
 """The tiny OmniGen2 editing pipeline: log-prob consistency, dual CFG, batching, reproducibility, I/O."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from PIL import Image
@@ -125,7 +127,7 @@ def test_ode_edit_is_the_euler_integration_of_the_guided_velocity():
     pipeline = build_tiny_pipeline()
     red, _ = _images()
     rollout = pipeline._sample(
-        [red], ["make it blue"], pipeline._settings(noise_level=0.0), [torch.Generator().manual_seed(0)], False
+        [red], ["make it blue"], replace(pipeline.sampling, noise_level=0.0), [torch.Generator().manual_seed(0)], False
     )
     conditions = rollout.conditions
     x = rollout.latents[:, 0]

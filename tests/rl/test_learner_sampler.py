@@ -1,14 +1,19 @@
 """Sampler and learner in-process on the tiny OmniGen2: on-policy ratio, weight sync, version check, NaN rewards."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 from PIL import Image
 
+from editrl.config import ConfigError
+from policies.base import RLPolicy
+from policies.registry import default_policy_registry
 from reward.registry import build_reward_model
 from rl.algorithms import group_advantages, trained_step_indices
 from rl.learner import LearnerWorker
 from rl.reward_actor import score_safely
-from rl.sampler import NoWeightsError, PolicySampler, StaleWeightsError
+from rl.sampler import NO_WEIGHTS, NoWeightsError, PolicySampler, StaleWeightsError
 from rl.types import LearnChunk, RewardResult, SampleRequest, ScoringInput
 from tests.rl.helpers import toy_config
 
@@ -106,3 +111,31 @@ def test_nan_or_failing_reward_drops_samples_and_counts_them(cfg):
     adv = group_advantages(rewards, torch.tensor([0, 0, 0, 1, 1, 1]))
     assert adv.n_nonfinite == 1 and not adv.valid[1] and torch.isfinite(adv.advantages).all()
     assert isinstance(RewardResult.failed(2, ("a",), "e").reward, torch.Tensor)
+
+
+def test_a_registered_policy_family_trains_without_editing_rl(cfg, tmp_path):
+    """Sampler and learner build the policy the config's ``kind`` names from the registry they are given."""
+    built = []
+
+    def build_wrapped(policy_cfg):
+        built.append(policy_cfg.kind)
+        return default_policy_registry().build(replace(policy_cfg, kind="omnigen2"))
+
+    registry = default_policy_registry().extended(wrapped=build_wrapped)
+    policy_cfg = replace(cfg.policy, kind="wrapped")
+    learner = LearnerWorker(policy_cfg, cfg.grpo, policy_registry=registry)
+    sampler = PolicySampler(policy_cfg, max_weight_lag=0, policy_registry=registry)
+    assert built == ["wrapped", "wrapped"] and isinstance(sampler.policy, RLPolicy)
+    assert sampler.sampling_defaults() == cfg.policy.sampling_settings()
+    assert sampler.get_version() == NO_WEIGHTS
+    sampler.load_weights(learner.weight_payload())
+    rollout, _ = sampler.sample(_request(0))
+    chunk, kept = _chunk(rollout)
+    assert learner.learn([rollout], [chunk], kept * chunk.step_indices.shape[1], kept).version == 1
+    assert learner.version == learner.policy.adapter_version == learner.weight_payload().version == 1
+    assert learner.load_state(learner.weight_payload().tensors, None, 5) == 5 and learner.policy.adapter_version == 5
+
+    with pytest.raises(ConfigError, match="policy.kind: unknown policy kind 'wrapped'"):
+        PolicySampler(policy_cfg, max_weight_lag=0)
+    with pytest.raises(ConfigError, match="policy.kind: unknown policy kind 'wrapped'"):
+        toy_config(tmp_path, "policy.kind=wrapped")
