@@ -66,11 +66,11 @@ def sequential_loop(cfg: ExperimentConfig) -> dict:
             t_reward += c - b
             rollouts.append(rollout)
             results.append(result)
-        chunks, adv = round_advantages(requests, results, num_steps=cfg.policy.num_inference_steps, cfg_grpo=g, step=step)
+        adv = round_advantages(requests, results, num_steps=cfg.policy.num_inference_steps, cfg_grpo=g, step=step)
         a = time.perf_counter()
-        n_kept = int(adv["n_kept"])
+        n_kept = adv.n_kept
         if n_kept:
-            compute.append(learner.learn(rollouts, chunks, n_kept * k, n_kept).compute_seconds)
+            compute.append(learner.learn(rollouts, adv.chunks, n_kept * k, n_kept).compute_seconds)
         b = time.perf_counter()
         sampler.load_weights(learner.weight_payload())
         c = time.perf_counter()
@@ -78,7 +78,7 @@ def sequential_loop(cfg: ExperimentConfig) -> dict:
         timing = RoundTiming(sample=t_sample, reward=t_reward, learn=b - a, sync=c - b, total=total)
         timing.idle = max(0.0, total - t_sample - t_reward - (b - a) - (c - b))
         timings.append(timing)
-        samples.append(int(adv["n_samples"]))
+        samples.append(adv.n_samples)
     adapter_bytes = sum(p.numel() * p.element_size() for p in learner.params)
     rollout_bytes, serialise_s = _ray_serialisation_cost(rollouts[0], cfg)
     return {"timings": timings, "samples": samples, "learner_compute_s": compute, "adapter_bytes": adapter_bytes, "chunks_per_round": len(requests),

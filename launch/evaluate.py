@@ -7,7 +7,8 @@ MMRB2 image editing) on a locally downloaded benchmark release; writes JSON and 
     python launch/evaluate.py reward --bench mmrb2 --data DIR --reward judge --judge-config configs/eval_judge_gpt41.yaml
 
 ``--checkpoint tiny`` builds the tiny random-config model (smoke tests). Also runs as
-``python -m launch.evaluate``.
+``python -m launch.evaluate``; either way the project is imported as installed (``pip install -e .``).
+``--reward`` takes the reward registry's kinds (:func:`reward.registry.default_registry`) or ``judge``.
 """
 
 from __future__ import annotations
@@ -20,18 +21,21 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from editrl.config import ConfigError, load_config  # noqa: E402
+from editrl.config import ConfigError, load_config
+from reward.registry import RewardModelConfig, build_reward_model, default_registry
 
 if TYPE_CHECKING:
     from reward.benchmarks.report import BenchmarkReport
 
 POLICY_BENCHES = ("gedit", "imgedit")
 REWARD_BENCHES = ("editreward_bench", "tiger_editreward_bench", "mmrb2")
-REWARD_KINDS = ("jrm", "jrm_alpha0", "editreward", "judge")
+JUDGE = "judge"  # a VLM judge's VIEScore: not a reward model kind of the registry
 TINY = "tiny"
+
+
+def reward_choices() -> tuple[str, ...]:
+    """What ``--reward`` accepts: the reward registry's kinds, then ``judge``."""
+    return (*default_registry().names, JUDGE)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     rew = sub.add_parser("reward", help="preference accuracy of a reward model")
     rew.add_argument("--bench", choices=REWARD_BENCHES, required=True)
     rew.add_argument("--data", required=True, help="the downloaded benchmark release")
-    rew.add_argument("--reward", choices=REWARD_KINDS, required=True,
+    rew.add_argument("--reward", choices=reward_choices(), required=True,
                      help="'judge' scores with a VLM judge's VIEScore (see --judge-config); its failures are excluded and counted")
     rew.add_argument("--checkpoint", default=None, help=f"reward model directory, or '{TINY}' (not used by 'judge')")
     rew.add_argument("--judge-config", default=None, help="YAML of reward.judges.config.JudgeConfig (for --reward judge)")
@@ -85,15 +89,13 @@ def _load_policy(checkpoint: str, lora: str | None, device: str, dtype: str):
 
 def _load_reward(args: argparse.Namespace):
     kind, checkpoint, device, dtype, batch_size = args.reward, args.checkpoint, args.device, args.dtype, args.batch_size
-    if kind == "judge":
+    if kind == JUDGE:
         from reward.judges.config import JudgeConfig, build_judge
         from reward.judges.reward_model import VIEScoreJudgeReward
 
         return VIEScoreJudgeReward(build_judge(load_config(JudgeConfig, args.judge_config)))
     if checkpoint is None:
         raise ConfigError(f"--checkpoint is required for --reward {kind} (a directory, or '{TINY}')")
-    from reward.registry import RewardModelConfig, build_reward_model
-
     cfg = RewardModelConfig(
         kind=kind, checkpoint=None if checkpoint == TINY else checkpoint, device=device, dtype=dtype, batch_size=batch_size,
     )
@@ -172,7 +174,7 @@ def run_reward(args: argparse.Namespace) -> BenchmarkReport:
     from reward.benchmarks import editreward_bench, mmrb2, tiger_editreward_bench
     from reward.benchmarks.report import write_report
 
-    common = {"batch_size": args.batch_size, "allow_failures": args.reward == "judge"}
+    common = {"batch_size": args.batch_size, "allow_failures": args.reward == JUDGE}
     if args.bench == "editreward_bench":
         bench_cfg = editreward_bench.EditRewardBenchConfig(
             dimension_map=_dimension_map(args.dimension_map), max_pairs=args.max_items, **common

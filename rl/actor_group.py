@@ -16,6 +16,7 @@ from typing import Any
 import ray
 from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError, RayTaskError
 
+from editrl.timing import phase_timer
 from policies.registry import PolicyRegistry
 from reward.registry import RewardRegistry
 from rl.config import ExperimentConfig
@@ -23,7 +24,7 @@ from rl.learner import LearnerWorker
 from rl.placement import PlacementPlan
 from rl.reward_actor import RewardActor
 from rl.sampler import NoWeightsError, PolicySampler
-from rl.types import LearnChunk, RewardResult, SampleRequest, WeightSyncPayload
+from rl.types import LearnChunk, LearnerStats, RewardResult, SampleRequest, WeightSyncPayload
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +55,37 @@ class GatheredChunk:
 
 
 @dataclass
-class GatherTiming:
-    """Seconds the driver waited for rollouts (sample) and then for the scores still missing (reward)."""
+class PendingUpdate:
+    """One learner round in flight on every learner worker.
 
-    sample: float
-    reward: float
+    stats_ref:   -> :class:`LearnerStats` of the round (rank 0's; the workers all-reduce, so all agree).
+    worker_refs: one ref per learner worker (rank order; ``worker_refs[0]`` is ``stats_ref``).
+    payload_ref: -> :class:`WeightSyncPayload`, rank 0's adapter after the round (queued after its update).
+    """
+
+    stats_ref: ray.ObjectRef
+    worker_refs: list[ray.ObjectRef]
+    payload_ref: ray.ObjectRef
+
+
+@dataclass
+class CompletedUpdate:
+    """A finished learner round: its stats and rank 0's new adapter, still in the object store.
+
+    stats:       the round's :class:`LearnerStats` (``stats.version`` is the new adapter version).
+    payload_ref: -> :class:`WeightSyncPayload` of that version, to broadcast to the samplers.
+    """
+
+    stats: LearnerStats
+    payload_ref: ray.ObjectRef
+
+
+@dataclass
+class LearnerSnapshot:
+    """What a checkpoint stores of the learner: its adapter (with version) and its optimizer state."""
+
+    payload: WeightSyncPayload
+    optimizer_state: dict
 
 
 def _root_cause(exc: BaseException) -> BaseException:
@@ -163,10 +190,10 @@ class ActorGroup:
     def restore_learners(self, adapter: dict, optimizer_state: dict | None, version: int) -> None:
         ray.get([w.load_state.remote(adapter, optimizer_state, version) for w in self.learners])
 
-    def learner_state(self) -> tuple[WeightSyncPayload, dict]:
+    def learner_state(self) -> LearnerSnapshot:
         payload_ref = self.learners[0].weight_payload.remote()
         opt_ref = self.learners[0].optimizer_state.remote()
-        return ray.get(payload_ref), ray.get(opt_ref)
+        return LearnerSnapshot(ray.get(payload_ref), ray.get(opt_ref))
 
     # -- sampling and scoring ------------------------------------------------------------------------------
     def _submit(self, index: int, request: SampleRequest, worker: int) -> PendingChunk:
@@ -187,20 +214,23 @@ class ActorGroup:
         _get_when_alive(lambda: scorer.get_dimensions.remote())
         return self._submit(chunk.index, chunk.request, chunk.worker)
 
-    def gather(self, pending: list[PendingChunk], *, max_reissues: int | None = None) -> tuple[list[GatheredChunk], GatherTiming]:
-        """Wait for every chunk's rollout and reward, re-issuing chunks whose actor died."""
+    def gather(
+        self, pending: list[PendingChunk], *, timings: dict[str, float] | None = None, max_reissues: int | None = None
+    ) -> list[GatheredChunk]:
+        """Wait for every chunk's rollout and reward, re-issuing chunks whose actor died.
+
+        ``timings`` (see :func:`editrl.timing.phase_timer`) accumulates the seconds waited for rollouts
+        (``"sample"``) and then for the scores still missing (``"reward"``).
+        """
         budget = max_reissues if max_reissues is not None else self.cfg.ray.max_restarts * len(self.samplers) + 1
+        timings = {} if timings is None else timings
         done: dict[int, GatheredChunk] = {}
-        sample_wait = reward_wait = 0.0
         todo = list(pending)
         while todo:
-            t0 = time.perf_counter()
-            ray.wait([c.rollout_ref for c in todo], num_returns=len(todo), fetch_local=False)
-            t1 = time.perf_counter()
-            ray.wait([c.reward_ref for c in todo], num_returns=len(todo), fetch_local=False)
-            t2 = time.perf_counter()
-            sample_wait += t1 - t0
-            reward_wait += t2 - t1
+            with phase_timer("sample", timings):
+                ray.wait([c.rollout_ref for c in todo], num_returns=len(todo), fetch_local=False)
+            with phase_timer("reward", timings):
+                ray.wait([c.reward_ref for c in todo], num_returns=len(todo), fetch_local=False)
             retry = []
             for chunk in todo:
                 try:
@@ -214,11 +244,16 @@ class ActorGroup:
                     continue
                 done[chunk.index] = GatheredChunk(chunk.index, chunk.request, chunk.rollout_ref, chunk.scoring_ref, result)
             todo = retry
-        return [done[i] for i in sorted(done)], GatherTiming(sample_wait, reward_wait)
+        return [done[i] for i in sorted(done)]
 
     # -- learning ------------------------------------------------------------------------------------------
-    def learn(self, gathered: list[GatheredChunk], chunks: list[LearnChunk], num_elements: int, num_samples: int) -> tuple[ray.ObjectRef, list[ray.ObjectRef]]:
-        """Start one learner round on all workers (chunks dealt round-robin); returns (stats ref, payload ref)."""
+    def learn(
+        self, gathered: list[GatheredChunk], chunks: list[LearnChunk], num_elements: int, num_samples: int
+    ) -> PendingUpdate:
+        """Start one learner round on all workers (chunks dealt round-robin) and queue rank 0's new adapter.
+
+        num_elements / num_samples: kept (sample, trained step) elements and kept samples over all workers.
+        """
         world = len(self.learners)
         refs = []
         for rank, worker in enumerate(self.learners):
@@ -227,7 +262,13 @@ class ActorGroup:
                 worker.learn.remote([gathered[i].rollout_ref for i in mine], [chunks[i] for i in mine], num_elements, num_samples)
             )
         payload_ref = self.learners[0].weight_payload.remote()
-        return refs[0], [*refs, payload_ref]
+        return PendingUpdate(stats_ref=refs[0], worker_refs=refs, payload_ref=payload_ref)
+
+    def wait_learn(self, update: PendingUpdate) -> CompletedUpdate:
+        """Wait for every learner worker to finish the round; its new adapter stays in the object store."""
+        stats: LearnerStats = ray.get(update.stats_ref)
+        ray.get(update.worker_refs)
+        return CompletedUpdate(stats, update.payload_ref)
 
     def kill_all(self) -> None:
         for handle in [*self.samplers, *self.reward_actors, *self.learners]:

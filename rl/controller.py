@@ -1,4 +1,9 @@
-"""The Flow-GRPO controller: each step reads sample -> score -> advantages -> update -> sync.
+"""The Flow-GRPO controller: each round reads sample -> score -> advantages -> update -> sync.
+
+A round (:meth:`FlowGRPORun._round`) waits for the chunks ``_sample`` queued on the samplers (``_score``:
+rollouts, then their rewards), computes advantages (``_advantages``), trains (``_update``) and hands the new
+weights to the samplers (``_sync``); the time each phase waits goes to :class:`rl.types.RoundTiming` through
+:func:`editrl.timing.phase_timer`.
 
 With ``grpo.max_weight_lag = 1`` the next round's sampling is queued while the learner works on the
 current one (samplers use weights one version old); with 0 it is strictly on-policy. Eval hooks run every
@@ -20,9 +25,10 @@ import torch
 from omegaconf import OmegaConf
 
 from editrl.config import to_yaml
+from editrl.timing import phase_timer
 from policies.registry import PolicyRegistry, default_policy_registry
 from reward.registry import RewardRegistry, default_registry
-from rl.actor_group import ActorGroup, GatheredChunk, PendingChunk
+from rl.actor_group import ActorGroup, CompletedUpdate, GatheredChunk, PendingChunk
 from rl.algorithms import group_advantages, num_trained_steps, trained_step_indices
 from rl.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
 from rl.config import ExperimentConfig, GRPOConfig, RayConfig
@@ -32,7 +38,7 @@ from rl.hooks import EvalHook
 from rl.logging import RunLogger
 from rl.placement import reserve
 from rl.remote_proxies import RemotePolicy, RemoteRewardModel
-from rl.types import LearnChunk, LearnerStats, RewardResult, RoundSummary, RoundTiming, SampleRequest
+from rl.types import LearnChunk, RewardResult, RoundAdvantages, RoundSummary, RoundTiming, SampleRequest
 
 logger = logging.getLogger("editrl.rl")
 
@@ -100,7 +106,7 @@ def chunk_requests(
 
 def round_advantages(
     requests: list[SampleRequest], rewards: list[RewardResult], *, num_steps: int, cfg_grpo: GRPOConfig, step: int
-) -> tuple[list[LearnChunk], dict[str, float]]:
+) -> RoundAdvantages:
     """Advantages over the whole round (by group id), split back per chunk, with trained step indices.
 
     requests / rewards: one per chunk, in chunk order. The step indices come from a generator seeded by
@@ -110,41 +116,58 @@ def round_advantages(
     group_ids = torch.cat([q.group_ids.repeat_interleave(q.samples_per_group) for q in requests])
     adv = group_advantages(reward, group_ids, std_over_batch=cfg_grpo.std_over_batch, clip=cfg_grpo.advantage_clip)
     gen = torch.Generator().manual_seed(cfg_grpo.seed * _SEED_STRIDE + step)
-    chunks, offset = [], 0
+    chunks: list[LearnChunk] = []
+    offset = 0
     for r in rewards:
         n = r.reward.shape[0]
         idx = trained_step_indices(n, num_steps, cfg_grpo.timestep_fraction, gen)
         chunks.append(LearnChunk(adv.advantages[offset : offset + n], adv.valid[offset : offset + n], idx))
         offset += n
     kept = adv.advantages[adv.valid]
-    stats = {
-        "n_samples": float(reward.numel()),
-        "n_kept": float(adv.valid.sum()),
-        "n_zero_spread": float(adv.n_zero_spread),
-        "n_nonfinite": float(adv.n_nonfinite),
-        "adv_mean": float(kept.mean()) if kept.numel() else 0.0,
-        "adv_std": float(kept.std(unbiased=False)) if kept.numel() else 0.0,
-        "adv_abs_max": float(kept.abs().max()) if kept.numel() else 0.0,
-    }
-    return chunks, stats
+    return RoundAdvantages(
+        chunks=chunks,
+        n_samples=reward.numel(),
+        n_kept=int(adv.valid.sum()),
+        n_zero_spread=int(adv.n_zero_spread),
+        n_nonfinite=int(adv.n_nonfinite),
+        mean=float(kept.mean()) if kept.numel() else 0.0,
+        std=float(kept.std(unbiased=False)) if kept.numel() else 0.0,
+        abs_max=float(kept.abs().max()) if kept.numel() else 0.0,
+    )
 
 
-def reward_statistics(rewards: list[RewardResult]) -> tuple[dict[str, float], dict[str, float]]:
+@dataclass
+class RewardStatistics:
+    """Statistics of one round's rewards, over finite values only.
+
+    mean / std: ``"reward"`` (the combined scalar) and each dimension name -> mean / population std of that
+                column over the round's N samples; a column without a finite value is absent.
+    """
+
+    mean: dict[str, float]
+    std: dict[str, float]
+
+
+def reward_statistics(rewards: list[RewardResult]) -> RewardStatistics:
     """Mean and std of the finite combined reward and of each dimension's mean score."""
     reward = torch.cat([r.reward for r in rewards])
     mu = torch.cat([r.mu for r in rewards])
-    means, stds = {}, {}
+    stats = RewardStatistics({}, {})
     columns = {"reward": reward, **{name: mu[:, d] for d, name in enumerate(rewards[0].dimensions)}}
     for name, col in columns.items():
         col = col[torch.isfinite(col)]
         if col.numel():
-            means[name] = float(col.mean())
-            stds[name] = float(col.std(unbiased=False))
-    return means, stds
+            stats.mean[name] = float(col.mean())
+            stats.std[name] = float(col.std(unbiased=False))
+    return stats
 
 
 class FlowGRPORun:
-    """One run of stage 2 on live actors (created by :func:`run_flow_grpo`)."""
+    """One run of stage 2 on live actors (created by :func:`run_flow_grpo`).
+
+    Between rounds it holds the pipeline's state: ``pending``, the next round's chunks already queued on the
+    samplers, and ``pending_sync``, weight loads queued behind them and not yet waited for.
+    """
 
     def __init__(self, cfg: ExperimentConfig, actors: ActorGroup, hook_registry: HookRegistry | None = None) -> None:
         self.cfg = cfg
@@ -156,9 +179,12 @@ class FlowGRPORun:
         self.positions: dict[int, int] = {}
         self.record_ids: dict[int, list[str]] = {}
         self.version = 0
+        self.sync_bytes = 0
         self.start_step = 0
         self.last_checkpoint: Path | None = None
         self.hooks: list[EvalHook] = []
+        self.pending: list[PendingChunk] = []
+        self.pending_sync: list[ray.ObjectRef] = []
 
     # -- state ---------------------------------------------------------------------------------------------
     def _restore(self) -> str:
@@ -178,15 +204,22 @@ class FlowGRPORun:
         logger.info("resumed from %s at step %d (data position %d)", path, self.start_step, self.dataset.position)
         return ckpt.state.wandb_run_id
 
+    def _initial_sync(self) -> None:
+        """Give every sampler the learner's starting weights (fresh or restored) and wait until they hold them."""
+        payload = self.actors.initial_payload()
+        self.version = payload.version
+        self.sync_bytes = payload.num_bytes
+        self.actors.wait_sync(self.actors.broadcast(ray.put(payload), self.sync_bytes))
+
     def _checkpoint(self, completed_steps: int, run_id: str) -> None:
-        payload, optimizer_state = self.actors.learner_state()
-        state = TrainingState(completed_steps, self.positions[completed_steps - 1], payload.version, run_id)
+        snapshot = self.actors.learner_state()
+        state = TrainingState(completed_steps, self.positions[completed_steps - 1], snapshot.payload.version, run_id)
         self.last_checkpoint = save_checkpoint(
-            self.out, state, payload.tensors, optimizer_state, {"torch_cpu": torch.get_rng_state()},
+            self.out, state, snapshot.payload.tensors, snapshot.optimizer_state, {"torch_cpu": torch.get_rng_state()},
             to_yaml(self.cfg), keep_last=self.cfg.checkpoint.keep_last,
         )
 
-    # -- the steps -----------------------------------------------------------------------------------------
+    # -- the round: sample -> score -> advantages -> update -> sync ----------------------------------------
     def _sample(self, step: int, learner_version: int) -> list[PendingChunk]:
         """Pick the round's instructions and queue its chunks on the samplers (scoring follows each chunk)."""
         g = self.cfg.grpo
@@ -199,6 +232,107 @@ class FlowGRPORun:
             seed=g.seed, learner_version=learner_version,
         )
         return self.actors.submit(requests)
+
+    def _queue_round(self, step: int, learner_version: int) -> None:
+        """Queue round ``step`` on the samplers as ``pending`` (nothing past the last round)."""
+        self.pending = self._sample(step, learner_version) if step < self.cfg.grpo.num_steps else []
+
+    def _score(self, timings: dict[str, float]) -> list[GatheredChunk]:
+        """Wait for the queued chunks' rollouts and rewards (timed as ``sample`` and ``reward``)."""
+        gathered = self.actors.gather(self.pending, timings=timings)
+        self.pending = []
+        return gathered
+
+    def _await_sync(self, timings: dict[str, float]) -> None:
+        """Wait for the weight loads the last round queued behind this round's sampling (timed as ``sync``)."""
+        with phase_timer("sync", timings):
+            self.actors.wait_sync(self.pending_sync)
+        self.pending_sync = []
+
+    def _advantages(self, step: int, gathered: list[GatheredChunk]) -> RoundAdvantages:
+        return round_advantages(
+            [c.request for c in gathered], [c.reward for c in gathered],
+            num_steps=self.cfg.policy.num_inference_steps, cfg_grpo=self.cfg.grpo, step=step,
+        )
+
+    def _update(
+        self, step: int, gathered: list[GatheredChunk], adv: RoundAdvantages, timings: dict[str, float]
+    ) -> CompletedUpdate | None:
+        """Train on the kept samples (waiting timed as ``learn``); None when no sample is kept.
+
+        With ``grpo.max_weight_lag >= 1`` the next round is queued first, so its sampling overlaps the learner.
+        """
+        if adv.n_kept == 0:
+            logger.warning("step %d: no sample with a reward spread; skipping the update", step)
+            return None
+        k = num_trained_steps(self.cfg.policy.num_inference_steps, self.cfg.grpo.timestep_fraction)
+        in_flight = self.actors.learn(gathered, adv.chunks, adv.n_kept * k, adv.n_kept)
+        if self.cfg.grpo.max_weight_lag >= 1:
+            self._queue_round(step + 1, self.version + 1)  # overlaps the learner
+        with phase_timer("learn", timings):
+            update = self.actors.wait_learn(in_flight)
+        self.version = update.stats.version
+        return update
+
+    def _sync(self, step: int, update: CompletedUpdate | None, timings: dict[str, float]) -> None:
+        """Queue the new weights on every sampler, behind the work already queued there.
+
+        With ``grpo.max_weight_lag = 0`` wait for them (timed as ``sync``) and only then queue the next round;
+        otherwise the next round waits for them after its sampling (:meth:`_await_sync`). Without an update
+        the samplers keep their weights and the next round is queued now.
+        """
+        if update is None:
+            self._queue_round(step + 1, self.version)
+            return
+        refs = self.actors.broadcast(update.payload_ref, self.actors.sync_bytes)
+        if self.cfg.grpo.max_weight_lag >= 1:
+            self.pending_sync = refs
+            return
+        with phase_timer("sync", timings):
+            self.actors.wait_sync(refs)
+        self._queue_round(step + 1, self.version)
+
+    def _round(self, step: int, run_logger: RunLogger, eval_metrics: dict[int, dict[str, float]]) -> RoundSummary:
+        """Round ``step`` on the chunks queued for it (queueing the next), then log, evaluate and checkpoint."""
+        timings: dict[str, float] = {}
+        with phase_timer("total", timings):
+            gathered = self._score(timings)
+            self._await_sync(timings)
+            adv = self._advantages(step, gathered)
+            update = self._update(step, gathered, adv, timings)
+            self._sync(step, update, timings)
+        summary = self._summarise(step, gathered, adv, update, RoundTiming.from_phases(timings))
+        self._report(step, summary, gathered, run_logger, eval_metrics)
+        return summary
+
+    # -- reporting -----------------------------------------------------------------------------------------
+    def _summarise(
+        self, step: int, gathered: list[GatheredChunk], adv: RoundAdvantages, update: CompletedUpdate | None,
+        timing: RoundTiming,
+    ) -> RoundSummary:
+        rewards = reward_statistics([c.reward for c in gathered])
+        return RoundSummary(
+            step=step, reward_mean=rewards.mean, reward_std=rewards.std, advantage_mean=adv.mean,
+            advantage_std=adv.std, advantage_abs_max=adv.abs_max, n_samples=adv.n_samples, n_kept=adv.n_kept,
+            n_zero_spread=adv.n_zero_spread, n_reward_failed=adv.n_nonfinite,
+            learner=update.stats if update is not None else None, timing=timing,
+            sync_bytes=self.sync_bytes if update is not None else 0, sampler_restarts=self.actors.reissued_chunks,
+        )
+
+    def _report(
+        self, step: int, summary: RoundSummary, gathered: list[GatheredChunk], run_logger: RunLogger,
+        eval_metrics: dict[int, dict[str, float]],
+    ) -> None:
+        """Sample images, due eval hooks, the round's log line, and a checkpoint when one is due."""
+        cfg = self.cfg
+        if (step + 1) % cfg.logging.log_images_every_n_steps == 0:
+            self._log_images(step, gathered, run_logger)
+        self._run_hooks(step, run_logger, eval_metrics)
+        # log before the checkpoint: a round logged but not checkpointed is re-run (and re-logged) on
+        # resume, so the last entry per step in rounds.jsonl is what the weights saw
+        run_logger.log_round(summary, self.record_ids.pop(step))
+        if (step + 1) % cfg.checkpoint.every_n_steps == 0 or step + 1 == cfg.grpo.num_steps:
+            self._checkpoint(step + 1, run_logger.run_id)
 
     def _log_images(self, step: int, gathered: list[GatheredChunk], run_logger: RunLogger) -> None:
         scoring = ray.get(gathered[0].scoring_ref)
@@ -222,13 +356,11 @@ class FlowGRPORun:
         results[step] = metrics
         run_logger.log_metrics(step, metrics)
 
+    # -- the run -------------------------------------------------------------------------------------------
     def run(self) -> RunResult:
         cfg, g = self.cfg, self.cfg.grpo
         run_id = self._restore()
-        payload = self.actors.initial_payload()
-        self.version = payload.version
-        sync_bytes = payload.num_bytes
-        self.actors.wait_sync(self.actors.broadcast(ray.put(payload), sync_bytes))
+        self._initial_sync()
         if cfg.eval_hooks or cfg.policy_eval_hooks:
             reward_model = RemoteRewardModel(self.actors.reward_actors[0])
             self.hooks = build_eval_hooks(cfg.eval_hooks, reward_model, cfg.policy_eval_hooks, self.hook_registry)
@@ -236,84 +368,23 @@ class FlowGRPORun:
             cfg.logging, self.out, total_steps=g.num_steps, start_step=self.start_step,
             config_dict=OmegaConf.to_container(OmegaConf.structured(cfg)), run_id=run_id,
         )
-        result = RunResult(self.out, self.start_step, self.start_step, self.version, self.last_checkpoint, sync_bytes=sync_bytes)
+        result = RunResult(
+            self.out, self.start_step, self.start_step, self.version, self.last_checkpoint, sync_bytes=self.sync_bytes
+        )
         t_start = time.perf_counter()
-        samples = 0
         try:
-            pending = self._sample(self.start_step, self.version) if self.start_step < g.num_steps else []
-            pending_sync: list[ray.ObjectRef] = []
+            self._queue_round(self.start_step, self.version)
             for step in range(self.start_step, g.num_steps):
-                t0 = time.perf_counter()
-                gathered, waits = self.actors.gather(pending)  # sample + score (overlapped per chunk)
-                t_sync = time.perf_counter()
-                self.actors.wait_sync(pending_sync)
-                sync_wait = time.perf_counter() - t_sync
-                chunks, adv_stats = round_advantages(
-                    [c.request for c in gathered], [c.reward for c in gathered],
-                    num_steps=cfg.policy.num_inference_steps, cfg_grpo=g, step=step,
-                )
-                stats, learn_wait, pending, pending_sync, sync_more = self._update_and_sync(step, gathered, chunks, adv_stats)
-                timing = RoundTiming(sample=waits.sample, reward=waits.reward, learn=learn_wait, sync=sync_wait + sync_more)
-                timing.total = time.perf_counter() - t0
-                timing.idle = max(0.0, timing.total - timing.sample - timing.reward - timing.learn - timing.sync)
-                samples += int(adv_stats["n_samples"])
-                means, stds = reward_statistics([c.reward for c in gathered])
-                summary = RoundSummary(
-                    step=step, reward_mean=means, reward_std=stds, advantage_mean=adv_stats["adv_mean"],
-                    advantage_std=adv_stats["adv_std"], advantage_abs_max=adv_stats["adv_abs_max"],
-                    n_samples=int(adv_stats["n_samples"]), n_kept=int(adv_stats["n_kept"]),
-                    n_zero_spread=int(adv_stats["n_zero_spread"]), n_reward_failed=int(adv_stats["n_nonfinite"]),
-                    learner=stats, timing=timing, sync_bytes=sync_bytes if stats is not None else 0,
-                    sampler_restarts=self.actors.reissued_chunks,
-                )
-                result.summaries.append(summary)
-                if (step + 1) % cfg.logging.log_images_every_n_steps == 0:
-                    self._log_images(step, gathered, run_logger)
-                self._run_hooks(step, run_logger, result.eval_metrics)
-                # log before the checkpoint: a round logged but not checkpointed is re-run (and re-logged) on
-                # resume, so the last entry per step in rounds.jsonl is what the weights saw
-                run_logger.log_round(summary, self.record_ids.pop(step))
-                if (step + 1) % cfg.checkpoint.every_n_steps == 0 or step + 1 == g.num_steps:
-                    self._checkpoint(step + 1, run_logger.run_id)
+                result.summaries.append(self._round(step, run_logger, result.eval_metrics))
                 result.steps_completed = step + 1
         finally:
             run_logger.close()
         result.wall_time = time.perf_counter() - t_start
+        samples = sum(s.n_samples for s in result.summaries)
         result.samples_per_second = samples / result.wall_time if result.wall_time > 0 else 0.0
         result.adapter_version = self.version
         result.last_checkpoint = self.last_checkpoint
         return result
-
-    def _update_and_sync(
-        self, step: int, gathered: list[GatheredChunk], chunks: list[LearnChunk], adv_stats: dict[str, float]
-    ) -> tuple[LearnerStats | None, float, list[PendingChunk], list[ray.ObjectRef], float]:
-        """Learn on the round, queue the next round (before or after the learner, per the weight lag), sync."""
-        g = self.cfg.grpo
-        has_next = step + 1 < g.num_steps
-        n_kept = int(adv_stats["n_kept"])
-        k = num_trained_steps(self.cfg.policy.num_inference_steps, g.timestep_fraction)
-        if n_kept == 0:
-            logger.warning("step %d: no sample with a reward spread; skipping the update", step)
-            return None, 0.0, self._sample(step + 1, self.version) if has_next else [], [], 0.0
-        stats_ref, learn_refs = self.actors.learn(gathered, chunks, n_kept * k, n_kept)
-        pending: list[PendingChunk] = []
-        if g.max_weight_lag >= 1 and has_next:
-            pending = self._sample(step + 1, self.version + 1)  # overlaps the learner
-        t0 = time.perf_counter()
-        stats: LearnerStats = ray.get(stats_ref)
-        ray.get(learn_refs[:-1])
-        learn_wait = time.perf_counter() - t0
-        self.version = stats.version
-        sync_refs = self.actors.broadcast(learn_refs[-1], self.actors.sync_bytes)
-        sync_wait = 0.0
-        if g.max_weight_lag == 0:
-            t1 = time.perf_counter()
-            self.actors.wait_sync(sync_refs)
-            sync_wait = time.perf_counter() - t1
-            sync_refs = []
-            if has_next:
-                pending = self._sample(step + 1, self.version)
-        return stats, learn_wait, pending, sync_refs, sync_wait
 
 
 def run_flow_grpo(

@@ -1,13 +1,14 @@
 """Typed records that cross actor boundaries in the Flow-GRPO pipeline (no dicts, no tuples of tensors).
 
 Flow of one round: controller -> :class:`SampleRequest` -> sampler -> (``Rollout``, :class:`ScoringInput`)
--> reward actor -> :class:`RewardResult` -> controller -> :class:`LearnChunk` -> learner
--> :class:`LearnerStats` + :class:`WeightSyncPayload` -> samplers.
+-> reward actor -> :class:`RewardResult` -> controller -> :class:`RoundAdvantages` (a :class:`LearnChunk` per
+chunk) -> learner -> :class:`LearnerStats` + :class:`WeightSyncPayload` -> samplers; the controller sums it up
+in a :class:`RoundSummary` with a :class:`RoundTiming`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
@@ -115,6 +116,28 @@ class LearnChunk:
 
 
 @dataclass
+class RoundAdvantages:
+    """The learner's targets for one round, one :class:`LearnChunk` per sampled chunk, and what was kept.
+
+    chunks:        one per chunk, in chunk order; N = sum of their B samples.
+    n_samples:     N, samples drawn in the round.
+    n_kept:        samples that enter the loss (finite reward and a non-zero spread in their group).
+    n_zero_spread: samples dropped because every sample of their group scored the same.
+    n_nonfinite:   samples dropped because their reward is not finite (scoring failed).
+    mean / std / abs_max: statistics of the kept samples' advantages (0.0 when none is kept).
+    """
+
+    chunks: list[LearnChunk]
+    n_samples: int
+    n_kept: int
+    n_zero_spread: int
+    n_nonfinite: int
+    mean: float
+    std: float
+    abs_max: float
+
+
+@dataclass
 class LearnerStats:
     """What one learner round reports (averaged over its ``num_updates`` optimizer steps, all workers).
 
@@ -166,6 +189,8 @@ class RoundTiming:
     sample / reward: time the driver waited for rollouts / scores not yet ready.
     learn / sync:    time waiting for the learner and for samplers to load the new weights.
     idle:            the rest of the round (controller bookkeeping, serialisation, scheduling).
+    total:           the round from waiting for its samples to queueing the weight sync (logging, eval hooks
+                     and checkpoints are not in it).
     """
 
     sample: float = 0.0
@@ -174,6 +199,21 @@ class RoundTiming:
     sync: float = 0.0
     idle: float = 0.0
     total: float = 0.0
+
+    @staticmethod
+    def from_phases(timings: dict[str, float]) -> RoundTiming:
+        """From :func:`editrl.timing.phase_timer` seconds keyed by this class's field names (absent: 0.0).
+
+        ``idle`` is derived: ``total`` less the other phases, at least 0. An unknown or an ``idle`` key is an
+        error (a misspelt phase would otherwise be lost silently).
+        """
+        names = {f.name for f in fields(RoundTiming)} - {"idle"}
+        unknown = sorted(set(timings) - names)
+        if unknown:
+            raise ValueError(f"unknown round phases {unknown}; known: {sorted(names)}")
+        timing = RoundTiming(**timings)
+        timing.idle = max(0.0, timing.total - timing.sample - timing.reward - timing.learn - timing.sync)
+        return timing
 
 
 @dataclass

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from launch.evaluate import main
+from launch.evaluate import _parser, main, reward_choices
+from reward.registry import default_registry
 from tests.evaluation.fixtures import ScriptedServer, chat_reply, solid, write_editreward_bench, write_gedit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -20,6 +21,16 @@ def test_runs_as_script_and_module(command):
     done = subprocess.run([*command, "reward", "--help"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "editreward_bench" in done.stdout and "tiger_editreward_bench" in done.stdout and "mmrb2" in done.stdout
+
+
+def test_reward_choices_are_the_registry_kinds_and_judge(capsys):
+    assert reward_choices() == (*default_registry().names, "judge")
+    for kind in reward_choices():
+        args = _parser().parse_args(["reward", "--bench", "mmrb2", "--data", "d", "--reward", kind])
+        assert args.reward == kind
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["reward", "--bench", "mmrb2", "--data", "d", "--reward", "no_such_reward"])
+    assert "no_such_reward" in capsys.readouterr().err
 
 
 def test_wrong_layout_exits_with_the_expected_path(tmp_path, capsys):

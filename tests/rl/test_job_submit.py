@@ -1,5 +1,8 @@
 """`ray job submit --working-dir .` against a Ray head this test starts: the run joins that cluster and finishes.
 
+The launcher does not edit ``sys.path``: the job finds the project because Ray puts the uploaded working
+directory first on the job's ``PYTHONPATH`` (the head gets no ``PYTHONPATH`` of ours).
+
 Everything talks to the head through the ``ray`` CLI, as a user would. The head runs with token
 authentication on (Ray's default for ``ray start``) using a token this test generates in its own temp dir,
 so neither ``~/.ray`` nor any other Ray instance on the machine is read or touched.
@@ -90,7 +93,8 @@ def ray_head(tmp_path):
     token.write_text(secrets.token_hex(32))
     token.chmod(0o600)
     gcs, dashboard, client, agent_http, agent_grpc, metrics, runtime_env = _free_ports(7)
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_API_SERVER_ADDRESS")}
+    dropped = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_API_SERVER_ADDRESS", "PYTHONPATH")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     env.update(
         RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -158,3 +162,16 @@ def test_ray_job_submit_runs_on_the_submitted_cluster(tmp_path, ray_head):
     assert ACTOR_CLASSES <= {a["class_name"] for a in actors}
     nodes = json.loads(_ray(env, "list", "nodes", "--address", address, "--format", "json").stdout)
     assert len(nodes) == 1
+
+    # the job imported the submitted copy of the project (Ray's working_dir), not this checkout
+    probe_id = f"editrl-probe-{secrets.token_hex(4)}"
+    probe = _ray(
+        env, "job", "submit", "--address", address, "--submission-id", probe_id, "--working-dir", ".",
+        "--runtime-env-json", json.dumps({"excludes": EXCLUDES}), "--",
+        sys.executable, "-c", "import launch.flow_grpo_jrm as m; print('LAUNCHER', m.__file__)", timeout=120,
+    )
+    assert probe.returncode == 0, probe.stdout[-3000:] + probe.stderr[-3000:]
+    probe_logs = _ray(env, "job", "logs", "--address", address, probe_id).stdout
+    launcher = re.search(r"LAUNCHER (\S+)", probe_logs)
+    assert launcher is not None, probe_logs[-3000:]
+    assert "_ray_pkg_" in launcher.group(1) and not launcher.group(1).startswith(str(REPO)), launcher.group(1)

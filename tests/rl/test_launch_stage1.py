@@ -84,3 +84,16 @@ def test_unknown_eval_hook_kind_exits_2_naming_the_key_before_stage_1(tmp_path):
     assert "'world_oracle'" in proc.stderr  # the launcher offers the toy world's kind
     assert "Started a local Ray instance" not in proc.stderr + proc.stdout
     assert not (tmp_path / "run").exists()
+
+
+def test_train_jrm_with_a_non_jrm_reward_exits_2_from_config_validation(tmp_path):
+    data = write_toy_instructions(tmp_path / "world", 2)
+    args = [
+        sys.executable, str(LAUNCH), "--config", str(TOY), "train_jrm=true", "reward.kind=editreward",
+        f"data.train_path={data}", f"output_dir={tmp_path / 'run'}",
+    ]
+    proc = subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "config error" in proc.stderr and "train_jrm" in proc.stderr and "editreward" in proc.stderr
+    assert "Started a local Ray instance" not in proc.stderr + proc.stdout
+    assert not (tmp_path / "run").exists()

@@ -96,6 +96,10 @@ def test_end_to_end_overlapped_run(tmp_path):
     for s in result.summaries:
         assert s.n_samples == cfg.grpo.instructions_per_step * cfg.grpo.group_size
         assert s.learner is not None and s.sync_bytes == result.sync_bytes > 0
+        # every phase was timed, inside the round's total; idle is the rest
+        t = s.timing
+        assert min(t.sample, t.reward, t.learn, t.sync) > 0.0
+        assert t.idle == pytest.approx(t.total - t.sample - t.reward - t.learn - t.sync) and t.idle >= 0.0
     # fresh on-policy round: the learner re-scores what the sampler drew, so the ratio is 1 up to float32
     # rounding (batch layouts differ between sampling and re-scoring; the clip range is 1e-4 wide)
     assert result.summaries[0].learner.first_update_ratio_max_dev <= 2.4e-7
@@ -118,16 +122,18 @@ def test_killed_sampler_or_reward_actor_is_replaced_and_round_completes(tmp_path
                                   samples_per_chunk=4, seed=0, learner_version=0)
         pending = actors.submit(requests)
         ray.kill(actors.samplers[0], no_restart=False)  # dies with both chunks in flight or queued
-        gathered, _ = actors.gather(pending)
+        timings: dict[str, float] = {}
+        gathered = actors.gather(pending, timings=timings)
         assert actors.reissued_chunks >= 1
+        assert timings["sample"] > 0.0 and timings["reward"] >= 0.0
         assert [g.index for g in gathered] == [0, 1]
         assert all(torch.isfinite(g.reward.reward).all() for g in gathered)
-        chunks, stats = round_advantages([g.request for g in gathered], [g.reward for g in gathered],
-                                         num_steps=cfg.policy.num_inference_steps, cfg_grpo=cfg.grpo, step=0)
-        k = chunks[0].step_indices.shape[1]
-        stats_ref, refs = actors.learn(gathered, chunks, int(stats["n_kept"]) * k, int(stats["n_kept"]))
-        assert ray.get(stats_ref).version == 1
-        actors.wait_sync(actors.broadcast(refs[-1], payload.num_bytes))
+        adv = round_advantages([g.request for g in gathered], [g.reward for g in gathered],
+                               num_steps=cfg.policy.num_inference_steps, cfg_grpo=cfg.grpo, step=0)
+        k = adv.chunks[0].step_indices.shape[1]
+        update = actors.wait_learn(actors.learn(gathered, adv.chunks, adv.n_kept * k, adv.n_kept))
+        assert update.stats.version == 1
+        actors.wait_sync(actors.broadcast(update.payload_ref, payload.num_bytes))
         assert ray.get(actors.samplers[0].get_version.remote()) == 1
 
         # the reward actor dies with the next round's scoring queued: restarted, chunks re-issued
@@ -136,7 +142,7 @@ def test_killed_sampler_or_reward_actor_is_replaced_and_round_completes(tmp_path
             r.learner_version = 1
         pending = actors.submit(requests)
         ray.kill(actors.reward_actors[0], no_restart=False)
-        regathered, _ = actors.gather(pending)
+        regathered = actors.gather(pending)
         assert actors.reissued_chunks > before
         assert all(torch.isfinite(g.reward.reward).all() for g in regathered)
     finally:

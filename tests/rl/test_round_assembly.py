@@ -1,11 +1,17 @@
-"""Pure round assembly: chunking groups over sampler calls and advantages normalised by group across chunks."""
+"""Pure round assembly: chunking groups over sampler calls, advantages normalised by group across chunks,
+reward statistics, and a round's timing from its phase timers."""
 
+import math
+import time
+
+import pytest
 import torch
 from PIL import Image
 
+from editrl.timing import phase_timer
 from rl.config import GRPOConfig
-from rl.controller import chunk_requests, round_advantages
-from rl.types import InstructionRecord, RewardResult
+from rl.controller import chunk_requests, reward_statistics, round_advantages
+from rl.types import InstructionRecord, RewardResult, RoundTiming
 
 
 def _records(n):
@@ -29,11 +35,45 @@ def test_advantages_over_a_group_split_across_chunks():
     dims = ("instruction_following", "visual_quality")
     rewards = [RewardResult(torch.tensor([1.0, 2.0]), torch.zeros(2, 2), dims, 0),
                RewardResult(torch.tensor([3.0, 4.0]), torch.zeros(2, 2), dims, 0)]
-    chunks, stats = round_advantages(requests, rewards, num_steps=20, cfg_grpo=GRPOConfig(), step=3)
+    adv = round_advantages(requests, rewards, num_steps=20, cfg_grpo=GRPOConfig(), step=3)
     # one group of four: mean 2.5, population std sqrt(1.25)
     std = 1.25**0.5 + 1e-4
-    got = torch.cat([c.advantages for c in chunks])
+    got = torch.cat([c.advantages for c in adv.chunks])
     assert torch.allclose(got, torch.tensor([-1.5, -0.5, 0.5, 1.5]) / std)
-    assert stats["n_kept"] == 4 and all(c.step_indices.shape == (2, 12) for c in chunks)
-    again, _ = round_advantages(requests, rewards, num_steps=20, cfg_grpo=GRPOConfig(), step=3)
-    assert all(torch.equal(a.step_indices, b.step_indices) for a, b in zip(chunks, again))
+    assert all(c.step_indices.shape == (2, 12) for c in adv.chunks)
+    assert (adv.n_samples, adv.n_kept, adv.n_zero_spread, adv.n_nonfinite) == (4, 4, 0, 0)
+    assert all(type(n) is int for n in (adv.n_samples, adv.n_kept, adv.n_zero_spread, adv.n_nonfinite))
+    assert adv.mean == pytest.approx(0.0, abs=1e-6) and adv.abs_max == pytest.approx(1.5 / std)
+    again = round_advantages(requests, rewards, num_steps=20, cfg_grpo=GRPOConfig(), step=3)
+    assert all(torch.equal(a.step_indices, b.step_indices) for a, b in zip(adv.chunks, again.chunks))
+
+
+def test_dropped_samples_are_counted_and_reward_statistics_skip_nonfinite():
+    img = [[Image.new("RGB", (8, 8))] for _ in range(2)]
+    requests = chunk_requests(_records(2), img, step=0, group_size=2, samples_per_chunk=4, seed=0, learner_version=0)
+    dims = ("instruction_following", "visual_quality")
+    mu = torch.tensor([[1.0, 2.0], [3.0, 4.0], [5.0, 5.0], [float("nan")] * 2])
+    rewards = [RewardResult(torch.tensor([1.0, 3.0, 5.0, float("nan")]), mu, dims, 1)]
+    adv = round_advantages(requests, rewards, num_steps=20, cfg_grpo=GRPOConfig(), step=0)
+    # group 0 keeps both samples; group 1 has one finite reward (no spread) and one failed
+    assert (adv.n_samples, adv.n_kept, adv.n_nonfinite) == (4, 2, 1)
+    stats = reward_statistics(rewards)
+    assert stats.mean == {"reward": 3.0, "instruction_following": 3.0, "visual_quality": pytest.approx(11 / 3)}
+    assert stats.std["reward"] == pytest.approx(math.sqrt(8 / 3))
+
+
+def test_round_timing_from_phase_timers():
+    timings: dict[str, float] = {}
+    with phase_timer("total", timings):
+        for _ in range(2):  # a phase entered twice in a round (e.g. a re-issued chunk) accumulates
+            with phase_timer("sample", timings):
+                time.sleep(0.01)
+        with phase_timer("learn", timings):
+            time.sleep(0.01)
+        time.sleep(0.01)
+    timing = RoundTiming.from_phases(timings)
+    assert timing.sample >= 0.02 and timing.learn >= 0.01 and timing.reward == 0.0 and timing.sync == 0.0
+    assert timing.idle == pytest.approx(timing.total - timing.sample - timing.learn) and timing.idle >= 0.01
+    assert RoundTiming.from_phases({"sample": 2.0, "total": 1.0}).idle == 0.0
+    with pytest.raises(ValueError, match="lern"):
+        RoundTiming.from_phases({"lern": 1.0})
