@@ -7,6 +7,7 @@ so they cannot drift from what :func:`editrl.config.load_config` accepts.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import typing
 from typing import Any
 
@@ -64,10 +65,34 @@ def sections_help(schema: type, reference: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _doc(obj: Any) -> str:
+    return inspect.cleandoc(getattr(obj, "__doc__", None) or "")
+
+
+def _section_markdown(schema: type, prefix: str, level: int) -> list[str]:
+    hints = typing.get_type_hints(schema)
+    leaves, children = [], []
+    for field in dataclasses.fields(schema):
+        tp = hints.get(field.name, field.type)
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+            children.append((f"{prefix}{field.name}", tp))
+        else:
+            leaves.append((f"{prefix}{field.name}", _type_name(tp), _format_value(_default(field))))
+    lines: list[str] = []
+    if leaves:
+        lines += ["| key | type | default |", "| --- | --- | --- |"]
+        lines += ["| " + " | ".join(f"`{c}`".replace("|", "\\|") for c in row) + " |" for row in leaves]
+        lines.append("")
+    for key, child in children:
+        summary, _, details = _doc(child).partition("\n")
+        lines += [f"{'#' * level} `{key}`", "", summary, ""]
+        if details.strip():
+            lines += ["```text", details.strip("\n"), "```", ""]
+        lines += _section_markdown(child, f"{key}.", level + 1)
+    return lines
+
+
 def reference_markdown(schema: type, title: str) -> str:
-    """Every key of ``schema`` as a markdown table (type and default)."""
-    rows = [f"# {title}", "", _summary(schema), "", "| key | type | default |", "| --- | --- | --- |"]
-    for key, tp, default, _ in iter_keys(schema):
-        cells = [key, tp, default]
-        rows.append("| " + " | ".join(f"`{c}`".replace("|", "\\|") for c in cells) + " |")
-    return "\n".join(rows) + "\n"
+    """Every key of ``schema`` as markdown: one section per nested config with its docstring and a table."""
+    lines = [f"# {title}", "", _doc(schema), ""] + _section_markdown(schema, "", 2)
+    return "\n".join(lines).rstrip() + "\n"

@@ -19,13 +19,22 @@ import logging
 import sys
 
 from editrl.config import ConfigError
+from editrl.config_reference import sections_help
+from editrl.manifest import DamagedCheckpointError
 from rl.config import ExperimentConfig, load_experiment_config
-from rl.hook_registry import require_eval_hook_kinds
+from rl.data import InstructionDataError
+from rl.preflight import preflight
 from world.registries import world_hook_registry
+
+#: Every key of the experiment config, its type and default (generated; a test keeps it current).
+CONFIG_REFERENCE = "docs/config-reference.md"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=sections_help(ExperimentConfig, reference=CONFIG_REFERENCE),
+    )
     parser.add_argument("--config", required=True, help="experiment preset YAML (configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. grpo.num_steps=3")
     return parser.parse_args(argv)
@@ -51,9 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     hooks = world_hook_registry()  # the built-in eval hook kinds and the toy world's world_oracle
     try:
         cfg = load_experiment_config(args.config, args.overrides)
-        require_eval_hook_kinds(cfg.eval_hooks, hooks)  # before stage 1, not after it
+        # before stage 1, not after it; the resume check waits for stage 1 when it will set reward.checkpoint
+        preflight(cfg, hook_registry=hooks, check_resume=not (cfg.train_jrm and not cfg.reward.checkpoint))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except (InstructionDataError, DamagedCheckpointError) as exc:
+        print(f"input error: {exc}", file=sys.stderr)
         return 2
     from rl.controller import ensure_ray, run_flow_grpo
 

@@ -13,11 +13,18 @@ import json
 import sys
 
 from editrl.config import ConfigError, load_config
+from editrl.config_reference import sections_help
 from reward.jrm.train import JRMTrainConfig, train_jrm
+
+#: Every key of the JRM training config, its type and default (generated; a test keeps it current).
+JRM_CONFIG_REFERENCE = "docs/config-reference.md#jrm-training-launchtrain_jrmpy"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=sections_help(JRMTrainConfig, reference=JRM_CONFIG_REFERENCE),
+    )
     parser.add_argument("--config", required=True, help="YAML preset (may name a 'base:' preset)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides")
     args = parser.parse_args(argv)

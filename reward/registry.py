@@ -15,7 +15,7 @@ import torch
 from editrl.config import ConfigError
 from editrl.dtypes import DTYPES, check_dtype_name
 from editrl.registry import Registry
-from reward.base import RewardModel
+from reward.base import DEFAULT_DIMENSIONS, RewardModel
 from reward.editreward import EditRewardModel
 from reward.jrm.model import COMBINE_MODES, JRM, combine_dimensions
 
@@ -52,7 +52,15 @@ class RewardModelConfig:
             raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
         if not self.combine:
             raise ConfigError(f"combine: must be one of {COMBINE_MODES} or a dimension name")
+        if self.kind in JRM_KINDS and self.combine not in (*COMBINE_MODES, *DEFAULT_DIMENSIONS):
+            raise ConfigError(
+                f"combine: must be one of {list(COMBINE_MODES)} or a dimension name {list(DEFAULT_DIMENSIONS)}, "
+                f"got {self.combine!r}"
+            )
 
+
+#: The kinds that load a JRM checkpoint (the joint model and its alpha = 0 baseline).
+JRM_KINDS = ("jrm", "jrm_alpha0")
 
 RewardFactory = Callable[[RewardModelConfig], RewardModel]
 

@@ -187,7 +187,7 @@ class ActorGroup:
     def initial_payload(self) -> WeightSyncPayload:
         return ray.get(self.learners[0].weight_payload.remote())
 
-    def restore_learners(self, adapter: dict, optimizer_state: dict | None, version: int) -> None:
+    def restore_learners(self, adapter: dict, optimizer_state: dict, version: int) -> None:
         ray.get([w.load_state.remote(adapter, optimizer_state, version) for w in self.learners])
 
     def learner_state(self) -> LearnerSnapshot:

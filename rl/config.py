@@ -15,10 +15,8 @@ from editrl.config import ConfigError, load_config
 from policies.omnigen2.config import OmniGen2PolicyConfig
 from policies.registry import default_policy_registry
 from reward.jrm.train_config import JRMTrainConfig
-from reward.registry import RewardModelConfig, default_registry
+from reward.registry import JRM_KINDS, RewardModelConfig, default_registry
 from rl.benchmarks.config import PolicyEvalHookConfig
-
-JRM_KINDS = ("jrm", "jrm_alpha0")
 
 
 @dataclass
@@ -45,6 +43,10 @@ class GRPOConfig:
     num_updates_per_step: int = 2
     max_weight_lag: int = 0  # 0: strictly on-policy; 1: sampling of round k+1 overlaps learning on round k
     seed: int = 0
+    # failure budget: the run stops (naming the reward model and its last error) when a round's reward fails on
+    # more than this fraction of its samples, or after more than this many consecutive rounds without an update
+    max_failed_reward_fraction: float = 0.5
+    max_rounds_without_update: int = 5
 
     def validate(self) -> None:
         for key in ("num_steps", "instructions_per_step", "group_size", "samples_per_chunk", "num_updates_per_step"):
@@ -66,6 +68,10 @@ class GRPOConfig:
             raise ConfigError(f"beta must be >= 0, got {self.beta}")
         if self.max_weight_lag not in (0, 1):
             raise ConfigError(f"max_weight_lag must be 0 or 1, got {self.max_weight_lag}")
+        if not 0.0 <= self.max_failed_reward_fraction <= 1.0:
+            raise ConfigError(f"max_failed_reward_fraction must be in [0, 1], got {self.max_failed_reward_fraction}")
+        if self.max_rounds_without_update < 0:
+            raise ConfigError(f"max_rounds_without_update must be >= 0, got {self.max_rounds_without_update}")
 
 
 @dataclass
@@ -116,10 +122,21 @@ class RayConfig:
 
 @dataclass
 class DataConfig:
-    """Instruction JSONL for RL (format in :mod:`rl.data`)."""
+    """Instruction JSONL for RL (format in :mod:`rl.data`).
+
+    train_path:           the JSONL; every source image is decoded once when it is loaded, before Ray starts.
+    allow_outside_paths:  accept image paths that leave the JSONL's directory (``../``, absolute paths).
+    decode_workers:       threads that decode the source images at load time.
+    """
 
     train_path: str = "???"
     seed: int = 0
+    allow_outside_paths: bool = False
+    decode_workers: int = 4
+
+    def validate(self) -> None:
+        if self.decode_workers < 1:
+            raise ConfigError(f"decode_workers must be >= 1, got {self.decode_workers}")
 
 
 @dataclass
@@ -128,7 +145,10 @@ class CheckpointConfig:
 
     every_n_steps: int = 10
     keep_last: int = 3
-    resume: str = "auto"  # auto: latest checkpoint in output_dir if any; never; or a checkpoint directory
+    resume: str = "auto"  # auto: newest intact checkpoint in output_dir if any; never; or a checkpoint directory
+    # resume even though keys that change the run's meaning (model, LoRA, reward, algorithm, seeds, data)
+    # differ from the checkpoint's config; the differences are logged as a deliberate override
+    allow_config_change: bool = False
 
     def validate(self) -> None:
         if self.every_n_steps < 1:

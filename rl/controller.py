@@ -14,6 +14,7 @@ skipped.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -26,19 +27,24 @@ from omegaconf import OmegaConf
 
 from editrl.config import to_yaml
 from editrl.timing import phase_timer
-from policies.registry import PolicyRegistry, default_policy_registry
-from reward.registry import RewardRegistry, default_registry
+from policies.registry import PolicyRegistry
+from reward.registry import RewardRegistry
 from rl.actor_group import ActorGroup, CompletedUpdate, GatheredChunk, PendingChunk
 from rl.algorithms import group_advantages, num_trained_steps, trained_step_indices
-from rl.checkpoint import TrainingState, latest_checkpoint, load_checkpoint, save_checkpoint
+from rl.checkpoint import TrainingState, save_checkpoint
 from rl.config import ExperimentConfig, GRPOConfig, RayConfig
 from rl.data import InstructionDataset, load_reference_images
-from rl.hook_registry import HookRegistry, build_eval_hooks, default_hook_registry, require_eval_hook_kinds
+from rl.failure_budget import FailureBudget
+from rl.hook_registry import HookRegistry, build_eval_hooks, default_hook_registry
 from rl.hooks import EvalHook
 from rl.logging import RunLogger
 from rl.placement import reserve
+from rl.preflight import RunInputs, preflight
 from rl.remote_proxies import RemotePolicy, RemoteRewardModel
 from rl.types import LearnChunk, RewardResult, RoundAdvantages, RoundSummary, RoundTiming, SampleRequest
+
+#: Resumes that changed the config append one JSON line here (in ``output_dir``).
+CONFIG_CHANGE_LOG = "config_changes.jsonl"
 
 logger = logging.getLogger("editrl.rl")
 
@@ -169,13 +175,19 @@ class FlowGRPORun:
     samplers, and ``pending_sync``, weight loads queued behind them and not yet waited for.
     """
 
-    def __init__(self, cfg: ExperimentConfig, actors: ActorGroup, hook_registry: HookRegistry | None = None) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, actors: ActorGroup, inputs: RunInputs, hook_registry: HookRegistry | None = None
+    ) -> None:
         self.cfg = cfg
         self.actors = actors
+        self.inputs = inputs
         self.hook_registry = hook_registry
         self.out = cfg.output_path
         self.out.mkdir(parents=True, exist_ok=True)
-        self.dataset = InstructionDataset.from_jsonl(cfg.data.train_path, seed=cfg.data.seed)
+        self.dataset = InstructionDataset(inputs.records, seed=cfg.data.seed)
+        self.failure_budget = FailureBudget(
+            cfg.grpo.max_failed_reward_fraction, cfg.grpo.max_rounds_without_update, reward_name=cfg.reward.kind
+        )
         self.positions: dict[int, int] = {}
         self.record_ids: dict[int, list[str]] = {}
         self.version = 0
@@ -188,12 +200,12 @@ class FlowGRPORun:
 
     # -- state ---------------------------------------------------------------------------------------------
     def _restore(self) -> str:
-        """Load the checkpoint chosen by ``checkpoint.resume`` (if any); returns the wandb run id to continue."""
-        choice = self.cfg.checkpoint.resume
-        path = None if choice == "never" else latest_checkpoint(self.out) if choice == "auto" else Path(choice)
-        if path is None:
+        """Restore the checkpoint the preflight chose (if any); returns the wandb run id to continue."""
+        ckpt = self.inputs.resume
+        if ckpt is None:
             return ""
-        ckpt = load_checkpoint(path)
+        path = ckpt.path
+        self._record_config_changes(ckpt.state.step)
         self.actors.restore_learners(ckpt.adapter, ckpt.optimizer, ckpt.state.adapter_version)
         if "torch_cpu" in ckpt.rng:
             torch.set_rng_state(ckpt.rng["torch_cpu"])
@@ -203,6 +215,23 @@ class FlowGRPORun:
         self.last_checkpoint = path
         logger.info("resumed from %s at step %d (data position %d)", path, self.start_step, self.dataset.position)
         return ckpt.state.wandb_run_id
+
+    def _record_config_changes(self, step: int) -> None:
+        """Log how the resumed run's config differs from the checkpoint's, and append it to the change log."""
+        changes = self.inputs.changes
+        if changes is None or not (changes.mutable or changes.fixed):
+            return
+        for change in changes.mutable:
+            logger.info("config change at step %d: %s", step, change)
+        for change in changes.fixed:
+            logger.warning("config change at step %d (deliberate override, checkpoint.allow_config_change): %s", step, change)
+        entry = {
+            "step": step,
+            "applied": [str(c) for c in changes.mutable],
+            "overridden": [str(c) for c in changes.fixed],
+        }
+        with open(self.out / CONFIG_CHANGE_LOG, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(entry) + "\n")
 
     def _initial_sync(self) -> None:
         """Give every sampler the learner's starting weights (fresh or restored) and wait until they hold them."""
@@ -301,9 +330,20 @@ class FlowGRPORun:
             adv = self._advantages(step, gathered)
             update = self._update(step, gathered, adv, timings)
             self._sync(step, update, timings)
+        self._account_failures(step, gathered, adv, update)
         summary = self._summarise(step, gathered, adv, update, RoundTiming.from_phases(timings))
         self._report(step, summary, gathered, run_logger, eval_metrics)
         return summary
+
+    def _account_failures(
+        self, step: int, gathered: list[GatheredChunk], adv: RoundAdvantages, update: CompletedUpdate | None
+    ) -> None:
+        """Charge the round to the failure budget (raises, before any checkpoint, once it is spent)."""
+        errors = [c.reward.error for c in gathered if c.reward.error]
+        self.failure_budget.record_round(
+            step, n_samples=adv.n_samples, n_failed=adv.n_nonfinite, updated=update is not None,
+            error=errors[-1] if errors else "",
+        )
 
     # -- reporting -----------------------------------------------------------------------------------------
     def _summarise(
@@ -401,17 +441,18 @@ def run_flow_grpo(
     ``hook_registry``: where each ``cfg.eval_hooks[i].kind`` is looked up (default: the built-in kinds, see
     :func:`rl.hook_registry.default_hook_registry`).
     ``policy_registry``: likewise for ``cfg.policy.kind`` (``policies.registry.default_policy_registry()``).
-    All three are checked before any actor starts.
+    All three, every input path, the instruction data (images decoded) and the checkpoint to resume are
+    checked by :func:`rl.preflight.preflight` before Ray or any actor starts.
     """
-    (reward_registry or default_registry()).require(cfg.reward.kind)
-    (policy_registry or default_policy_registry()).require(cfg.policy.kind, "policy.kind")
     hook_registry = hook_registry or default_hook_registry()
-    require_eval_hook_kinds(cfg.eval_hooks, hook_registry)
+    inputs = preflight(
+        cfg, reward_registry=reward_registry, policy_registry=policy_registry, hook_registry=hook_registry
+    )
     ensure_ray(cfg.ray)
     plan = reserve(cfg.ray)
     actors = ActorGroup(cfg, plan, reward_registry, policy_registry)
     try:
-        return FlowGRPORun(cfg, actors, hook_registry).run()
+        return FlowGRPORun(cfg, actors, inputs, hook_registry).run()
     finally:
         actors.kill_all()
         plan.remove()

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from editrl.images import ImageDecodeError, PathOutsideRootError, decode_rgb, find_undecodable, resolve_inside
 from editrl.jsonl import JsonlError, iter_jsonl_lines, parse_jsonl_line
 from rl.types import InstructionRecord
 
@@ -23,7 +24,7 @@ class InstructionDataError(ValueError):
     """A record of the instruction JSONL is malformed (the message names the file and line)."""
 
 
-def _parse_record(raw: object, where: str, root: Path) -> InstructionRecord:
+def _parse_record(raw: object, where: str, root: Path, allow_outside: bool) -> InstructionRecord:
     if not isinstance(raw, dict):
         raise InstructionDataError(f"{where}: expected a JSON object, got {type(raw).__name__}")
     for key in ("id", "instruction"):
@@ -39,15 +40,27 @@ def _parse_record(raw: object, where: str, root: Path) -> InstructionRecord:
         raise InstructionDataError(
             f"{where} (id {raw['id']!r}): 'sources' must be 1-{MAX_REFERENCE_IMAGES} non-empty path strings"
         )
-    return InstructionRecord(raw["id"], raw["instruction"], tuple(root / p for p in rel))
+    try:
+        sources = tuple(resolve_inside(root, p, allow_outside=allow_outside) for p in rel)
+    except PathOutsideRootError as exc:
+        raise InstructionDataError(f"{where} (id {raw['id']!r}): {exc} (set data.allow_outside_paths=true to allow)") from None
+    return InstructionRecord(raw["id"], raw["instruction"], sources)
 
 
-def read_instruction_jsonl(path: str | Path, *, check_files: bool = True) -> list[InstructionRecord]:
-    """Parse and validate every line; raise :class:`InstructionDataError` naming the first bad one."""
+def read_instruction_jsonl(
+    path: str | Path, *, check_files: bool = True, allow_outside: bool = False, decode_workers: int = 4
+) -> list[InstructionRecord]:
+    """Parse and validate every line; raise :class:`InstructionDataError` naming the first bad one.
+
+    ``check_files``: decode every source image once now (``decode_workers`` threads), so an unreadable one
+    fails the load, naming its line, instead of a round hours later. ``allow_outside``: accept image paths
+    that leave the file's directory.
+    """
     path = Path(path)
     if not path.is_file():
         raise InstructionDataError(f"instruction file not found: {path}")
     records: list[InstructionRecord] = []
+    lines: list[int] = []
     seen: set[str] = set()
     for lineno, line in iter_jsonl_lines(path):
         where = f"{path}:{lineno}"
@@ -55,17 +68,20 @@ def read_instruction_jsonl(path: str | Path, *, check_files: bool = True) -> lis
             raw = parse_jsonl_line(line, path, lineno)
         except JsonlError as err:
             raise InstructionDataError(str(err)) from None
-        record = _parse_record(raw, where, path.parent)
+        record = _parse_record(raw, where, path.parent, allow_outside)
         if record.record_id in seen:
             raise InstructionDataError(f"{where}: duplicate id {record.record_id!r}")
-        if check_files:
-            for src in record.sources:
-                if not src.is_file():
-                    raise InstructionDataError(f"{where} (id {record.record_id!r}): image not found: {src}")
         seen.add(record.record_id)
         records.append(record)
+        lines.append(lineno)
     if not records:
         raise InstructionDataError(f"instruction file {path} holds no records")
+    if check_files:
+        failures = find_undecodable((src for r in records for src in r.sources), workers=decode_workers)
+        for record, lineno in zip(records, lines, strict=True):
+            for src in record.sources:
+                if src in failures:
+                    raise InstructionDataError(f"{path}:{lineno} (id {record.record_id!r}): {failures[src]}")
     return records
 
 
@@ -74,10 +90,9 @@ def load_reference_images(record: InstructionRecord) -> list[Image.Image]:
     images = []
     for src in record.sources:
         try:
-            with Image.open(src) as img:
-                images.append(img.convert("RGB"))
-        except OSError as exc:
-            raise InstructionDataError(f"record {record.record_id!r}: cannot read image {src}: {exc}") from None
+            images.append(decode_rgb(src))
+        except ImageDecodeError as exc:
+            raise InstructionDataError(f"record {record.record_id!r}: {exc}") from None
     return images
 
 
@@ -94,8 +109,9 @@ class InstructionDataset:
         self.position = position
 
     @classmethod
-    def from_jsonl(cls, path: str | Path, *, seed: int, position: int = 0) -> InstructionDataset:
-        return cls(read_instruction_jsonl(path), seed=seed, position=position)
+    def from_jsonl(cls, path: str | Path, *, seed: int, position: int = 0, **read_options) -> InstructionDataset:
+        """Records of ``path`` (``read_options`` go to :func:`read_instruction_jsonl`)."""
+        return cls(read_instruction_jsonl(path, **read_options), seed=seed, position=position)
 
     def _epoch_order(self, epoch: int) -> list[int]:
         gen = torch.Generator().manual_seed(self.seed + epoch)

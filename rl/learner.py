@@ -120,12 +120,21 @@ class LearnerWorker:
     def optimizer_state(self) -> dict:
         return self.optimizer.state_dict()
 
-    def load_state(self, adapter: dict[str, torch.Tensor], optimizer_state: dict | None, version: int) -> int:
-        """Restore adapter, optimizer and version (resume)."""
+    def load_state(self, adapter: dict[str, torch.Tensor], optimizer_state: dict, version: int) -> int:
+        """Restore adapter, optimizer moments and version (resume).
+
+        The learning rate is this worker's configured one, not the checkpoint's: a resume that changes
+        ``grpo.learning_rate`` takes effect (``load_state_dict`` would otherwise bring the old value back).
+        """
         self.policy.load_adapter_state(AdapterState(tensors=adapter, version=version))
-        if optimizer_state is not None:
-            self.optimizer.load_state_dict(optimizer_state)
+        self.optimizer.load_state_dict(optimizer_state)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.grpo.learning_rate
         return self.version
+
+    def learning_rates(self) -> list[float]:
+        """The optimizer's current learning rate per parameter group."""
+        return [float(group["lr"]) for group in self.optimizer.param_groups]
 
     # -- one round -----------------------------------------------------------------------------------------
     def _prepare(self, rollouts: list[Rollout], chunks: list[LearnChunk]) -> list[_PreparedChunk]:

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from editrl.images import ImageDecodeError, PathOutsideRootError, decode_rgb, find_undecodable, resolve_inside
 from editrl.jsonl import JsonlError, iter_jsonl_lines, parse_jsonl_line
 from reward.jrm.pairs import EditScores, LoadedPair, PreferencePair
 
@@ -159,20 +160,16 @@ def _text(obj: dict[str, Any], column: str) -> str:
 
 
 def _check_image(path: Path, check: ImageCheck) -> None:
+    """Existence per record; decoding happens for all records at once, in parallel (``load_preference_pairs``)."""
     if check == "none":
         return
     if not path.is_file():
         raise PairDataError("missing_image", f"image not found: {path}")
-    if check == "decode":
-        try:
-            with Image.open(path) as img:
-                img.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise PairDataError("corrupt_image", f"image cannot be decoded: {path} ({exc})") from None
 
 
 def _parse_record(
-    obj: dict[str, Any], default_id: str, image_root: Path, image_check: ImageCheck, check_order: bool
+    obj: dict[str, Any], default_id: str, image_root: Path, image_check: ImageCheck, check_order: bool,
+    allow_outside: bool = False,
 ) -> PreferencePair:
     missing = [c for c in REQUIRED_COLUMNS if c not in obj or obj[c] is None]
     if missing:
@@ -182,7 +179,10 @@ def _parse_record(
     rel = {c: _text(obj, c) for c in ("path_src", "path1", "path2")}
     if rel["path1"] == rel["path2"]:
         raise PairDataError("same_image", f"path1 and path2 are the same file {rel['path1']!r}")
-    paths = {c: image_root / p for c, p in rel.items()}
+    try:
+        paths = {c: resolve_inside(image_root, p, allow_outside=allow_outside) for c, p in rel.items()}
+    except PathOutsideRootError as exc:
+        raise PairDataError("path_outside_root", str(exc)) from None
     scores = {c: _score(obj, c, dimension="overall" not in c) for c in SCORE_COLUMNS}
     tie_value = obj.get("tie_case")
     if tie_value is None:
@@ -235,11 +235,16 @@ def load_preference_pairs(
     image_check: ImageCheck = "decode",
     check_order: bool = True,
     max_examples: int = 20,
+    allow_outside: bool = False,
+    decode_workers: int = 4,
 ) -> tuple[list[PreferencePair], LoadReport]:
     """Read and validate every record of ``path`` (``.jsonl``, ``.json`` list, or ``.parquet``).
 
-    image_check: "decode" opens every image (catches corrupt files up front), "exists" only checks the
-                 files exist, "none" trusts the paths (then :func:`load_images` still fails loudly).
+    image_check: "decode" decodes every image once (``decode_workers`` threads; truncated files, decompression
+                 bombs and non-images are caught up front), "exists" only checks the files exist, "none" trusts
+                 the paths (then :func:`load_images` still fails loudly).
+    allow_outside: accept image paths that leave ``image_root`` (``../``, absolute paths); else such a record
+                 is a ``path_outside_root`` error.
     check_order: reject records whose preferred side (path1) has the lower overall score.
     Duplicate record ids are an error (annotations are joined back by id).
     """
@@ -253,12 +258,13 @@ def load_preference_pairs(
     reasons: Counter[str] = Counter()
     pairs: list[PreferencePair] = []
     seen_ids: set[str] = set()
+    wheres: list[str] = []  # file:line of each kept pair
     for raw in _read_records(path):
         report.total += 1
         try:
             if raw.fields is None:
                 raise PairDataError("malformed_json", raw.problem or "malformed record")
-            pair = _parse_record(raw.fields, raw.default_id, root, image_check, check_order)
+            pair = _parse_record(raw.fields, raw.default_id, root, image_check, check_order, allow_outside)
             if pair.record_id in seen_ids:
                 raise PairDataError("duplicate_id", f"record id {pair.record_id!r} appears more than once")
         except PairDataError as exc:
@@ -272,9 +278,35 @@ def load_preference_pairs(
             continue
         seen_ids.add(pair.record_id)
         pairs.append(pair)
+        wheres.append(raw.where)
+    if image_check == "decode":
+        pairs = _drop_undecodable(pairs, wheres, on_error, reasons, report, max_examples, decode_workers)
     report.loaded = len(pairs)
     report.skipped = dict(reasons)
     return pairs, report
+
+
+def _drop_undecodable(
+    pairs: list[PreferencePair], wheres: list[str], on_error: OnError, reasons: Counter[str], report: LoadReport,
+    max_examples: int, workers: int,
+) -> list[PreferencePair]:
+    """Decode every image of ``pairs`` once, in parallel; raise at, or skip and count, each pair with a bad one."""
+    failures = find_undecodable((p for pair in pairs for p in (pair.source, pair.preferred, pair.rejected)), workers)
+    if not failures:
+        return pairs
+    kept = []
+    for pair, where in zip(pairs, wheres, strict=True):
+        bad = next((failures[p] for p in (pair.source, pair.preferred, pair.rejected) if p in failures), None)
+        if bad is None:
+            kept.append(pair)
+            continue
+        message = f"{where} (record {pair.record_id}): {bad}"
+        if on_error == "raise":
+            raise PairDataError(bad.reason, message)
+        reasons[bad.reason] += 1
+        if len(report.examples) < max_examples:
+            report.examples.append(message)
+    return kept
 
 
 def fit_to_pixel_budget(image: Image.Image, max_pixels: int | None) -> Image.Image:
@@ -289,12 +321,9 @@ def fit_to_pixel_budget(image: Image.Image, max_pixels: int | None) -> Image.Ima
 def open_rgb(path: Path, max_pixels: int | None = None, *, record_id: str = "?") -> Image.Image:
     """Decode one image to RGB within the pixel budget; errors name the file and the record."""
     try:
-        with Image.open(path) as img:
-            rgb = img.convert("RGB")
-    except FileNotFoundError:
-        raise PairDataError("missing_image", f"record {record_id}: image not found: {path}") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise PairDataError("corrupt_image", f"record {record_id}: cannot decode image {path} ({exc})") from None
+        rgb = decode_rgb(path)
+    except ImageDecodeError as exc:
+        raise PairDataError(exc.reason, f"record {record_id}: {exc}") from None
     return fit_to_pixel_budget(rgb, max_pixels)
 
 

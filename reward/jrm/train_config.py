@@ -80,7 +80,9 @@ class JRMDataConfig:
     held_out_fraction: float = 0.02
     rationales: str | None = None
     on_error: Literal["raise", "skip"] = "skip"
-    image_check: Literal["decode", "exists", "none"] = "exists"
+    image_check: Literal["decode", "exists", "none"] = "decode"  # decode: every image decoded once at load time
+    allow_outside_paths: bool = False  # accept image paths that leave image_root (../, absolute paths)
+    decode_workers: int = 4  # threads that decode the images at load time
     max_pixels: int = 200_704  # image budget per image (Qwen-VL's 256 * 28 * 28)
 
     def validate(self) -> None:

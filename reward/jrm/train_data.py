@@ -17,12 +17,14 @@ def load_training_data(cfg: JRMDataConfig, seed: int) -> tuple[list[PreferencePa
     if not cfg.train_pairs:
         raise ConfigError("data.train_pairs: a preference-pair file is required")
     pairs, report = load_preference_pairs(
-        cfg.train_pairs, cfg.image_root, on_error=cfg.on_error, image_check=cfg.image_check
+        cfg.train_pairs, cfg.image_root, on_error=cfg.on_error, image_check=cfg.image_check,
+        allow_outside=cfg.allow_outside_paths, decode_workers=cfg.decode_workers,
     )
     lines = [report.summary()]
     if cfg.held_out_pairs:
         held, held_report = load_preference_pairs(
-            cfg.held_out_pairs, cfg.held_out_image_root, on_error=cfg.on_error, image_check=cfg.image_check
+            cfg.held_out_pairs, cfg.held_out_image_root, on_error=cfg.on_error, image_check=cfg.image_check,
+            allow_outside=cfg.allow_outside_paths, decode_workers=cfg.decode_workers,
         )
         lines.append(held_report.summary())
         train = pairs

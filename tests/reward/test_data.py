@@ -95,7 +95,7 @@ def test_load_images_rgb_within_budget_and_corrupt_names_file(tmp_path, image_ro
     loaded = load_images(pair, max_pixels=200)
     assert loaded.preferred.mode == "RGB" and loaded.preferred.getpixel((0, 0)) == (255, 0, 0)
     assert loaded.source.width * loaded.source.height <= 200 and loaded.source.size == (20, 10)
-    with pytest.raises(PairDataError, match=r"record r3: cannot decode image .*3/a\.png"):
+    with pytest.raises(PairDataError, match=r"record r3: image cannot be decoded: .*3/a\.png"):
         load_images(bad)
 
 
@@ -142,3 +142,26 @@ def test_pair_data_error_survives_pickling():
     assert type(restored) is PairDataError
     assert restored.reason == "missing_image"
     assert str(restored) == "record r7: image 7/a.png not found"
+
+
+def test_images_leaving_the_root_are_refused_unless_allowed(tmp_path, image_root):
+    path = _write_jsonl(tmp_path / "pairs.jsonl", [_record(1), _record(0, path2="../outside/b.png"), _record(2)])
+    (tmp_path.parent / "outside").mkdir(exist_ok=True)
+    Image.new("RGB", (8, 8)).save(tmp_path.parent / "outside" / "b.png")
+    with pytest.raises(PairDataError) as err:
+        load_preference_pairs(path, image_root)
+    assert err.value.reason == "path_outside_root" and "pairs.jsonl:2" in str(err.value)
+    pairs, report = load_preference_pairs(path, image_root, on_error="skip")
+    assert [p.record_id for p in pairs] == ["r1", "r2"] and report.skipped == {"path_outside_root": 1}
+    pairs, _ = load_preference_pairs(path, image_root, allow_outside=True)
+    assert len(pairs) == 3
+
+
+def test_a_decompression_bomb_is_skipped_and_counted_not_a_crash(tmp_path, image_root, monkeypatch):
+    Image.new("RGB", (64, 64)).save(image_root / "2" / "b.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64*64 > 2 * 1000: a bomb; the 40x20 images are not
+    path = _write_jsonl(tmp_path / "pairs.jsonl", [_record(1), _record(2), _record(0)])
+    pairs, report = load_preference_pairs(path, image_root, on_error="skip", decode_workers=2)
+    assert [p.record_id for p in pairs] == ["r1", "r0"]
+    assert report.skipped == {"corrupt_image": 1} and "decompression bomb" in report.examples[0]
+    assert "pairs.jsonl:2" in report.examples[0]

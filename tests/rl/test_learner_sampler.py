@@ -133,9 +133,20 @@ def test_a_registered_policy_family_trains_without_editing_rl(cfg, tmp_path):
     chunk, kept = _chunk(rollout)
     assert learner.learn([rollout], [chunk], kept * chunk.step_indices.shape[1], kept).version == 1
     assert learner.version == learner.policy.adapter_version == learner.weight_payload().version == 1
-    assert learner.load_state(learner.weight_payload().tensors, None, 5) == 5 and learner.policy.adapter_version == 5
+    assert learner.load_state(learner.weight_payload().tensors, learner.optimizer_state(), 5) == 5 and learner.policy.adapter_version == 5
 
     with pytest.raises(ConfigError, match="policy.kind: unknown policy kind 'wrapped'"):
         PolicySampler(policy_cfg, max_weight_lag=0)
     with pytest.raises(ConfigError, match="policy.kind: unknown policy kind 'wrapped'"):
         toy_config(tmp_path, "policy.kind=wrapped")
+
+
+def test_resume_applies_the_configured_learning_rate_not_the_checkpoints(cfg):
+    policy_cfg = cfg.policy
+    old = LearnerWorker(policy_cfg, replace(cfg.grpo, learning_rate=1e-3))
+    saved = old.optimizer_state()
+    assert saved["param_groups"][0]["lr"] == 1e-3
+    new = LearnerWorker(policy_cfg, replace(cfg.grpo, learning_rate=5e-4))
+    new.load_state(old.weight_payload().tensors, saved, 3)
+    assert new.learning_rates() and all(lr == 5e-4 for lr in new.learning_rates())
+    assert new.optimizer.param_groups[0]["lr"] == 5e-4
