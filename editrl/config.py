@@ -42,6 +42,21 @@ def _read_yaml_chain(path: Path, seen: tuple[Path, ...] = ()) -> list[Any]:
     return [*chain, node]
 
 
+def _chain_paths(path: Path, seen: tuple[Path, ...] = ()) -> list[Path]:
+    """The files of a preset's ``base:`` chain, root first (parallel to :func:`_read_yaml_chain`)."""
+    path = path.resolve()
+    base = OmegaConf.load(path).get("base")
+    return [*(_chain_paths(path.parent / str(base), (*seen, path)) if base is not None else []), path]
+
+
+def _named_error(exc: OmegaConfBaseException, source: str) -> ConfigError:
+    """An OmegaConf error as a ConfigError naming the key and, when known, the file or override it came from."""
+    key = getattr(exc, "full_key", None)
+    msg = str(exc).splitlines()[0]
+    where = f" ({source})" if source else ""
+    return ConfigError(f"config key {key!r}{where}: {msg}" if key else f"config error{where}: {msg}")
+
+
 def validate_tree(obj: Any, prefix: str = "") -> None:
     """Validate ``obj`` depth first, lists and dicts included; prefix errors with the dotted key path.
 
@@ -80,14 +95,18 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         layers = _read_yaml_chain(Path(path)) if path is not None else []
         for bad in [o for o in overrides if "=" not in o]:
             raise ConfigError(f"override {bad!r} is not of the form key=value")
-        layers.append(OmegaConf.from_dotlist(list(overrides)))
-        for layer in layers:
-            cfg = OmegaConf.merge(cfg, layer)
+        sources = [f"in {p}" for p in _chain_paths(Path(path))] if path is not None else []
+        for override in overrides:
+            layers.append(OmegaConf.from_dotlist([override]))
+            sources.append(f"in override {override}")
+        for layer, source in zip(layers, sources, strict=True):
+            try:
+                cfg = OmegaConf.merge(cfg, layer)
+            except OmegaConfBaseException as exc:
+                raise _named_error(exc, source) from None
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as exc:
-        key = getattr(exc, "full_key", None)
-        msg = str(exc).splitlines()[0]
-        raise ConfigError(f"config key {key!r}: {msg}" if key else f"config error: {msg}") from None
+        raise _named_error(exc, "") from None
     validate_tree(obj)
     return obj  # type: ignore[return-value]
 
