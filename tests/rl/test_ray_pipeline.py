@@ -7,10 +7,12 @@ import pytest
 import ray
 import torch
 
+from reward.registry import default_registry
 from rl.actor_group import ActorGroup
 from rl.config import EvalHookConfig
 from rl.controller import chunk_requests, round_advantages, run_flow_grpo
 from rl.data import InstructionDataset, load_reference_images
+from rl.failure_budget import RewardFailureBudgetError
 from rl.learner import LearnerWorker
 from rl.placement import reserve
 from rl.sampler import PolicySampler
@@ -148,3 +150,23 @@ def test_killed_sampler_or_reward_actor_is_replaced_and_round_completes(tmp_path
     finally:
         actors.kill_all()
         plan.remove()
+
+
+class _AlwaysFailingReward:
+    """A reward model whose every call raises (a dead endpoint, a broken checkpoint)."""
+
+    dimensions = ("instruction_following", "visual_quality")
+
+    def score(self, sources, edits, instructions):
+        raise RuntimeError("reward backend unreachable")
+
+
+def test_an_always_failing_reward_stops_the_run_without_claiming_progress(tmp_path):
+    registry = default_registry().extended(broken=lambda reward_cfg: _AlwaysFailingReward())
+    cfg = toy_config(tmp_path, "grpo.num_steps=4", "checkpoint.every_n_steps=1", "reward.kind=jrm")
+    cfg = dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, kind="broken"))
+    with pytest.raises(RewardFailureBudgetError) as err:
+        run_flow_grpo(cfg, registry)
+    message = str(err.value)
+    assert "step 0" in message and "'broken'" in message and "reward backend unreachable" in message
+    assert not (cfg.output_path / "checkpoints").exists() or not list((cfg.output_path / "checkpoints").iterdir())
