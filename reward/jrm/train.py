@@ -21,6 +21,7 @@ per-worker loop (also callable in-process with ``world_size=1``, which is what t
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,7 +32,10 @@ import torch
 from editrl.config import ConfigError, to_yaml
 from editrl.io import atomic_write_json
 from reward.jrm.train_config import JRMDataConfig, JRMModelInit, JRMTrainConfig
+from reward.jrm.train_data import load_training_data
 from reward.jrm.train_loop import run_worker
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["JRMDataConfig", "JRMModelInit", "JRMTrainConfig", "TrainResult", "run_worker", "train_jrm"]
 
@@ -80,6 +84,14 @@ def with_absolute_paths(cfg: JRMTrainConfig) -> JRMTrainConfig:
     return replace(cfg, data=data, model=model, output_dir=absolute(cfg.output_dir) or "", resume=resume)
 
 
+def _check_pairs_before_ray(cfg: JRMTrainConfig) -> None:
+    """Read every pair file once in the driver (records, columns, paths; images decode in the workers), so a
+    malformed file or a wrong image root fails before the cluster starts; logs the load report."""
+    quick = replace(cfg.data, image_check="exists" if cfg.data.image_check == "decode" else cfg.data.image_check)
+    for line in load_training_data(quick, cfg.seed)[2]:
+        logger.info("preference data: %s", line)
+
+
 def train_jrm(cfg: JRMTrainConfig) -> TrainResult:
     """Run stage-1 training as a Ray Train ``TorchTrainer`` job; returns the final checkpoint and metrics."""
     import ray
@@ -90,6 +102,7 @@ def train_jrm(cfg: JRMTrainConfig) -> TrainResult:
     if not cfg.data.train_pairs:
         raise ConfigError("data.train_pairs: a preference-pair file is required")
     cfg = with_absolute_paths(cfg)
+    _check_pairs_before_ray(cfg)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out_dir / "config.json", {"yaml": to_yaml(cfg)})

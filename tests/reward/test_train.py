@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from editrl.config import ConfigError, load_config
-from reward.jrm.data import load_images, load_preference_pairs, split_pairs
+from reward.jrm.data import PairDataError, load_images, load_preference_pairs, split_pairs
 from reward.jrm.evaluation import pairwise_accuracy
 from reward.jrm.model import JRM
 from reward.jrm.model_init import build_model
@@ -264,3 +264,15 @@ def test_ray_training_raises_held_out_accuracy_well_above_chance(tmp_path):
     assert result.metrics["eval/acc/instruction_following"] >= 0.9
     reloaded = build_reward_model(RewardModelConfig(kind="jrm_alpha0", checkpoint=result.checkpoint_dir))
     assert pairwise_accuracy(reloaded, held_loaded, 8)["acc/overall"] == result.metrics["eval/acc/overall"]
+
+
+def test_a_broken_pair_file_fails_before_the_ray_cluster_starts(tmp_path):
+    import ray
+
+    pairs = make_colour_pairs(tmp_path / "data", 4)
+    pairs.write_text(pairs.read_text() + '{"id": "broken", "prompt": \n')
+    cfg = _cfg(pairs, tmp_path / "out")
+    cfg = replace(cfg, data=replace(cfg.data, on_error="raise"))
+    with pytest.raises(PairDataError, match=r"pairs\.jsonl:5"):
+        train_jrm(cfg)
+    assert not ray.is_initialized()
