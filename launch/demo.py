@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from editrl.config import load_config
+from editrl.config_reference import sections_help
 from editrl.io import atomic_write_json
 from policies.omnigen2.config import build_pipeline
 from world.demo import stages
@@ -65,7 +66,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=sections_help(DemoConfig, reference="docs/config-reference.md#embedded-demo-launchdemopy"),
+    )
     parser.add_argument("--config", default="configs/demo.yaml", help="demo preset (YAML, may name a base)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. seed=1 eval.n_heldout=32")
     args = parser.parse_args(argv)
