@@ -11,7 +11,7 @@ from policies.base import EditingPolicy
 from reward.judges.base import Judge
 from reward.judges.config import build_judge
 from rl.benchmarks.base import EditItem, PolicyBenchmark
-from rl.benchmarks.config import PolicyEvalHookConfig
+from rl.benchmarks.config import PolicyEvalHookConfig, resolve_image_encoding
 from rl.benchmarks.gedit import GEditBenchmark, load_gedit_bench
 from rl.benchmarks.imgedit import ImgEditBenchmark, load_imgedit_bench, resolve_imgedit_prompts
 from rl.benchmarks.runner import evaluate_policy
@@ -78,11 +78,12 @@ def build_policy_eval_hook(cfg: PolicyEvalHookConfig, judge: Judge | None = None
     """The hook described by ``cfg`` (the judge is built from ``cfg.judge`` unless given)."""
     cfg.validate()
     bench: PolicyBenchmark
+    encoding = resolve_image_encoding(cfg.bench, cfg.image_encoding)
     if cfg.bench == "gedit":
-        bench, items = GEditBenchmark(), load_gedit_bench(cfg.data_dir, cfg.language)
+        bench, items = GEditBenchmark(cfg.parsing, encoding), load_gedit_bench(cfg.data_dir, cfg.language)
     else:
         prompts, _ = resolve_imgedit_prompts(cfg.imgedit_prompts, cfg.data_dir)
-        bench, items = ImgEditBenchmark(prompts), load_imgedit_bench(cfg.data_dir)
+        bench, items = ImgEditBenchmark(prompts, cfg.parsing, encoding), load_imgedit_bench(cfg.data_dir)
     return PolicyBenchmarkHook(
         cfg.bench,
         bench,
