@@ -170,10 +170,12 @@ class JRMConfig:
 
 @dataclass
 class JRMOutput:
-    """One forward over B sequences.
+    """One forward over B edits (B*R rows, R rows per edit: 2 with the paper prompts, 1 with the compact one).
 
-    h:         (B, H) last-layer hidden state at ``<|reward|>`` (backbone dtype).
-    scores:    HeadOutput with (B, D) fp32 ``mu`` and ``log_sigma``.
+    h:         (B, R*H) last-layer hidden states at each row's ``<|reward|>``, concatenated in row order
+               (backbone dtype).
+    scores:    HeadOutput with (B, D) fp32 ``mu`` and ``log_sigma`` (dimension d from the edit's row d, or
+               all from its one row).
     lm_logits: (N, V) fp32 LM logits at the N positions that predict a rationale token (None without LM).
     lm_targets:(N,) the rationale token ids they predict (None without LM).
     """
@@ -440,7 +442,9 @@ class JRM(nn.Module):
         if row_h.shape[0] % n_rows:
             raise ValueError(f"{row_h.shape[0]} rows is not a whole number of edits of {n_rows} rows each")
         h = row_h.reshape(row_h.shape[0] // n_rows, -1)  # (B, R*H)
-        scores = per_row if n_rows == 1 else HeadOutput(own_row_columns(per_row.mu, n_rows), own_row_columns(per_row.log_sigma, n_rows))
+        scores = per_row
+        if n_rows > 1:
+            scores = HeadOutput(own_row_columns(per_row.mu, n_rows), own_row_columns(per_row.log_sigma, n_rows))
         if not with_lm:
             return JRMOutput(h=h, scores=scores)
         selected, targets = select_lm_targets(hidden, batch.input_ids, batch.continuation_mask)
