@@ -112,7 +112,7 @@ class JRMConfig:
     head_mlp_size / head_dropout: reward head MLP.
     min_pixels / max_pixels: per-image pixel budget of the image processor (paper: 200,704).
     combine:          how ``score`` turns per-dimension means into the scalar reward.
-    batch_size:       edits per forward in ``score``.
+    batch_size:       edits per forward in ``score`` (each edit is one row per dimension with the paper prompts).
     prompt:           the evaluation prompt style of ``reward.jrm.prompts``: "paper" (appendix C, one row per
                       dimension) or "compact" (one joint row, for tiny from-scratch models).
     """

@@ -16,9 +16,12 @@ Two parsing modes (``ScoreFormat.parsing``):
   is accepted. Any number of scores is kept (the metric takes their min), neither range nor integrality is
   checked. ImgEdit-Bench's ``step1_get_avgscore.py``: every line that splits on ``": "`` into exactly two
   parts whose second is all digits contributes that integer; any count of them is kept (the item score is
-  their mean, rounded to 2 decimals). Where the official VIEScore, after one failed retry, substitutes a
-  random score, here the judge stops after that retry (:attr:`ScoreFormat.malformed_attempt_limit`) and
-  the item is counted as unparsed and excluded: nothing is ever guessed.
+  their mean, rounded to 2 decimals). Retries follow the official scorers
+  (:attr:`ScoreFormat.malformed_attempt_limit`): where the official VIEScore asks once more and then
+  substitutes a random score, here the judge asks once more and then counts the item as unparsed and excludes
+  it (nothing is ever guessed); ImgEdit's script never retries and drops an item without scores, so here one
+  answer is asked for and such an item is counted as unparsed. (One difference remains: the official VIEScore
+  re-asks both of an item's questions when either fails to parse; here only the failed one is asked again.)
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from typing import Literal
 AnswerStyle = Literal["json_list", "labelled_lines"]
 ParsingMode = Literal["strict", "official"]
 PARSING_MODES: tuple[str, ...] = ("strict", "official")
-#: Answers the official scorers ask for before giving up on an item: the first and one retry.
-OFFICIAL_PARSE_ATTEMPTS = 2
+#: Answers the official scorers ask for before giving up on an item: VIEScore (GEdit) the first and one retry,
+#: ImgEdit's script only the first.
+OFFICIAL_PARSE_ATTEMPTS: dict[str, int] = {"json_list": 2, "labelled_lines": 1}
 
 _VIESCORE_DELIMITER = "||V^=^V||"
 _LABELLED_LINE = re.compile(r"^\s*[*#>\-\s]*(?P<label>[A-Za-z][A-Za-z &/'\-]*?)\s*\**\s*:\s*\**\s*(?P<value>[-+]?\d+(?:\.\d+)?)\s*\**\s*$")
@@ -62,8 +66,8 @@ class ScoreFormat:
     @property
     def malformed_attempt_limit(self) -> int | None:
         """How many malformed answers a judge may receive for one request before it gives up (None: its own
-        ``max_attempts``). ``official``: 2, the public scorers' first answer and one retry."""
-        return OFFICIAL_PARSE_ATTEMPTS if self.parsing == "official" else None
+        ``max_attempts``). ``official``: as the public scorer, VIEScore 2 (one retry), ImgEdit 1 (none)."""
+        return OFFICIAL_PARSE_ATTEMPTS[self.style] if self.parsing == "official" else None
 
     def parse(self, text: str | None) -> tuple[float, ...]:
         """The validated scores in ``text``; raises :class:`MalformedAnswerError` otherwise."""

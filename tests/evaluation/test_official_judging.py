@@ -125,6 +125,8 @@ def test_official_parsing_stops_after_one_retry_and_counts_instead_of_guessing(t
         judge, _ = _judge(server, tmp_path, monkeypatch, max_attempts=5)
         (answer,) = judge.judge([JudgeRequest("r", "Rate.", [solid(40)], OFFICIAL_VIE, JPEG_Q75)])
     assert answer.scores is None and answer.unparsed and answer.attempts == 2 and len(server.bodies) == 2
+    assert (OFFICIAL_VIE.malformed_attempt_limit, OFFICIAL_IMG.malformed_attempt_limit) == (2, 1)  # ImgEdit: no retry
+    assert STRICT_VIE.malformed_attempt_limit is None  # strict: the judge's own max_attempts
 
 
 def test_gedit_defaults_to_jpeg_q75_and_the_config_resolves_encodings():
