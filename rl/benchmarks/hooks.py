@@ -66,6 +66,8 @@ class PolicyBenchmarkHook:
             metrics[f"{self.name}/overall"] = report.overall[self.bench.headline_metric]
         for g in report.groups:
             metrics.update({f"{self.name}/{m}/{g.name}": v for m, v in g.metrics.items()})
+        for subset in report.subsets.values():
+            metrics.update({f"{self.name}/{subset.name}/{m}": v for m, v in subset.overall.items()})
         metrics[f"{self.name}/failures"] = float(report.n_failures)
         images = [
             (f"{self.name} step {step} [{it.group}] {it.instruction}", outcome.edits[it.key])
