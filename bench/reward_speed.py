@@ -33,7 +33,7 @@ from editrl.io import atomic_write_json
 from editrl.tiny_qwen_vl import build_tiny_qwen3_vl
 from reward.editreward import EDITREWARD_TOKEN, EditRewardModel
 from reward.jrm.model import JRM, JRMConfig
-from reward.jrm.prompts import evaluation_prompt
+from reward.jrm.prompts import COMPACT_EVALUATION_PROMPT
 from reward.qwen_vl_inputs import build_vl_batch, source_edit_sample
 
 OUTPUT = Path("runs/bench/reward_speed.json")
@@ -86,7 +86,7 @@ class _PeakRSS:
 def _generative_scorer(jrm: JRM, sources, edits, instructions) -> Callable[[], list[float | None]]:
     """Greedy generation of >= 128 tokens after the evaluation prompt, then a score parsed from the text."""
     samples = [
-        source_edit_sample(src, ed, evaluation_prompt(ins) + ' Also give "score": 1-4.')
+        source_edit_sample(src, ed, COMPACT_EVALUATION_PROMPT.format(instruction=ins) + ' Also give "score": 1-4.')
         for src, ed, ins in zip(sources, edits, instructions)
     ]
 

@@ -107,7 +107,7 @@ def run_policy(args: argparse.Namespace) -> BenchmarkReport:
     from editrl.io import atomic_write_json
     from reward.benchmarks.report import write_report
     from reward.judges.config import JudgeConfig, build_judge
-    from rl.benchmarks.config import PolicyBenchConfig
+    from rl.benchmarks.config import PolicyBenchConfig, resolve_image_encoding
     from rl.benchmarks.gedit import GEDIT_EN_SIZE, GEditBenchmark, load_gedit_bench
     from rl.benchmarks.imgedit import (
         IMGEDIT_BASIC_SIZE,
@@ -129,12 +129,15 @@ def run_policy(args: argparse.Namespace) -> BenchmarkReport:
     out_dir = Path(cfg.out_dir) / cfg.bench if args.out is None else Path(cfg.out_dir)
 
     settings = {"checkpoint": args.checkpoint, "lora": args.lora, "data_dir": cfg.data_dir}
+    encoding = resolve_image_encoding(cfg.bench, cfg.image_encoding)
+    settings.update(parsing=cfg.parsing, image_encoding=asdict(encoding))
     if cfg.bench == "gedit":
-        bench, items = GEditBenchmark(), load_gedit_bench(cfg.data_dir, cfg.language, cfg.max_items_per_group)
+        bench, items = GEditBenchmark(cfg.parsing, encoding), load_gedit_bench(cfg.data_dir, cfg.language, cfg.max_items_per_group)
         settings["language"] = cfg.language
     else:
         prompts, source = resolve_imgedit_prompts(cfg.imgedit_prompts, cfg.data_dir)
-        bench, items = ImgEditBenchmark(prompts), load_imgedit_bench(cfg.data_dir, cfg.max_items_per_group)
+        bench = ImgEditBenchmark(prompts, cfg.parsing, encoding)
+        items = load_imgedit_bench(cfg.data_dir, cfg.max_items_per_group)
         settings["judge_prompts"] = source
     judge = build_judge(cfg.judge)
     policy = _load_policy(args.checkpoint, args.lora, args.device, args.dtype)

@@ -17,7 +17,8 @@ from editrl.dtypes import DTYPES, check_dtype_name
 from editrl.registry import Registry
 from reward.base import DEFAULT_DIMENSIONS, RewardModel
 from reward.editreward import EditRewardModel
-from reward.jrm.model import COMBINE_MODES, JRM, combine_dimensions
+from reward.jrm.model import COMBINE_MODES, JRM, combine_dimensions, tiny_jrm_config
+from reward.jrm.prompts import COMPACT, PROMPT_STYLES
 
 
 @dataclass
@@ -33,6 +34,9 @@ class RewardModelConfig:
     combine:        how per-dimension means become the scalar reward ("mean", "sum" or a dimension name;
                     JRM only, EditReward always uses its published mean).
     seed:           seed of a tiny random model.
+    prompt:         JRM only: the evaluation prompt to score with ("paper" or "compact"); null = the
+                    checkpoint's own (a tiny random JRM: "compact"). A checkpoint trained with another prompt
+                    refuses to load.
     """
 
     kind: str = "jrm"
@@ -43,6 +47,7 @@ class RewardModelConfig:
     batch_size: int = 8
     combine: str = "mean"
     seed: int = 0
+    prompt: str | None = None
 
     def validate(self) -> None:
         if not self.kind:
@@ -57,6 +62,8 @@ class RewardModelConfig:
                 f"combine: must be one of {list(COMBINE_MODES)} or a dimension name {list(DEFAULT_DIMENSIONS)}, "
                 f"got {self.combine!r}"
             )
+        if self.prompt is not None and self.prompt not in PROMPT_STYLES:
+            raise ConfigError(f"prompt: must be one of {list(PROMPT_STYLES)} or null, got {self.prompt!r}")
 
 
 #: The kinds that load a JRM checkpoint (the joint model and its alpha = 0 baseline).
@@ -81,13 +88,13 @@ class RewardRegistry(Registry[RewardFactory]):
 def _build_jrm(cfg: RewardModelConfig, expect_alpha_zero: bool) -> JRM:
     dtype = DTYPES[cfg.dtype]
     if cfg.checkpoint is None:
-        model = JRM.build_tiny(seed=cfg.seed)
+        model = JRM.build_tiny(seed=cfg.seed, config=tiny_jrm_config(cfg.prompt or COMPACT))
         if expect_alpha_zero:
             model.config.alpha = 0.0
         model.backbone.to(device=cfg.device, dtype=dtype)
         model.head.to(device=cfg.device)
     else:
-        model = JRM.from_pretrained(cfg.checkpoint, device=cfg.device, dtype=dtype)
+        model = JRM.from_pretrained(cfg.checkpoint, device=cfg.device, dtype=dtype, prompt=cfg.prompt)
         if expect_alpha_zero and model.config.alpha != 0.0:
             raise ConfigError(f"kind: 'jrm_alpha0' but {cfg.checkpoint} was trained with alpha={model.config.alpha}")
     try:

@@ -31,6 +31,22 @@ class GroupResult:
 
 
 @dataclass
+class SubsetResult:
+    """The same metrics over a named subset of the items (e.g. GEdit-Bench's "intersection").
+
+    definition: what the subset is, in words (printed under its table).
+    groups / overall: as in :class:`BenchmarkReport`, over the subset's items only.
+    """
+
+    name: str
+    definition: str
+    n_items: int
+    n_failures: int
+    groups: list[GroupResult]
+    overall: dict[str, float]
+
+
+@dataclass
 class BenchmarkReport:
     """A benchmark run: per-group results, the overall aggregate and what produced them.
 
@@ -38,6 +54,9 @@ class BenchmarkReport:
     overall:      metric name -> overall value (how it aggregates is stated in ``aggregation``).
     settings:     the run's settings (model, checkpoint, judge, guidance, dimension mapping, ...).
     notes:        caveats to print under the table (missing groups, deviations).
+    n_unparsed:   failures whose judge answers never parsed (under ``parsing: official``, the items the
+                  official scorer would have given a random score), included in ``n_failures``.
+    subsets:      the same metrics over named subsets of the items (subset name -> result).
     """
 
     benchmark: str
@@ -49,23 +68,40 @@ class BenchmarkReport:
     n_failures: int
     settings: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    n_unparsed: int = 0
+    subsets: dict[str, SubsetResult] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
     def to_markdown(self, digits: int = 3) -> str:
-        names = [g.name for g in self.groups]
-        header = "| metric | " + " | ".join(names) + " | Overall |"
-        lines = [f"## {self.benchmark}", "", header, "|" + " --- |" * (len(names) + 2)]
-        by_name = {g.name: g for g in self.groups}
-        for metric in self.metric_names:
-            cells = [_fmt(by_name[n].metrics.get(metric), digits) for n in names]
-            lines.append(f"| {metric} | " + " | ".join(cells) + f" | {_fmt(self.overall.get(metric), digits)} |")
-        lines.append("| items | " + " | ".join(str(by_name[n].n_items) for n in names) + f" | {self.n_items} |")
-        lines.append("| failures | " + " | ".join(str(by_name[n].n_failures) for n in names) + f" | {self.n_failures} |")
+        lines = [f"## {self.benchmark}", ""]
+        lines += _table(self.metric_names, self.groups, self.overall, self.n_items, self.n_failures, digits)
         lines += ["", f"Aggregation: {self.aggregation}"]
+        if self.n_unparsed:
+            lines.append(f"- {self.n_unparsed} failure(s) are answers that never parsed (excluded, never guessed)")
         lines += [f"- {note}" for note in self.notes]
+        for subset in self.subsets.values():
+            lines += ["", f"### {subset.name} subset", ""]
+            lines += _table(self.metric_names, subset.groups, subset.overall, subset.n_items, subset.n_failures, digits)
+            lines += ["", subset.definition]
         return "\n".join(lines) + "\n"
+
+
+def _table(
+    metric_names: Sequence[str], groups: Sequence[GroupResult], overall: Mapping[str, float], n_items: int,
+    n_failures: int, digits: int,
+) -> list[str]:
+    """Markdown rows: one per metric, one column per group, then Overall; then items and failures."""
+    names = [g.name for g in groups]
+    lines = ["| metric | " + " | ".join(names) + " | Overall |", "|" + " --- |" * (len(names) + 2)]
+    by_name = {g.name: g for g in groups}
+    for metric in metric_names:
+        cells = [_fmt(by_name[n].metrics.get(metric), digits) for n in names]
+        lines.append(f"| {metric} | " + " | ".join(cells) + f" | {_fmt(overall.get(metric), digits)} |")
+    lines.append("| items | " + " | ".join(str(by_name[n].n_items) for n in names) + f" | {n_items} |")
+    lines.append("| failures | " + " | ".join(str(by_name[n].n_failures) for n in names) + f" | {n_failures} |")
+    return lines
 
 
 def _fmt(value: float | None, digits: int) -> str:

@@ -104,7 +104,8 @@ def collect_features(feature_fn: FeatureFn, samples: Sequence[object], batch_siz
 
 def jrm_feature_fn(model: Any) -> FeatureFn:
     """h at ``<|reward|>`` for a batch of :class:`~reward.jrm.pairs.LoadedPair` (their preferred edits) or of
-    ``(source, edited, instruction)`` triples, from one scoring forward of a :class:`reward.jrm.model.JRM`."""
+    ``(source, edited, instruction)`` triples, from one scoring forward of a :class:`reward.jrm.model.JRM`
+    (with the paper prompts, an edit's two rows' states concatenated: (b, 2H))."""
 
     def features(batch: Sequence[object]) -> torch.Tensor:
         triples = [

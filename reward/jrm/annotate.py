@@ -38,7 +38,7 @@ from reward.jrm.pairs import PreferencePair
 from reward.jrm.rationale import Rationale, RationaleError, format_joint_rationale, parse_rationale
 from reward.jrm.teachers.base import AnnotationRequest, Dimension, Teacher
 from reward.jrm.teachers.config import TeacherConfig
-from reward.jrm.teachers.prompts import build_teacher_prompt
+from reward.jrm.teachers.prompts import TEACHER_TEMPLATES, build_teacher_prompt, teacher_shows_source
 
 SIDES = (("path1", "preferred"), ("path2", "rejected"))
 DIMENSIONS: tuple[Dimension, ...] = ("IF", "VQ")
@@ -123,7 +123,9 @@ class _Unit:
     requests: dict[str, AnnotationRequest]
 
 
-def _units_for_pair(pair: PreferencePair, dimensions: Sequence[Dimension], max_pixels: int | None) -> list[_Unit]:
+def _units_for_pair(
+    pair: PreferencePair, dimensions: Sequence[Dimension], max_pixels: int | None, template: str = "project"
+) -> list[_Unit]:
     loaded = load_images(pair, max_pixels)
     units = []
     for path_key, side in SIDES:
@@ -141,8 +143,9 @@ def _units_for_pair(pair: PreferencePair, dimensions: Sequence[Dimension], max_p
                 source=loaded.source,
                 edited=edited,
                 score=score,
-                prompt=build_teacher_prompt(dim, pair.instruction, score),
+                prompt=build_teacher_prompt(dim, pair.instruction, score, template),
                 metadata={**pair.metadata, "side": side},
+                show_source=teacher_shows_source(dim, template),
             )
         units.append(_Unit(key, pair.record_id, side, requests))
     return units
@@ -195,6 +198,7 @@ def annotate_pairs(
     max_regions: int | None = None,
     validator: Validator | None = None,
     progress: bool = True,
+    template: str = "project",
 ) -> AnnotationSummary:
     """Annotate both sides of every pair (resumable); see the module docstring for the output format.
 
@@ -204,6 +208,7 @@ def annotate_pairs(
                     failed on a teacher error, e.g. an unreachable endpoint, are always asked again).
     max_regions:    reject IF answers with region ids >= this (the JRM has that many ``<|bbox_k|>`` tokens).
     validator:      replaces :func:`validate_answer` (it must raise ``RationaleError`` on a bad answer).
+    template:       the teacher prompts, "project" or "paper" (appendix A; its VQ teacher sees only the edit).
     """
     if validator is None:
 
@@ -233,7 +238,7 @@ def annotate_pairs(
             units = [
                 u
                 for pair in todo[start : start + max(1, batch_size // 2)]
-                for u in _units_for_pair(pair, dimensions, max_pixels)
+                for u in _units_for_pair(pair, dimensions, max_pixels, template)
             ]
             skipped = [u for u in units if is_done(u.key)]
             summary.already_done += len(skipped)
@@ -304,6 +309,7 @@ class AnnotationJobConfig:
     max_pixels: int | None = 200_704
     max_regions: int | None = 16
     retry_rejected: bool = False
+    template: str = "project"  # teacher prompts: "project" or "paper" (appendix A, VQ teacher sees only the edit)
 
     def validate(self) -> None:
         if not self.pairs or not self.out:
@@ -312,6 +318,8 @@ class AnnotationJobConfig:
             raise ConfigError(f"on_error: must be 'raise' or 'skip', got {self.on_error!r}")
         if self.max_retries < 0 or self.batch_size < 1:
             raise ConfigError("max_retries must be >= 0 and batch_size >= 1")
+        if self.template not in TEACHER_TEMPLATES:
+            raise ConfigError(f"template: must be one of {list(TEACHER_TEMPLATES)}, got {self.template!r}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -342,6 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_pixels=job.max_pixels,
         max_regions=job.max_regions,
         retry_rejected=job.retry_rejected,
+        template=job.template,
     )
     print(summary.summary())
     return 0

@@ -1,9 +1,14 @@
 """JRM: a Qwen3-VL backbone, a learnable ``<|reward|>`` token, an fp32 reward head, and the backbone's LM head.
 
 Sequence (DESIGN.md section 1): a user turn ``[source image, edited image, evaluation prompt]``, then the
-assistant turn opening with ``<|reward|>``; in training the rationale (joint JSON) follows it and is supervised
-by the LM head. ``h`` is the last-layer hidden state at ``<|reward|>``; by causal attention it never sees the
-rationale, so scoring is one forward pass whose input ends at ``<|reward|>``.
+assistant turn opening with ``<|reward|>``; in training the rationale follows it and is supervised by the LM
+head. The hidden state at ``<|reward|>`` never sees the rationale (causal attention), so scoring is one forward
+pass whose input ends at ``<|reward|>``.
+
+Rows per edit (:mod:`reward.jrm.prompts`): with the ``paper`` prompts an edit is one row per dimension (IF and
+VQ, appendix C), scored in one batch; dimension d is read from row d's ``<|reward|>`` state, and row d's
+rationale is dimension d's JSON. With the ``compact`` prompt an edit is a single joint row. ``h`` is the
+concatenation of an edit's rows' ``<|reward|>`` states in row order ((B, R*H)).
 
 Checkpoint layout (``save_pretrained``)::
 
@@ -36,8 +41,22 @@ from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_
 from reward.base import DEFAULT_DIMENSIONS, RewardScores
 from reward.jrm.head import HeadOutput, RewardHead
 from reward.jrm.loss import select_lm_targets
-from reward.jrm.prompts import EVALUATION_PROMPTS, evaluation_prompt
-from reward.jrm.rationale import Rationale, RationaleError, parse_joint_rationale
+from reward.jrm.prompts import (
+    COMPACT,
+    PAPER,
+    PROMPT_STYLES,
+    RATIONALE_DIMENSIONS,
+    check_prompt_style,
+    row_dimensions,
+    row_prompts,
+)
+from reward.jrm.rationale import (
+    Rationale,
+    RationaleError,
+    format_rationale,
+    parse_joint_rationale,
+    parse_rationale,
+)
 from reward.qwen_vl_inputs import VLBatch, build_vl_batch, source_edit_sample
 
 REWARD_TOKEN = "<|reward|>"
@@ -48,6 +67,17 @@ HEAD_NAME = "reward_head.safetensors"
 #: Paper's image budget: 200,704 pixels (256 merged tokens of 28x28) per image.
 PAPER_MAX_PIXELS = 200_704
 COMBINE_MODES = ("mean", "sum", "min")
+#: The project's former single joint prompt; checkpoints trained with it cannot be used any more.
+RETIRED_PROMPT = "full"
+
+
+def require_prompt(trained_with: str, requested: str | None, where: str | Path) -> None:
+    """Refuse to run a JRM with a prompt other than the one it was trained with (``requested`` None: its own)."""
+    if requested is not None and requested != trained_with:
+        raise ConfigError(
+            f"prompt: the JRM at {where} was trained with the {trained_with!r} prompt and refuses to score with "
+            f"{requested!r} (the prompt is part of its training distribution); set prompt={trained_with} or null"
+        )
 
 
 def region_tokens(max_region_index: int) -> list[str]:
@@ -82,9 +112,9 @@ class JRMConfig:
     head_mlp_size / head_dropout: reward head MLP.
     min_pixels / max_pixels: per-image pixel budget of the image processor (paper: 200,704).
     combine:          how ``score`` turns per-dimension means into the scalar reward.
-    batch_size:       edits per forward in ``score``.
-    prompt:           the evaluation prompt, a key of ``reward.jrm.prompts.EVALUATION_PROMPTS`` ("full": the
-                      paper-style prompt; "compact": a one-line prompt for tiny from-scratch models).
+    batch_size:       edits per forward in ``score`` (each edit is one row per dimension with the paper prompts).
+    prompt:           the evaluation prompt style of ``reward.jrm.prompts``: "paper" (appendix C, one row per
+                      dimension) or "compact" (one joint row, for tiny from-scratch models).
     """
 
     alpha: float = 0.7
@@ -96,7 +126,7 @@ class JRMConfig:
     max_pixels: int = PAPER_MAX_PIXELS
     combine: str = "mean"
     batch_size: int = 8
-    prompt: str = "full"
+    prompt: str = PAPER
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -109,8 +139,10 @@ class JRMConfig:
             raise ConfigError(f"min_pixels/max_pixels: need 0 < min <= max, got {self.min_pixels}, {self.max_pixels}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.prompt not in EVALUATION_PROMPTS:
-            raise ConfigError(f"prompt: must be one of {sorted(EVALUATION_PROMPTS)}, got {self.prompt!r}")
+        try:
+            check_prompt_style(self.prompt, self.dimensions)
+        except ValueError as exc:
+            raise ConfigError(f"prompt: {exc}") from None
         try:
             combine_dimensions(torch.zeros(1, len(self.dimensions)), list(self.dimensions), self.combine)
         except ValueError as exc:
@@ -118,12 +150,19 @@ class JRMConfig:
 
     @classmethod
     def from_json(cls, path: Path) -> JRMConfig:
-        """Read ``jrm_config.json`` strictly: unknown keys are an error naming them and the file."""
+        """Read ``jrm_config.json`` strictly: unknown keys are an error naming them and the file; so is a
+        prompt this version does not have (a file without ``prompt`` predates the key: the retired "full")."""
         raw = json.loads(path.read_text())
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(raw) - known - {"format"})
         if unknown:
             raise ConfigError(f"{path}: unknown JRM config keys {unknown}")
+        trained_with = raw.get("prompt", RETIRED_PROMPT)
+        if trained_with not in PROMPT_STYLES:
+            raise ConfigError(
+                f"{path}: this JRM was trained with the evaluation prompt {trained_with!r}, which this version does "
+                f"not have (it has {list(PROMPT_STYLES)}); a JRM scores only with the prompt it was trained with"
+            )
         cfg = cls(**{k: v for k, v in raw.items() if k in known})
         cfg.validate()
         return cfg
@@ -131,10 +170,12 @@ class JRMConfig:
 
 @dataclass
 class JRMOutput:
-    """One forward over B sequences.
+    """One forward over B edits (B*R rows, R rows per edit: 2 with the paper prompts, 1 with the compact one).
 
-    h:         (B, H) last-layer hidden state at ``<|reward|>`` (backbone dtype).
-    scores:    HeadOutput with (B, D) fp32 ``mu`` and ``log_sigma``.
+    h:         (B, R*H) last-layer hidden states at each row's ``<|reward|>``, concatenated in row order
+               (backbone dtype).
+    scores:    HeadOutput with (B, D) fp32 ``mu`` and ``log_sigma`` (dimension d from the edit's row d, or
+               all from its one row).
     lm_logits: (N, V) fp32 LM logits at the N positions that predict a rationale token (None without LM).
     lm_targets:(N,) the rationale token ids they predict (None without LM).
     """
@@ -148,12 +189,36 @@ class JRMOutput:
 @dataclass
 class Explanation:
     """A generated rationale for one edit: the raw text, the parsed rationales (``{"IF": ..., "VQ": ...}``)
-    or the reason parsing failed, and the discriminative scores of the same forward."""
+    or the reason parsing failed, and the discriminative scores of the same forward.
+
+    With the ``paper`` prompts each dimension is explained by its own row: ``texts`` holds each row's text
+    (``{"IF": ..., "VQ": ...}``), ``text`` their concatenation, ``rationales`` those that parsed and ``error``
+    the failures (per dimension, ``"; "``-joined). With one joint row, ``texts`` is empty.
+    """
 
     text: str
     rationales: dict[str, Rationale] | None
     error: str | None
     mu: dict[str, float]
+    texts: dict[str, str] = field(default_factory=dict)
+
+
+def tiny_jrm_config(prompt: str = COMPACT) -> JRMConfig:
+    """The default config of a tiny random JRM (tests, toy world): small head, tiny image budget, compact prompt."""
+    from reward.jrm.tiny import TINY_JRM_MAX_PIXELS, TINY_JRM_MIN_PIXELS
+
+    return JRMConfig(
+        head_mlp_size=64, min_pixels=TINY_JRM_MIN_PIXELS, max_pixels=TINY_JRM_MAX_PIXELS, max_region_index=7,
+        prompt=prompt,
+    )
+
+
+def own_row_columns(per_row: torch.Tensor, rows_per_edit: int) -> torch.Tensor:
+    """(B*R, D) head outputs of edit-major rows, R == D -> (B, D): dimension d of edit i from row i*R + d."""
+    b_r, d = per_row.shape
+    if rows_per_edit != d:
+        raise ValueError(f"one row per dimension needs {d} rows per edit, got {rows_per_edit}")
+    return torch.diagonal(per_row.reshape(b_r // d, d, d), dim1=1, dim2=2)
 
 
 class JRM(nn.Module):
@@ -200,6 +265,11 @@ class JRM(nn.Module):
             self.backbone.resize_token_embeddings(len(self.tokenizer), mean_resizing=True)
 
     @property
+    def row_dimensions(self) -> tuple[str | None, ...]:
+        """The dimension each of an edit's rows is prompted for (``paper``: one per dimension; else one None)."""
+        return row_dimensions(self.config.prompt, self.dimensions)
+
+    @property
     def device(self) -> torch.device:
         return self.backbone.get_input_embeddings().weight.device
 
@@ -214,11 +284,9 @@ class JRM(nn.Module):
         vision_depth: int = 2,
     ) -> JRM:
         """A tiny random JRM (local tokenizer, tiny Qwen3-VL), deterministic in ``seed``."""
-        from reward.jrm.tiny import TINY_JRM_MAX_PIXELS, TINY_JRM_MIN_PIXELS, build_tiny_backbone
+        from reward.jrm.tiny import build_tiny_backbone
 
-        cfg = config or JRMConfig(
-            head_mlp_size=64, min_pixels=TINY_JRM_MIN_PIXELS, max_pixels=TINY_JRM_MAX_PIXELS, max_region_index=7
-        )
+        cfg = config or tiny_jrm_config()
         backbone, parts = build_tiny_backbone(
             seed=seed,
             hidden_size=hidden_size,
@@ -247,14 +315,24 @@ class JRM(nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+        cls,
+        path: str | Path,
+        *,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        prompt: str | None = None,
     ) -> JRM:
-        """Load a directory written by :meth:`save_pretrained`; every weight must match by name and shape."""
+        """Load a directory written by :meth:`save_pretrained`; every weight must match by name and shape.
+
+        prompt: the prompt style the caller means to score with; a checkpoint trained with another refuses
+                (ConfigError). None: the checkpoint's own (recorded in ``jrm_config.json``).
+        """
         root = require_local_dir(path, "JRM checkpoint")
         for needed in (CONFIG_NAME, HEAD_NAME, "backbone", "processor"):
             if not (root / needed).exists():
                 raise FileNotFoundError(f"JRM checkpoint {root} lacks {needed}")
         config = JRMConfig.from_json(root / CONFIG_NAME)
+        require_prompt(config.prompt, prompt, root)
         backbone, info = Qwen3VLForConditionalGeneration.from_pretrained(
             root / "backbone", dtype=dtype, output_loading_info=True
         )
@@ -304,9 +382,13 @@ class JRM(nn.Module):
         rationales: Sequence[str | None] | None = None,
         padding_side: str = "right",
     ) -> VLBatch:
-        """Tokenized batch: chat ``[source, edit, evaluation prompt]`` + ``<|reward|>`` (+ rationale + end-of-turn).
+        """Tokenized batch of B edits as B*R rows (R = ``len(self.row_dimensions)``, edit-major: edit i's rows are
+        i*R .. i*R+R-1): chat ``[source, edit, row prompt]`` + ``<|reward|>`` (+ rationale + end-of-turn).
 
-        ``continuation_mask`` marks exactly the rationale tokens and the closing ``<|im_end|>``.
+        ``rationales``: per edit, the joint rationale JSON (:func:`reward.jrm.rationale.format_joint_rationale`)
+        or None; with the ``paper`` prompts each row is followed by its own dimension's part of it (a row whose
+        dimension the rationale lacks gets none). ``continuation_mask`` marks exactly the rationale tokens and
+        the closing ``<|im_end|>``.
         """
         if not len(sources) == len(edits) == len(instructions):
             raise ValueError(
@@ -314,16 +396,28 @@ class JRM(nn.Module):
             )
         rationales = list(rationales) if rationales is not None else [None] * len(sources)
         samples = [
-            source_edit_sample(
-                source,
-                edit,
-                evaluation_prompt(instruction, self.config.prompt),
-                suffix=REWARD_TOKEN,
-                continuation=None if rationale is None else rationale + END_OF_TURN,
-            )
+            source_edit_sample(source, edit, prompt, suffix=REWARD_TOKEN, continuation=continuation)
             for source, edit, instruction, rationale in zip(sources, edits, instructions, rationales)
+            for prompt, continuation in zip(
+                row_prompts(self.config.prompt, self.dimensions, instruction), self._row_continuations(rationale)
+            )
         ]
         return build_vl_batch(self.tokenizer, self.image_processor, samples, padding_side=padding_side)
+
+    def _row_continuations(self, rationale: str | None) -> list[str | None]:
+        """The text after ``<|reward|>`` in each of an edit's rows: the joint rationale (one joint row), or each
+        dimension's own rationale JSON (``paper``); None where there is none."""
+        dims = self.row_dimensions
+        if rationale is None:
+            return [None] * len(dims)
+        if dims == (None,):
+            return [rationale + END_OF_TURN]
+        parsed = parse_joint_rationale(rationale)
+        return [
+            format_rationale(parsed[RATIONALE_DIMENSIONS[d]]) + END_OF_TURN if RATIONALE_DIMENSIONS[d] in parsed else None
+            for d in dims
+            if d is not None
+        ]
 
     def reward_positions(self, input_ids: torch.Tensor) -> torch.Tensor:
         """(B,) index of the single ``<|reward|>`` token in each row; anything else is an error."""
@@ -334,18 +428,47 @@ class JRM(nn.Module):
         return is_reward.int().argmax(dim=1)
 
     def forward(self, batch: VLBatch, with_lm: bool = False) -> JRMOutput:
-        """One backbone pass; the head reads h at ``<|reward|>``, the LM head (if asked) the rationale positions."""
+        """One backbone pass over B*R rows (:meth:`build_inputs`); the head reads each row's ``<|reward|>`` state
+        and dimension d of an edit comes from its row d (one joint row: all dimensions from it); the LM head (if
+        asked) reads the rationale positions of every row."""
         dtype = self.backbone.get_input_embeddings().weight.dtype
         batch = batch.to(self.device, dtype=dtype)
         outputs = self.backbone.model(**batch.model_inputs(), use_cache=False)
-        hidden = outputs.last_hidden_state  # (B, L, H)
+        hidden = outputs.last_hidden_state  # (B*R, L, H)
         rows = torch.arange(hidden.shape[0], device=hidden.device)
-        h = hidden[rows, self.reward_positions(batch.input_ids)]
-        scores = self.head(h)
+        row_h = hidden[rows, self.reward_positions(batch.input_ids)]  # (B*R, H)
+        per_row = self.head(row_h)  # (B*R, D)
+        n_rows = len(self.row_dimensions)
+        if row_h.shape[0] % n_rows:
+            raise ValueError(f"{row_h.shape[0]} rows is not a whole number of edits of {n_rows} rows each")
+        h = row_h.reshape(row_h.shape[0] // n_rows, -1)  # (B, R*H)
+        scores = per_row
+        if n_rows > 1:
+            scores = HeadOutput(own_row_columns(per_row.mu, n_rows), own_row_columns(per_row.log_sigma, n_rows))
         if not with_lm:
             return JRMOutput(h=h, scores=scores)
         selected, targets = select_lm_targets(hidden, batch.input_ids, batch.continuation_mask)
         return JRMOutput(h=h, scores=scores, lm_logits=self.backbone.lm_head(selected).float(), lm_targets=targets)
+
+    def _parse_explanation(self, texts: Sequence[str], mu: dict[str, float]) -> Explanation:
+        """One edit's generated row texts -> :class:`Explanation` (joint JSON, or one JSON per dimension row)."""
+        max_regions = self.config.max_region_index + 1
+        if self.row_dimensions == (None,):
+            try:
+                return Explanation(texts[0], parse_joint_rationale(texts[0], max_regions), None, mu)
+            except RationaleError as exc:
+                return Explanation(texts[0], None, str(exc), mu)
+        parsed: dict[str, Rationale] = {}
+        errors: list[str] = []
+        per_dim: dict[str, str] = {}
+        for dim, text in zip(self.row_dimensions, texts):
+            key = RATIONALE_DIMENSIONS[str(dim)]
+            per_dim[key] = text
+            try:
+                parsed[key] = parse_rationale(text, key, max_regions)
+            except RationaleError as exc:
+                errors.append(f"{key}: {exc}")
+        return Explanation("\n".join(texts), parsed or None, "; ".join(errors) or None, mu, per_dim)
 
     # RewardModel API ------------------------------------------------------------------------------------
 
@@ -417,13 +540,11 @@ class JRM(nn.Module):
                     eos_token_id=self.tokenizer.convert_tokens_to_ids(END_OF_TURN),
                 )
                 texts = self.tokenizer.batch_decode(generated[:, batch.input_ids.shape[1] :], skip_special_tokens=False)
-                for row, text in enumerate(texts):
-                    text = text.split(END_OF_TURN)[0].replace(self.tokenizer.pad_token, "")
-                    try:
-                        parsed, error = parse_joint_rationale(text, self.config.max_region_index + 1), None
-                    except RationaleError as exc:
-                        parsed, error = None, str(exc)
-                    results.append(Explanation(text, parsed, error, dict(zip(self.dimensions, mu[row].tolist()))))
+                texts = [text.split(END_OF_TURN)[0].replace(self.tokenizer.pad_token, "") for text in texts]
+                n_rows = len(self.row_dimensions)
+                for edit in range(len(texts) // n_rows):
+                    scores = dict(zip(self.dimensions, mu[edit].tolist()))
+                    results.append(self._parse_explanation(texts[edit * n_rows : (edit + 1) * n_rows], scores))
         finally:
             self.train(was_training)
         return results

@@ -7,18 +7,23 @@ from typing import Any
 from reward.jrm.train_config import JRMModelInit
 
 
-def build_model(init: JRMModelInit) -> Any:
-    """The JRM to start from (see :class:`JRMModelInit`)."""
-    from reward.jrm.model import JRM
+def build_model(init: JRMModelInit, prompt: str | None = None) -> Any:
+    """The JRM to start from (see :class:`JRMModelInit`), with the evaluation prompt ``prompt`` (``jrm.prompt``).
+
+    prompt None: a backbone gets ``paper``, a tiny model ``init.tiny_prompt``, a checkpoint its own; a
+    checkpoint trained with another prompt than a given one refuses (ConfigError).
+    """
+    from reward.jrm.model import JRM, JRMConfig
+    from reward.jrm.prompts import PAPER
 
     init.require_choice()
     if init.checkpoint:
-        return JRM.from_pretrained(init.checkpoint)
+        return JRM.from_pretrained(init.checkpoint, prompt=prompt)
     if init.backbone:
-        return JRM.from_backbone(init.backbone)
+        return JRM.from_backbone(init.backbone, JRMConfig(prompt=prompt or PAPER))
     return JRM.build_tiny(
         seed=init.tiny_seed,
-        config=tiny_jrm_config(init),
+        config=tiny_jrm_config(init, prompt),
         hidden_size=init.tiny_hidden_size,
         num_layers=init.tiny_num_layers,
         vision_hidden_size=init.tiny_vision_hidden_size,
@@ -26,8 +31,9 @@ def build_model(init: JRMModelInit) -> Any:
     )
 
 
-def tiny_jrm_config(init: JRMModelInit) -> Any:
-    """The :class:`JRMConfig` of a tiny JRM: head width from ``init``; image budget ``tiny_image_side``^2 if set."""
+def tiny_jrm_config(init: JRMModelInit, prompt: str | None = None) -> Any:
+    """The :class:`JRMConfig` of a tiny JRM: head width from ``init``; image budget ``tiny_image_side``^2 if set;
+    ``prompt`` (None: ``init.tiny_prompt``)."""
     from reward.jrm.model import JRMConfig
     from reward.jrm.tiny import TINY_JRM_MAX_PIXELS, TINY_JRM_MIN_PIXELS
 
@@ -36,5 +42,5 @@ def tiny_jrm_config(init: JRMModelInit) -> Any:
     min_pixels, max_pixels = (TINY_JRM_MIN_PIXELS, TINY_JRM_MAX_PIXELS) if side is None else (side * side, side * side)
     return JRMConfig(
         head_mlp_size=init.tiny_head_mlp_size, min_pixels=min_pixels, max_pixels=max_pixels, max_region_index=7,
-        prompt=init.tiny_prompt,
+        prompt=prompt or init.tiny_prompt,
     )

@@ -1,77 +1,148 @@
-"""JRM's inference-side prompts: the evaluation prompt (scoring, training, explaining) and per-dimension prompts.
+"""JRM's evaluation prompts: the paper's per-dimension prompts (appendix C) and a compact prompt for tiny models.
 
-The sequence is a user turn ``[source image, edited image, text]`` followed by the assistant turn, which starts
-with ``<|reward|>``; in training the rationale follows it. The paper's appendix-C wording was not available to
-us; these prompts are our own, faithful to its description: the model judges instruction following (with
-grounded regions on a 0-1000 scale, ``<|bbox_k|>`` citations and a ``<|global|>`` judgement) and visual
-quality, and its answer is the joint JSON of :mod:`reward.jrm.rationale`. The text of the evaluation prompt
-is part of the model's training distribution, so scoring and explaining must use the same prompt.
+Two prompt styles (``JRMConfig.prompt``, recorded in every checkpoint):
+
+- ``paper`` (the default for real backbones): appendix C of the JRM paper, verbatim as printed (Markdown
+  emphasis included), one prompt per dimension: C.1 instruction following, C.2 visual quality, each ending
+  ``Text instruction - <instruction>``. An edit is one row per dimension (``[source image, edited image,
+  the dimension's prompt]`` + ``<|reward|>``); the head reads each dimension from its own row's ``<|reward|>``
+  state, and in training each row is followed by that dimension's rationale (the IF JSON
+  ``{"edit_region": [...], "reasoning": "..."}`` or the VQ JSON ``{"reasoning": "..."}``, see
+  :mod:`reward.jrm.rationale`).
+- ``compact``: one short joint prompt for tiny from-scratch JRMs (toy world, tests): the paper's ~500 text
+  tokens per row swamp a tiny model's few image tokens in attention. One row per edit; its rationale is the
+  joint JSON ``{"instruction_following": ..., "visual_quality": ...}``.
+
+The text of the prompt is part of the model's training distribution: scoring and explaining use the prompt a
+checkpoint was trained with, and a checkpoint refuses to run with another (``JRM.from_pretrained``).
+Note: C.1 asks for ``bbox_2d`` as ``[x1, y1, x2, y2]`` while appendix A (the rationales it is trained on)
+writes ``[ymin, xmin, ymax, xmax]``; both are printed so, and the paper's text is kept as it is.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from reward.base import INSTRUCTION_FOLLOWING, VISUAL_QUALITY
 from reward.jrm.rationale import RationaleDimension
 
-EVALUATION_PROMPT = """You are an expert evaluator of instruction-based image editing.
-The first image is the SOURCE image. The second image is the EDITED image, produced by applying this instruction:
-"{instruction}"
+#: The placeholder of appendix C's prompts.
+TEXT_PROMPT_SLOT = "{text_prompt}"
 
-Evaluate the edit on two dimensions, each on a 1-4 scale (1 = very poor, 4 = very good):
-- Instruction following: is the instruction carried out accurately and completely, with nothing else changed?
-  Locate the relevant regions of the edited image as boxes [ymin, xmin, ymax, xmax] on a 0-1000 scale, reason
-  about each region citing it as <|bbox_k|>, then give the whole-image judgement after <|global|>.
-- Visual quality: is the edited image natural and free of artifacts, blur, distortions and seams, and
-  consistent with the source in lighting and texture?
+#: Appendix C.1, "Instruction Edit Following Template", as printed.
+PAPER_IF_PROMPT = """You are tasked with evaluating an edited image **in comparison with the original source image** based on **Instruction Following & Semantic Fidelity**, and assigning a score from 1 to 4, with 1 being the worst and 4 being the best. This dimension focuses on how accurately, completely, and exclusively the model executed the given text instruction.
 
-Answer with JSON only:
-{{"instruction_following": {{"edit_region": [{{"id": 0, "label": "...", "bbox_2d": [ymin, xmin, ymax, xmax]}}], "reasoning": "<|bbox_0|> ... <|global|> ..."}}, "visual_quality": {{"reasoning": "..."}}}}"""
+****Inputs Provided:**
 
-_IF_PROMPT = """You are an expert evaluator of instruction-based image editing.
-The first image is the SOURCE image. The second image is the EDITED image, produced by applying this instruction:
-"{instruction}"
+- Source Image (before editing)
+- Edited Image (after applying the instruction)
+- Text Instruction
 
-Evaluate instruction following on a 1-4 scale: is the instruction carried out accurately and completely, with
-nothing else changed? Locate the relevant regions of the edited image as boxes [ymin, xmin, ymax, xmax] on a
-0-1000 scale, reason about each region citing it as <|bbox_k|>, then give the whole-image judgement after
-<|global|>.
+****Sub-Dimensions to Evaluate:**
 
-Answer with JSON only:
-{{"edit_region": [{{"id": 0, "label": "...", "bbox_2d": [ymin, xmin, ymax, xmax]}}], "reasoning": "<|bbox_0|> ... <|global|> ..."}}"""
+- **Semantic Accuracy:** Assess whether the edited content accurately captures the semantics of the instruction. The edited result should precisely match the intended meaning. For example, if the instruction is “replace apples with oranges,” the object must clearly be oranges, not other fruits.
+- **Completeness of Editing:** Check whether **all parts** of the instruction are fully executed. For multi-step edits (e.g., “replace a red car with a blue bicycle”), both the color change and the object replacement must be done without omissions.
+- **Exclusivity of Edit (No Over-Editing):** Ensure that only the requested parts are changed. The rest of the image (as seen in the source) should remain unaltered. For example, if the instruction only involves replacing an object, the background, lighting, and unrelated objects should not be unnecessarily modified.
 
-_VQ_PROMPT = """You are an expert evaluator of image quality in image editing.
-The first image is the SOURCE image. The second image is the EDITED image, produced by applying this instruction:
-"{instruction}"
+****Scoring Criteria:**
 
-Evaluate the visual quality of the edited image on a 1-4 scale: is it natural and free of artifacts, blur,
-distortions and seams, and consistent with the source in lighting and texture?
+- **4 (Very Good):** Perfectly accurate, complete, and exclusive execution of the instruction.
+- **3 (Relatively Good):** Largely correct, but with minor omissions or slight over-editing.
+- **2 (Relatively Poor):** Major misinterpretation, incomplete edits, or noticeable unintended changes.
+- **1 (Very Poor):** Instruction ignored or completely wrong execution.
 
-Answer with JSON only:
-{{"reasoning": "..."}}"""
+****IMPORTANT: Output Format**
 
+You must provide your output in this format:
 
-#: A short scoring prompt for tiny from-scratch JRMs (toy world, tests): the full prompt's ~500 text tokens
-#: swamp a tiny model's few image tokens in attention; the same answer format is still trained by the LM loss.
+```
+{"edit_region": [...], "reasoning": "..."}
+
+```
+
+First, identify where the editing occurred in the second image:
+
+- If editing was successful, provide bounding boxes with labels: [{"id": 0~n, "label": "description of edited area", "bbox_2d": [x1, y1, x2, y2]}] (coordinates normalized to [0, 1000] range)
+- If editing failed (images look identical), use empty list: []
+
+In your reasoning, use special tokens to reference regions:
+
+- `<|bbox_{id}|>` before describing each edited region (if exist)
+- `<|global|>` before overall assessment
+
+Text instruction - {text_prompt}"""
+
+#: Appendix C.2, "Visual Quality Evaluation Template", as printed.
+PAPER_VQ_PROMPT = """You are tasked with evaluating an edited image **in comparison with the original source image** based on **Visual Quality & Realism**, and assigning a score from 1 to 4, with 1 being the worst and 4 being the best. This dimension focuses on how realistic, artifact-free, and aesthetically appealing the edited image is, while remaining consistent with the source image.
+
+****Inputs Provided:**
+
+- Source Image (before editing)
+- Edited Image (after applying the instruction)
+- Text Instruction
+
+****Sub-Dimensions to Evaluate:**
+
+- **Plausibility & Physical Consistency:** Check whether the edit aligns with the laws of physics and the scene context. Lighting, shadows, reflections, perspective, size, and interactions with the environment should all appear natural compared to the source image.
+- **Artifact-Free Quality:** Look for technical flaws such as blur, distortions, pixel misalignment, unnatural textures, or seams around edited regions. High-quality results should be free from such visible artifacts.
+- **Aesthetic Quality:** Evaluate the overall harmony and visual appeal. The image should look natural, balanced, and pleasant. Colors, composition, and atmosphere should enhance the image rather than degrade it.
+
+****Scoring Criteria:**
+
+- **4 (Very Good):** Perfectly realistic, artifact-free, seamless, and aesthetically pleasing.
+- **3 (Relatively Good):** Mostly realistic and clean, with only minor flaws that do not significantly distract.
+- **2 (Relatively Poor):** Noticeable physical inconsistencies or visible artifacts that make the edit unnatural.
+- **1 (Very Poor):** Severe artifacts, incoherent composition, or visually unusable result.
+
+Text instruction - {text_prompt}"""
+
+#: A short scoring prompt for tiny from-scratch JRMs (toy world, tests); one joint row per edit.
 COMPACT_EVALUATION_PROMPT = """Edit: "{instruction}"
 Judge instruction following and visual quality (1-4)."""
 
-#: The evaluation prompts a JRM can be built with (``JRMConfig.prompt``).
-EVALUATION_PROMPTS = {"full": EVALUATION_PROMPT, "compact": COMPACT_EVALUATION_PROMPT}
+PAPER, COMPACT = "paper", "compact"
+#: The prompt styles a JRM can be built with (``JRMConfig.prompt``).
+PROMPT_STYLES: tuple[str, ...] = (PAPER, COMPACT)
+#: Head dimension -> its appendix-C prompt (``paper`` style).
+PAPER_DIMENSION_PROMPTS: dict[str, str] = {INSTRUCTION_FOLLOWING: PAPER_IF_PROMPT, VISUAL_QUALITY: PAPER_VQ_PROMPT}
+#: Head dimension -> the rationale dimension its row explains (``paper`` style).
+RATIONALE_DIMENSIONS: dict[str, RationaleDimension] = {INSTRUCTION_FOLLOWING: "IF", VISUAL_QUALITY: "VQ"}
 
 
-def evaluation_prompt(instruction: str, style: str = "full") -> str:
-    """The joint evaluation prompt for one instruction (used by ``score``, training and ``explain``).
+def check_prompt_style(style: str, dimensions: Sequence[str]) -> None:
+    """Raise ValueError unless ``style`` is known and (``paper``) every head dimension has an appendix-C prompt."""
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"unknown JRM prompt {style!r} (expected one of {list(PROMPT_STYLES)})")
+    missing = [d for d in dimensions if style == PAPER and d not in PAPER_DIMENSION_PROMPTS]
+    if missing:
+        raise ValueError(f"the paper prompts cover {sorted(PAPER_DIMENSION_PROMPTS)}, not the dimension(s) {missing}")
 
-    ``style``: a key of :data:`EVALUATION_PROMPTS`; a JRM stores its own in ``jrm_config.json``.
-    """
-    if style not in EVALUATION_PROMPTS:
-        raise ValueError(f"unknown evaluation prompt {style!r} (expected one of {sorted(EVALUATION_PROMPTS)})")
-    return EVALUATION_PROMPTS[style].format(instruction=instruction)
+
+def paper_prompt(dimension: str, instruction: str) -> str:
+    """Appendix C's prompt of one head dimension with the instruction filled in."""
+    if dimension not in PAPER_DIMENSION_PROMPTS:
+        raise ValueError(f"no paper prompt for dimension {dimension!r} (have {sorted(PAPER_DIMENSION_PROMPTS)})")
+    return PAPER_DIMENSION_PROMPTS[dimension].replace(TEXT_PROMPT_SLOT, instruction)
+
+
+def row_dimensions(style: str, dimensions: Sequence[str]) -> tuple[str | None, ...]:
+    """The dimension each of an edit's rows is prompted for: ``paper`` one row per dimension (in head order),
+    ``compact`` a single joint row (None)."""
+    check_prompt_style(style, dimensions)
+    return tuple(dimensions) if style == PAPER else (None,)
+
+
+def row_prompts(style: str, dimensions: Sequence[str], instruction: str) -> list[str]:
+    """The text prompt of each of an edit's rows (see :func:`row_dimensions`)."""
+    return [
+        COMPACT_EVALUATION_PROMPT.format(instruction=instruction) if dim is None else paper_prompt(dim, instruction)
+        for dim in row_dimensions(style, dimensions)
+    ]
 
 
 def dimension_prompt(dimension: RationaleDimension, instruction: str) -> str:
-    """A single-dimension inference prompt ("IF" or "VQ"), e.g. for generative judging baselines."""
-    if dimension == "IF":
-        return _IF_PROMPT.format(instruction=instruction)
-    if dimension == "VQ":
-        return _VQ_PROMPT.format(instruction=instruction)
+    """A single-dimension inference prompt ("IF" or "VQ"): appendix C's, e.g. for generative judging baselines."""
+    for head_dim, rationale_dim in RATIONALE_DIMENSIONS.items():
+        if rationale_dim == dimension:
+            return paper_prompt(head_dim, instruction)
     raise ValueError(f"unknown rationale dimension {dimension!r} (expected 'IF' or 'VQ')")

@@ -166,6 +166,11 @@ def parse_joint_rationale(text: str, max_regions: int | None = None) -> dict[str
     return out
 
 
+def format_rationale(rationale: Rationale) -> str:
+    """Compact JSON text of one dimension's rationale (what follows ``<|reward|>`` in a per-dimension row)."""
+    return json.dumps(rationale.to_json(), ensure_ascii=False, separators=(", ", ": "))
+
+
 def format_joint_rationale(rationales: Mapping[str, Rationale]) -> str:
     """Compact joint JSON text (IF first), the form that follows ``<|reward|>`` in training."""
     ordered = {JOINT_KEYS[d]: rationales[d].to_json() for d in JOINT_KEYS if d in rationales}

@@ -26,7 +26,8 @@ class JRMModelInit:
     tiny_head_mlp_size:                               the reward head's MLP width.
     tiny_image_side: every image is resized to this square side (a multiple of 32 = patch 16 x merge 2), i.e.
                      ``(side / 32)^2`` vision tokens per image; null keeps the tiny default (<= 64 px, <= 4 tokens).
-    tiny_prompt:     the tiny JRM's evaluation prompt ("full" or "compact", see ``reward.jrm.prompts``).
+    tiny_prompt:     the tiny JRM's evaluation prompt unless ``jrm.prompt`` is set ("compact" or "paper", see
+                     ``reward.jrm.prompts``).
     """
 
     checkpoint: str | None = None
@@ -39,7 +40,7 @@ class JRMModelInit:
     tiny_vision_depth: int = 2
     tiny_head_mlp_size: int = 64
     tiny_image_side: int | None = None
-    tiny_prompt: str = "full"
+    tiny_prompt: str = "compact"
 
     def validate(self) -> None:
         if sum([self.checkpoint is not None, self.backbone is not None, self.tiny]) > 1:
@@ -50,10 +51,10 @@ class JRMModelInit:
         for key in ("tiny_num_layers", "tiny_vision_depth", "tiny_head_mlp_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"model.{key} must be >= 1, got {getattr(self, key)}")
-        from reward.jrm.prompts import EVALUATION_PROMPTS
+        from reward.jrm.prompts import PROMPT_STYLES
 
-        if self.tiny_prompt not in EVALUATION_PROMPTS:
-            raise ConfigError(f"model.tiny_prompt must be one of {sorted(EVALUATION_PROMPTS)}, got {self.tiny_prompt!r}")
+        if self.tiny_prompt not in PROMPT_STYLES:
+            raise ConfigError(f"model.tiny_prompt must be one of {list(PROMPT_STYLES)}, got {self.tiny_prompt!r}")
         side = self.tiny_image_side
         if side is not None and (side < 32 or side % 32):
             raise ConfigError(f"model.tiny_image_side must be a multiple of 32 (patch 16 x merge 2) or null, got {side}")
@@ -100,6 +101,10 @@ class JRMTrainConfig:
     data: JRMDataConfig = field(default_factory=JRMDataConfig)
     output_dir: str = "runs/jrm"
     alpha: float = 0.7  # L = (1 - alpha) * L_rank + alpha * L_LM; 0 = the discriminative baseline
+    # JRM evaluation prompt (reward.jrm.prompts): "paper" (appendix C, one row per dimension) or "compact" (one
+    # joint row, tiny models). null: "paper" for model.backbone, model.tiny_prompt for a tiny model, the
+    # checkpoint's own for model.checkpoint; a checkpoint trained with another prompt than a set one refuses
+    prompt: str | None = None
     # optimisation (paper): AdamW (0.9, 0.95), wd 0.1, lr 2e-6 cosine with 5% warmup, 10 epochs, batch 64
     learning_rate: float = 2e-6
     adam_beta1: float = 0.9
@@ -143,6 +148,10 @@ class JRMTrainConfig:
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        from reward.jrm.prompts import PROMPT_STYLES
+
+        if self.prompt is not None and self.prompt not in PROMPT_STYLES:
+            raise ConfigError(f"prompt must be one of {list(PROMPT_STYLES)} or null, got {self.prompt!r}")
         for key in ("global_batch_size", "per_device_batch_size", "num_workers", "epochs", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")

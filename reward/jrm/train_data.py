@@ -41,16 +41,18 @@ TEMPLATE_TOKEN_SLACK = 64
 
 
 def sequence_length_bound(model: Any, pair: PreferencePair, max_pixels: int) -> int:
-    """An upper bound on the token length of either side of ``pair`` (prompt, both images, rationale).
+    """An upper bound on the token length of any row of either side of ``pair`` (its longest row prompt, both
+    images, the whole joint rationale).
 
     Images contribute at most ``max_pixels / (patch_size * merge_size)^2`` tokens each; text is tokenized.
     """
-    from reward.jrm.prompts import evaluation_prompt
+    from reward.jrm.prompts import row_prompts
 
     processor = model.image_processor
     pixels = min(max_pixels, model.config.max_pixels)
     image_tokens = pixels // (processor.patch_size * processor.merge_size) ** 2
-    prompt = len(model.tokenizer(evaluation_prompt(pair.instruction, model.config.prompt))["input_ids"])
+    prompts = row_prompts(model.config.prompt, model.dimensions, pair.instruction)
+    prompt = max(len(model.tokenizer(text)["input_ids"]) for text in prompts)
     rationale = max((len(model.tokenizer(t)["input_ids"]) for t in pair.rationales.values()), default=0)
     return prompt + 2 * image_tokens + rationale + TEMPLATE_TOKEN_SLACK
 

@@ -120,7 +120,7 @@ def setup_worker(cfg: JRMTrainConfig, rank: int, world_size: int, device: torch.
     resume_from = resolve_resume(cfg)
     seed_worker(cfg.seed + rank)
     start_init = JRMModelInit(checkpoint=str(resume_from / MODEL_DIR)) if resume_from else cfg.model
-    model = build_model(start_init)
+    model = build_model(start_init, cfg.prompt)
     train_pairs, dropped = drop_overlong(model, train_pairs, cfg.max_seq_len, cfg.data.max_pixels)
     if dropped:
         data_lines.append(f"dropped {len(dropped)} pair(s) longer than max_seq_len={cfg.max_seq_len}: {dropped[:5]}")
@@ -154,7 +154,7 @@ class ModelWriter:
             run.model.save_pretrained(target)
             return
         if self._shadow is None:
-            self._shadow = build_model(run.start_init)
+            self._shadow = build_model(run.start_init, run.cfg.prompt)
             self._shadow.config.alpha = run.cfg.alpha
         self._shadow.load_state_dict(model_state, strict=True)
         self._shadow.save_pretrained(target)

@@ -8,6 +8,7 @@ from typing import Protocol, runtime_checkable
 
 from PIL import Image
 
+from reward.judges.images import PNG, ImageEncoding
 from reward.judges.parsing import ScoreFormat
 
 
@@ -19,12 +20,14 @@ class JudgeRequest:
     prompt:     the full text prompt.
     images:     images sent after the prompt, in order.
     answer_format: how to parse (and validate) the answer; a judge retries answers that fail it.
+    image_encoding: how the images travel (PNG, or JPEG q75 as GEdit-Bench's official VIEScore sends them).
     """
 
     request_id: str
     prompt: str
     images: list[Image.Image]
     answer_format: ScoreFormat
+    image_encoding: ImageEncoding = PNG
 
 
 @dataclass
@@ -36,6 +39,8 @@ class JudgeAnswer:
     failure:  why the request failed after all attempts (None on success).
     attempts: calls made for this request (0 when served from the cache).
     cached:   True when the answer came from the on-disk cache.
+    unparsed: True when the request failed because its answers never parsed (not a transport error): the
+              items the official GEdit scorer would have given a random score.
     """
 
     request_id: str
@@ -44,6 +49,7 @@ class JudgeAnswer:
     failure: str | None = None
     attempts: int = 0
     cached: bool = False
+    unparsed: bool = False
 
     @property
     def ok(self) -> bool:

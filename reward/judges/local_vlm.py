@@ -20,6 +20,7 @@ from tqdm import tqdm
 from editrl.config import ConfigError
 from editrl.dtypes import DTYPES, check_dtype_name
 from reward.judges.base import JudgeAnswer, JudgeRequest
+from reward.judges.images import as_judge_sees_it
 from reward.judges.parsing import MalformedAnswerError
 from reward.qwen_vl_inputs import ChatSample, build_vl_batch
 
@@ -82,7 +83,8 @@ class LocalVLMJudge:
     @torch.no_grad()
     def _generate(self, request: JudgeRequest, sample: bool) -> str:
         content = [{"type": "text", "text": request.prompt}] + [{"type": "image"} for _ in request.images]
-        sample_in = ChatSample(messages=[{"role": "user", "content": content}], images=list(request.images))
+        images = [as_judge_sees_it(im, request.image_encoding) for im in request.images]
+        sample_in = ChatSample(messages=[{"role": "user", "content": content}], images=images)
         batch = build_vl_batch(self.tokenizer, self.image_processor, [sample_in])
         inputs = batch.to(self.model.device, dtype=self.model.dtype).model_inputs()
         generation: dict[str, Any] = {"max_new_tokens": self.cfg.max_new_tokens, "do_sample": sample}
@@ -95,7 +97,9 @@ class LocalVLMJudge:
     def _judge_one(self, request: JudgeRequest) -> JudgeAnswer:
         text: str | None = None
         failure = "no attempt made"
-        for attempt in range(1, self.cfg.max_attempts + 1):
+        limit = request.answer_format.malformed_attempt_limit
+        attempts = self.cfg.max_attempts if limit is None else min(limit, self.cfg.max_attempts)
+        for attempt in range(1, attempts + 1):
             text = self._generate(request, sample=attempt > 1)
             try:
                 scores = request.answer_format.parse(text)
@@ -104,6 +108,6 @@ class LocalVLMJudge:
                 continue
             return JudgeAnswer(request.request_id, scores, raw_text=text, attempts=attempt)
         return JudgeAnswer(
-            request.request_id, None, raw_text=text, failure=f"{failure} (after {self.cfg.max_attempts} attempts)",
-            attempts=self.cfg.max_attempts,
+            request.request_id, None, raw_text=text, failure=f"{failure} (after {attempts} attempts)",
+            attempts=attempts, unparsed=True,
         )

@@ -1,6 +1,6 @@
 """A judge behind any OpenAI-compatible chat-completions endpoint (GPT-4.1 by default, or a local vLLM).
 
-Images go as base64 PNG data URLs after the prompt. Requests run in a bounded thread pool sharing one httpx
+Images go as base64 data URLs after the prompt (PNG, or the request's ``image_encoding``). Requests run in a bounded thread pool sharing one httpx
 client; transport errors, timeouts, 408/409/429/5xx and answers that fail to parse are retried with
 exponential backoff (``Retry-After`` honoured, capped); other 4xx fail at once. Valid answers are cached on
 disk by a hash of (model, prompt, image bytes). The API key is read from the environment variable named in
@@ -22,7 +22,7 @@ from tqdm import tqdm
 from editrl.config import ConfigError
 from reward.judges.base import JudgeAnswer, JudgeRequest
 from reward.judges.cache import ResponseCache, request_cache_key
-from reward.judges.images import png_bytes, png_data_url
+from reward.judges.images import data_url, encode_image
 from reward.judges.parsing import MalformedAnswerError
 from reward.judges.redact import redact_secrets
 
@@ -128,7 +128,7 @@ class OpenAICompatibleJudge:
                 return list(tqdm(answers, total=len(requests), desc=f"judge {self.cfg.model}", disable=not self._show_progress))
 
     def _judge_one(self, client: httpx.Client, request: JudgeRequest) -> JudgeAnswer:
-        images = [png_bytes(im) for im in request.images]
+        images = [encode_image(im, request.image_encoding) for im in request.images]
         key = request_cache_key(self.cfg.model, request.prompt, images)
         if self._cache is not None:
             cached = self._cache.get(key)
@@ -144,7 +144,7 @@ class OpenAICompatibleJudge:
                 {
                     "role": "user",
                     "content": [{"type": "text", "text": request.prompt}]
-                    + [{"type": "image_url", "image_url": {"url": png_data_url(b)}} for b in images],
+                    + [{"type": "image_url", "image_url": {"url": data_url(b, request.image_encoding)}} for b in images],
                 }
             ],
             self.cfg.token_limit_field: self.cfg.max_tokens,
@@ -153,6 +153,8 @@ class OpenAICompatibleJudge:
             body["temperature"] = self.cfg.temperature
         last_text: str | None = None
         failure = "no attempt made"
+        malformed = 0
+        malformed_limit = request.answer_format.malformed_attempt_limit
         for attempt in range(1, self.cfg.max_attempts + 1):
             retry_after: float | None = None
             try:
@@ -163,7 +165,12 @@ class OpenAICompatibleJudge:
             except _RetryableError as exc:
                 failure, retry_after = str(exc), exc.retry_after_s
             except MalformedAnswerError as exc:
-                failure = f"malformed answer: {exc}"
+                failure, malformed = f"malformed answer: {exc}", malformed + 1
+                if malformed_limit is not None and malformed >= malformed_limit:
+                    return JudgeAnswer(
+                        request.request_id, None, raw_text=last_text,
+                        failure=f"{failure} (unparsed after {malformed} answers)", attempts=attempt, unparsed=True,
+                    )
             else:
                 if self._cache is not None:
                     self._cache.put(key, last_text, self.cfg.model)
@@ -176,6 +183,7 @@ class OpenAICompatibleJudge:
             raw_text=last_text,
             failure=f"{failure} (after {self.cfg.max_attempts} attempts)",
             attempts=self.cfg.max_attempts,
+            unparsed=failure.startswith("malformed answer"),
         )
 
     def _post(self, client: httpx.Client, body: dict[str, Any]) -> str:

@@ -15,12 +15,14 @@ from reward.judges.base import JudgeAnswer, JudgeRequest
 @dataclass
 class EditItem:
     """One benchmark sample: edit ``source`` by ``instruction``; ``group`` is its task group / edit type.
-    The source stays undecoded (bytes or a file) until :meth:`load_source`."""
+    The source stays undecoded (bytes or a file) until :meth:`load_source`. ``subsets``: the benchmark's
+    report subsets (``PolicyBenchmark.subsets``) this item belongs to."""
 
     key: str
     group: str
     instruction: str
     source: ImageRef
+    subsets: tuple[str, ...] = ()
 
     def load_source(self) -> Image.Image:
         return load_image(self.source, f"item {self.key!r} source")
@@ -32,6 +34,8 @@ class PolicyBenchmark(Protocol):
     groups:       the benchmark's groups in the papers' column order.
     metric_names: per-item metrics, averaged per group and then over groups.
     headline_metric: the metric the papers report as the benchmark's overall score.
+    subsets:      report subsets, name -> definition; each is aggregated again over its items
+                  (``EditItem.subsets``) the same way as the whole set.
     """
 
     name: str
@@ -39,6 +43,7 @@ class PolicyBenchmark(Protocol):
     metric_names: tuple[str, ...]
     headline_metric: str
     aggregation: str
+    subsets: dict[str, str]
 
     def requests(self, item: EditItem, edited: Image.Image) -> list[JudgeRequest]: ...
 

@@ -7,6 +7,23 @@ from typing import Any, Literal
 
 from editrl.config import ConfigError
 from reward.judges.config import JudgeConfig
+from reward.judges.images import IMAGE_ENCODINGS, JPEG_Q75, PNG, ImageEncoding
+from reward.judges.parsing import PARSING_MODES
+
+#: The encoding each benchmark's official scorer sends its judge (``image_encoding: auto``).
+OFFICIAL_IMAGE_ENCODING: dict[str, ImageEncoding] = {"gedit": JPEG_Q75, "imgedit": PNG}
+
+
+def resolve_image_encoding(bench: str, setting: str) -> ImageEncoding:
+    """``auto`` = the benchmark's official encoding (GEdit: JPEG q75, ImgEdit: PNG), else ``png`` / ``jpeg_q75``."""
+    return OFFICIAL_IMAGE_ENCODING[bench] if setting == "auto" else IMAGE_ENCODINGS[setting]
+
+
+def _validate_judging(parsing: str, image_encoding: str) -> None:
+    if parsing not in PARSING_MODES:
+        raise ConfigError(f"parsing must be one of {list(PARSING_MODES)}, got {parsing!r}")
+    if image_encoding != "auto" and image_encoding not in IMAGE_ENCODINGS:
+        raise ConfigError(f"image_encoding must be 'auto' or one of {sorted(IMAGE_ENCODINGS)}, got {image_encoding!r}")
 
 
 @dataclass
@@ -49,6 +66,9 @@ class PolicyBenchConfig:
                          ``builtin``; or a path to a prompts.json.
     max_items_per_group: evaluate only the first N items of each group (smoke runs); null = all.
     seed:                the seed of every edit (the public scripts use one fixed seed).
+    parsing:             ``strict`` (this project's checks) or ``official`` (the public scorer's lenient
+                         reading; answers still unparsed after one retry are counted, never guessed).
+    image_encoding:      ``auto`` (the official scorer's: GEdit JPEG q75, ImgEdit PNG), ``png`` or ``jpeg_q75``.
     """
 
     bench: Literal["gedit", "imgedit"] = "gedit"
@@ -58,6 +78,8 @@ class PolicyBenchConfig:
     max_items_per_group: int | None = None
     seed: int = 0
     batch_size: int = 1
+    parsing: Literal["strict", "official"] = "strict"
+    image_encoding: str = "auto"
     reuse_edits: bool = True
     out_dir: str = "runs/eval"
     edit: EditSettings = field(default_factory=EditSettings)
@@ -70,6 +92,7 @@ class PolicyBenchConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.max_items_per_group is not None and self.max_items_per_group < 1:
             raise ConfigError(f"max_items_per_group must be >= 1 or null, got {self.max_items_per_group}")
+        _validate_judging(self.parsing, self.image_encoding)
 
 
 @dataclass
@@ -78,6 +101,7 @@ class PolicyEvalHookConfig:
 
     items_per_group: size of the fixed subset per group, drawn once with ``subset_seed``.
     num_images:      edited samples returned for logging.
+    parsing / image_encoding: as in :class:`PolicyBenchConfig`.
     """
 
     bench: Literal["gedit", "imgedit"] = "gedit"
@@ -90,6 +114,8 @@ class PolicyEvalHookConfig:
     seed: int = 0
     batch_size: int = 1
     num_images: int = 4
+    parsing: Literal["strict", "official"] = "strict"
+    image_encoding: str = "auto"
     edit: EditSettings = field(default_factory=EditSettings)
     judge: JudgeConfig = field(default_factory=JudgeConfig)
 
@@ -98,3 +124,4 @@ class PolicyEvalHookConfig:
             raise ConfigError("data_dir must be set")
         if self.every_n_steps < 1 or self.items_per_group < 1 or self.batch_size < 1 or self.num_images < 0:
             raise ConfigError("every_n_steps, items_per_group and batch_size must be >= 1, num_images >= 0")
+        _validate_judging(self.parsing, self.image_encoding)

@@ -11,7 +11,7 @@ from policies.base import EditingPolicy
 from reward.judges.base import Judge
 from reward.judges.config import build_judge
 from rl.benchmarks.base import EditItem, PolicyBenchmark
-from rl.benchmarks.config import PolicyEvalHookConfig
+from rl.benchmarks.config import PolicyEvalHookConfig, resolve_image_encoding
 from rl.benchmarks.gedit import GEditBenchmark, load_gedit_bench
 from rl.benchmarks.imgedit import ImgEditBenchmark, load_imgedit_bench, resolve_imgedit_prompts
 from rl.benchmarks.runner import evaluate_policy
@@ -66,6 +66,8 @@ class PolicyBenchmarkHook:
             metrics[f"{self.name}/overall"] = report.overall[self.bench.headline_metric]
         for g in report.groups:
             metrics.update({f"{self.name}/{m}/{g.name}": v for m, v in g.metrics.items()})
+        for subset in report.subsets.values():
+            metrics.update({f"{self.name}/{subset.name}/{m}": v for m, v in subset.overall.items()})
         metrics[f"{self.name}/failures"] = float(report.n_failures)
         images = [
             (f"{self.name} step {step} [{it.group}] {it.instruction}", outcome.edits[it.key])
@@ -78,11 +80,12 @@ def build_policy_eval_hook(cfg: PolicyEvalHookConfig, judge: Judge | None = None
     """The hook described by ``cfg`` (the judge is built from ``cfg.judge`` unless given)."""
     cfg.validate()
     bench: PolicyBenchmark
+    encoding = resolve_image_encoding(cfg.bench, cfg.image_encoding)
     if cfg.bench == "gedit":
-        bench, items = GEditBenchmark(), load_gedit_bench(cfg.data_dir, cfg.language)
+        bench, items = GEditBenchmark(cfg.parsing, encoding), load_gedit_bench(cfg.data_dir, cfg.language)
     else:
         prompts, _ = resolve_imgedit_prompts(cfg.imgedit_prompts, cfg.data_dir)
-        bench, items = ImgEditBenchmark(prompts), load_imgedit_bench(cfg.data_dir)
+        bench, items = ImgEditBenchmark(prompts, cfg.parsing, encoding), load_imgedit_bench(cfg.data_dir)
     return PolicyBenchmarkHook(
         cfg.bench,
         bench,

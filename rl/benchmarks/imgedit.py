@@ -4,7 +4,10 @@ Layout: ``basic_edit.json`` (key -> {"id": "<category>/<file>.jpg", "prompt", "e
 directory; the original images from the release's Benchmark.tar under ``singleturn/`` (or
 ``Benchmark/singleturn/``) of the same directory; optionally the release's ``prompts.json``.
 Protocol: the judge sees the rubric of the item's edit type, then the original and the edited image, and
-gives three 1-5 scores; item score = their mean; averaged per edit type, then over the nine types.
+gives three 1-5 scores; item score = their mean; averaged per edit type, then over the nine types. The
+official judge is gpt-4o (``configs/eval_imgedit.yaml``); with ``parsing="official"`` the answer is read as
+the official ``step1_get_avgscore.py`` reads it (any number of ``<criterion>: <integer>`` lines) and the
+item score is their mean rounded to 2 decimals, as that script writes it.
 """
 
 from __future__ import annotations
@@ -17,10 +20,12 @@ from PIL import Image
 from reward.benchmarks.files import BenchmarkLayoutError, existing_file, read_json
 from reward.benchmarks.report import mean
 from reward.judges.base import JudgeAnswer, JudgeRequest
+from reward.judges.images import PNG, ImageEncoding
+from reward.judges.parsing import ParsingMode
 from reward.judges.prompts.imgedit import (
     IMGEDIT_EDIT_TYPES,
-    IMGEDIT_FORMAT,
     default_imgedit_prompts,
+    imgedit_format,
     imgedit_prompt,
     load_imgedit_prompts,
 )
@@ -87,19 +92,25 @@ class ImgEditBenchmark:
     metric_names = ("score",)
     headline_metric = "score"
     aggregation = "mean of three 1-5 judge scores per item, averaged per edit type, then over types"
+    subsets: dict[str, str] = {}
 
-    def __init__(self, prompts: dict[str, str]) -> None:
+    def __init__(self, prompts: dict[str, str], parsing: ParsingMode = "strict", image_encoding: ImageEncoding = PNG) -> None:
         missing = [t for t in IMGEDIT_EDIT_TYPES if t not in prompts]
         if missing:
             raise ValueError(f"imgedit prompts lack edit type(s) {missing}")
         self.prompts = prompts
+        self.parsing = parsing
+        self.answer_format = imgedit_format(parsing)
+        self.image_encoding = image_encoding
 
     def requests(self, item: EditItem, edited: Image.Image) -> list[JudgeRequest]:
         prompt = imgedit_prompt(self.prompts[item.group], item.instruction)
-        return [JudgeRequest(f"{item.key}/judge", prompt, [item.load_source(), edited.convert("RGB")], IMGEDIT_FORMAT)]
+        images = [item.load_source(), edited.convert("RGB")]
+        return [JudgeRequest(f"{item.key}/judge", prompt, images, self.answer_format, self.image_encoding)]
 
     def item_metrics(self, item: EditItem, answers: Sequence[JudgeAnswer]) -> dict[str, float]:
         (answer,) = answers
         if answer.scores is None:
             raise ValueError(f"imgedit item {item.key!r}: no valid judge answer")
-        return {"score": mean(answer.scores)}
+        score = mean(answer.scores)
+        return {"score": round(score, 2) if self.parsing == "official" else score}

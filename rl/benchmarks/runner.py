@@ -2,7 +2,9 @@
 
 Items go through in chunks (edit the chunk, then one judge call for all its questions, which the judge runs
 concurrently), so memory stays bounded on the full benchmarks. Failures (a judge that never answered validly)
-exclude the item and are counted per group; they are never scored as zero. Edits can be saved (and reused on
+exclude the item and are counted per group (and, when the answers never parsed, counted as unparsed); they
+are never scored as zero nor guessed. A benchmark's report subsets (GEdit-Bench's "intersection") are
+aggregated again, the same way, over their items. Edits can be saved (and reused on
 a rerun) so that re-judging does not re-edit.
 """
 
@@ -20,20 +22,23 @@ from tqdm import tqdm
 
 from editrl.io import atomic_write_bytes
 from policies.base import EditingPolicy
-from reward.benchmarks.report import BenchmarkReport, GroupResult, macro_average
+from reward.benchmarks.report import BenchmarkReport, GroupResult, SubsetResult, macro_average
 from reward.judges.base import Judge, JudgeAnswer
 from rl.benchmarks.base import EditItem, PolicyBenchmark
 
 
 @dataclass
 class ItemOutcome:
-    """One item's result: ``metrics`` when judged, else ``failure`` (the judge's reason)."""
+    """One item's result: ``metrics`` when judged, else ``failure`` (the judge's reason; ``unparsed`` when
+    an answer never parsed). ``subsets``: the item's report subsets."""
 
     key: str
     group: str
     metrics: dict[str, float] | None
     failure: str | None
     raw_answers: list[str | None]
+    subsets: tuple[str, ...] = ()
+    unparsed: bool = False
 
 
 @dataclass
@@ -112,14 +117,17 @@ def judge_edits(
         raw = [a.raw_text for a in mine]
         if failed:
             reason = "; ".join(f"{a.request_id}: {a.failure}" for a in failed)
-            outcomes.append(ItemOutcome(item.key, item.group, None, reason, raw))
+            unparsed = any(a.unparsed for a in failed)
+            outcomes.append(ItemOutcome(item.key, item.group, None, reason, raw, item.subsets, unparsed))
         else:
-            outcomes.append(ItemOutcome(item.key, item.group, bench.item_metrics(item, mine), None, raw))
+            outcomes.append(ItemOutcome(item.key, item.group, bench.item_metrics(item, mine), None, raw, item.subsets))
     return outcomes
 
 
-def aggregate(bench: PolicyBenchmark, outcomes: Sequence[ItemOutcome], settings: dict[str, Any]) -> BenchmarkReport:
-    """Per-group means of the valid items, then the mean over groups; counts and notes for the rest."""
+def _group_results(
+    bench: PolicyBenchmark, outcomes: Sequence[ItemOutcome]
+) -> tuple[list[GroupResult], dict[str, float], list[str], list[str]]:
+    """(per-group results, overall, groups without items, groups whose every item failed) of ``outcomes``."""
     values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     n_items: dict[str, int] = defaultdict(int)
     n_failed: dict[str, int] = defaultdict(int)
@@ -132,8 +140,15 @@ def aggregate(bench: PolicyBenchmark, outcomes: Sequence[ItemOutcome], settings:
             values[o.group][m].append(o.metrics[m])
     present = [g for g in bench.groups if n_items[g]]
     group_means, overall, empty = macro_average({g: values[g] for g in present}, bench.metric_names)
+    groups = [GroupResult(g, n_items[g], n_failed[g], group_means[g]) for g in present]
+    return groups, overall, [g for g in bench.groups if not n_items[g]], empty
+
+
+def aggregate(bench: PolicyBenchmark, outcomes: Sequence[ItemOutcome], settings: dict[str, Any]) -> BenchmarkReport:
+    """Per-group means of the valid items, then the mean over groups; counts and notes for the rest; the same
+    over each of the benchmark's report subsets."""
+    groups, overall, absent, empty = _group_results(bench, outcomes)
     notes = []
-    absent = [g for g in bench.groups if not n_items[g]]
     if absent:
         notes.append(f"groups without items (not in the overall): {absent}")
     if empty:
@@ -141,14 +156,25 @@ def aggregate(bench: PolicyBenchmark, outcomes: Sequence[ItemOutcome], settings:
     return BenchmarkReport(
         benchmark=bench.name,
         metric_names=list(bench.metric_names),
-        groups=[GroupResult(g, n_items[g], n_failed[g], group_means[g]) for g in present],
+        groups=groups,
         overall=overall,
         aggregation=bench.aggregation,
         n_items=len(outcomes),
-        n_failures=sum(n_failed.values()),
+        n_failures=sum(o.metrics is None for o in outcomes),
         settings=settings,
         notes=notes,
+        n_unparsed=sum(o.unparsed for o in outcomes),
+        subsets={
+            name: _subset_result(bench, name, definition, [o for o in outcomes if name in o.subsets])
+            for name, definition in bench.subsets.items()
+        },
     )
+
+
+def _subset_result(bench: PolicyBenchmark, name: str, definition: str, outcomes: Sequence[ItemOutcome]) -> SubsetResult:
+    groups, overall, _, _ = _group_results(bench, outcomes)
+    n_failures = sum(o.metrics is None for o in outcomes)
+    return SubsetResult(name, definition, len(outcomes), n_failures, groups, overall)
 
 
 def evaluate_policy(

@@ -17,6 +17,7 @@ from PIL import Image
 from policies.settings import SamplingSettings
 from reward.base import RewardScores
 from reward.judges.base import JudgeAnswer, JudgeRequest
+from reward.judges.parsing import MalformedAnswerError
 
 
 def solid(value: int, size: tuple[int, int] = (16, 12)) -> Image.Image:
@@ -31,7 +32,8 @@ def png_cell(image: Image.Image, name: str) -> dict:
 
 
 def write_gedit(root: Path, rows: Sequence[dict]) -> Path:
-    """rows: task_type, key, instruction, instruction_language, input_image (PIL). HF layout data/*.parquet."""
+    """rows: task_type, key, instruction, instruction_language, input_image (PIL), optionally intersection (bool,
+    default True). HF layout data/*.parquet."""
     table = pa.Table.from_pylist(
         [
             {
@@ -41,7 +43,7 @@ def write_gedit(root: Path, rows: Sequence[dict]) -> Path:
                 "instruction_language": r["instruction_language"],
                 "input_image": png_cell(r["input_image"], f"{r['key']}.png"),
                 "input_image_raw": png_cell(r["input_image"], f"{r['key']}_raw.png"),
-                "Intersection_exist": True,
+                "Intersection_exist": r.get("intersection", True),
             }
             for r in rows
         ]
@@ -92,7 +94,8 @@ class BrightnessReward:
 
 
 class ScriptedJudge:
-    """A Judge answering each request from ``answer_for(request)`` -> text or None (None = failure)."""
+    """A Judge answering each request from ``answer_for(request)`` -> text or None (None = failure); a text
+    that does not parse is an unparsed failure."""
 
     name = "scripted"
 
@@ -108,7 +111,10 @@ class ScriptedJudge:
             if text is None:
                 out.append(JudgeAnswer(r.request_id, None, failure="scripted failure", attempts=3))
             else:
-                out.append(JudgeAnswer(r.request_id, r.answer_format.parse(text), raw_text=text, attempts=1))
+                try:
+                    out.append(JudgeAnswer(r.request_id, r.answer_format.parse(text), raw_text=text, attempts=1))
+                except MalformedAnswerError as exc:
+                    out.append(JudgeAnswer(r.request_id, None, text, f"malformed answer: {exc}", 2, unparsed=True))
         return out
 
 

@@ -143,6 +143,7 @@ def test_eval_hook_on_a_fixed_subset(gedit_dir):
     assert "gedit/SC/background_change" in result.metrics
     assert result.metrics["gedit/overall"] == result.metrics["gedit/O"]
     assert result.metrics["gedit/failures"] == float(result.n_failures)
+    assert "gedit/intersection/O" in result.metrics  # every fixture row has Intersection_exist = true
 
 
 def test_eval_hook_with_the_tiny_omnigen2_pipeline(imgedit_dir):

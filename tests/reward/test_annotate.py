@@ -222,3 +222,17 @@ def test_rerun_retries_teacher_failures_but_not_invalid_answers(tmp_path):
     assert {k for call in second.calls for k, _, _ in call} == {"r0/path1", "r0/path2"}
     joined, missing = attach_rationales(pairs, out)
     assert missing == 1 and set(joined[0].rationales) == {"preferred", "rejected"}
+
+
+def test_paper_template_shows_the_vq_teacher_only_the_edited_image(tmp_path, chat_server, monkeypatch):
+    monkeypatch.setenv("TEST_TEACHER_KEY", "k")
+    teacher = OpenAICompatibleTeacher(chat_server, "judge-model", api_key_env="TEST_TEACHER_KEY", timeout_s=10)
+    summary = annotate_pairs(_pairs(tmp_path, 1), teacher, tmp_path / "ann.jsonl", progress=False, template="paper")
+    teacher.close()
+    assert summary.written_ok == 2
+    kinds = {}
+    for _, _, body in _ChatHandler.seen:
+        parts = body["messages"][0]["content"]
+        dim = "VQ" if parts[-1]["text"].startswith("You are an expert visual quality inspector") else "IF"
+        kinds.setdefault(dim, set()).add(tuple(p["type"] for p in parts))
+    assert kinds == {"IF": {("image_url", "image_url", "text")}, "VQ": {("image_url", "text")}}

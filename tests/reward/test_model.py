@@ -149,21 +149,23 @@ def test_explain_decodes_region_tags_and_parses_the_joint_json(monkeypatch):
 
 def test_compact_prompt_is_stored_with_the_checkpoint_and_used_for_scoring(tmp_path):
     from editrl.config import ConfigError
-    from reward.jrm.model import JRMConfig
-    from reward.jrm.prompts import evaluation_prompt
-    from reward.jrm.tiny import TINY_JRM_MAX_PIXELS, TINY_JRM_MIN_PIXELS
+    from reward.jrm.model import JRMConfig, tiny_jrm_config
+    from reward.jrm.prompts import COMPACT_EVALUATION_PROMPT
 
-    base = dict(head_mlp_size=64, min_pixels=TINY_JRM_MIN_PIXELS, max_pixels=TINY_JRM_MAX_PIXELS, max_region_index=7)
-    full = JRM.build_tiny(seed=0, config=JRMConfig(**base))
-    compact = JRM.build_tiny(seed=0, config=JRMConfig(**base, prompt="compact"))
-    ids_full = full.scoring_inputs(SOURCES[:1], EDITS[:1], INSTRUCTIONS[:1]).input_ids[0].tolist()
-    ids_compact = compact.scoring_inputs(SOURCES[:1], EDITS[:1], INSTRUCTIONS[:1]).input_ids[0].tolist()
-    prompt_tokens = compact.tokenizer(evaluation_prompt(INSTRUCTIONS[0], "compact"), add_special_tokens=False)["input_ids"]
-    assert len(prompt_tokens) < 40 < len(ids_full) - len(ids_compact)  # same images, far shorter text
-    assert any(ids_compact[i : i + len(prompt_tokens)] == prompt_tokens for i in range(len(ids_compact)))
+    paper = JRM.build_tiny(seed=0, config=tiny_jrm_config("paper"))
+    compact = JRM.build_tiny(seed=0)
+    assert compact.config.prompt == "compact"  # the tiny default
+    ids_paper = paper.scoring_inputs(SOURCES[:1], EDITS[:1], INSTRUCTIONS[:1]).input_ids
+    ids_compact = compact.scoring_inputs(SOURCES[:1], EDITS[:1], INSTRUCTIONS[:1]).input_ids
+    assert ids_paper.shape[0] == 2 and ids_compact.shape[0] == 1  # one row per dimension vs one joint row
+    text = COMPACT_EVALUATION_PROMPT.format(instruction=INSTRUCTIONS[0])
+    prompt_tokens = compact.tokenizer(text, add_special_tokens=False)["input_ids"]
+    row = ids_compact[0].tolist()
+    assert len(prompt_tokens) < 40 < ids_paper.shape[1] - len(row)  # same images, far shorter text
+    assert any(row[i : i + len(prompt_tokens)] == prompt_tokens for i in range(len(row)))
     compact.save_pretrained(tmp_path / "c")
     assert JRM.from_pretrained(tmp_path / "c").config.prompt == "compact"
     with pytest.raises(ConfigError, match="prompt"):
         JRMConfig(prompt="short").validate()
-    with pytest.raises(ValueError, match="unknown evaluation prompt"):
-        evaluation_prompt("x", "short")
+    with pytest.raises(ConfigError, match="paper prompts cover"):
+        JRMConfig(prompt="paper", dimensions=["instruction_following", "aesthetics"]).validate()

@@ -27,6 +27,8 @@ class AnnotationRequest:
     score:       the pre-assigned 1-4 score the rationale must justify.
     prompt:      the full teacher prompt (appendix A), already filled in.
     metadata:    extra per-record facts (e.g. the toy world's ground truth); teachers may ignore it.
+    show_source: whether the teacher sees the source image before the edited one (appendix A.2's VQ teacher
+                 sees only the edited image).
     """
 
     record_id: str
@@ -37,6 +39,12 @@ class AnnotationRequest:
     score: int
     prompt: str
     metadata: dict[str, Any] = field(default_factory=dict)
+    show_source: bool = True
+
+    @property
+    def images(self) -> list[Image.Image]:
+        """The images the teacher is shown, in order: [source, edited], or [edited]."""
+        return [self.source, self.edited] if self.show_source else [self.edited]
 
 
 @runtime_checkable
@@ -51,5 +59,6 @@ class TeacherError(RuntimeError):
 
 
 def chat_messages(request: AnnotationRequest, image_parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One user turn: the two images (source first, then edited), then the prompt, in chat-template form."""
+    """One user turn: the request's images (source first if shown, then edited), then the prompt, in chat-template
+    form (``image_parts``: one part per image of ``request.images``)."""
     return [{"role": "user", "content": [*image_parts, {"type": "text", "text": request.prompt}]}]

@@ -59,7 +59,7 @@ class OpenAICompatibleTeacher:
         )
 
     def _ask(self, request: AnnotationRequest) -> str:
-        images = [{"type": "image_url", "image_url": {"url": image_data_url(im)}} for im in (request.source, request.edited)]
+        images = [{"type": "image_url", "image_url": {"url": image_data_url(im)}} for im in request.images]
         body = {
             "model": self.model,
             "messages": chat_messages(request, images),

@@ -57,7 +57,7 @@ class TransformersTeacher:
         if not requests:
             return []
         samples = [
-            ChatSample(messages=chat_messages(r, [{"type": "image"}, {"type": "image"}]), images=[r.source, r.edited])
+            ChatSample(messages=chat_messages(r, [{"type": "image"} for _ in r.images]), images=r.images)
             for r in requests
         ]
         batch = build_vl_batch(self.tokenizer, self.image_processor, samples, padding_side="left")

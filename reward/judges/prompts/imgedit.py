@@ -11,16 +11,24 @@ when the file is not given.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
-from reward.judges.parsing import ScoreFormat
+from reward.judges.parsing import ParsingMode, ScoreFormat
 
 IMGEDIT_EDIT_TYPES: tuple[str, ...] = (
     "add", "remove", "replace", "adjust", "style", "action", "extract", "background", "compose",
 )
 EDIT_PROMPT_SLOT = "<edit_prompt>"
 IMGEDIT_FORMAT = ScoreFormat(style="labelled_lines", num_scores=3, low=1, high=5)
+#: ImgEdit-Bench's official judge model (``Benchmark/Basic/basic_bench.py`` of the release).
+IMGEDIT_OFFICIAL_JUDGE_MODEL = "gpt-4o"
+
+
+def imgedit_format(parsing: ParsingMode = "strict") -> ScoreFormat:
+    """ImgEdit's answer format read ``strict`` (three labelled 1-5 lines) or as the ``official`` script reads it."""
+    return dataclasses.replace(IMGEDIT_FORMAT, parsing=parsing)
 
 # edit type -> (what is graded, [(criterion, five anchors from 1 to 5)] x 3)
 _RUBRICS: dict[str, tuple[str, list[tuple[str, tuple[str, str, str, str, str]]]]] = {

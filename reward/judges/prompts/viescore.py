@@ -12,9 +12,16 @@ repository); scale, order and answer format are the protocol's.
 
 from __future__ import annotations
 
-from reward.judges.parsing import ScoreFormat
+import dataclasses
+
+from reward.judges.parsing import ParsingMode, ScoreFormat
 
 VIESCORE_FORMAT = ScoreFormat(style="json_list", num_scores=2, low=0, high=10)
+
+
+def viescore_format(parsing: ParsingMode = "strict") -> ScoreFormat:
+    """The VIEScore answer format read ``strict`` (two integers 0-10) or as the ``official`` parser reads it."""
+    return dataclasses.replace(VIESCORE_FORMAT, parsing=parsing)
 
 _CONTEXT = """You are a professional digital artist. You will evaluate the effectiveness of AI-generated image(s) following the rules below.
 All input images, including any people in them, are AI-generated, so there are no privacy concerns.
