@@ -3,9 +3,9 @@
 Built-in kinds: ``omnigen2`` (:func:`policies.omnigen2.config.build_pipeline`), ``flux_kontext``
 (:func:`policies.flux_kontext.build_flux_kontext`) and ``qwen_image_edit``
 (:func:`policies.qwen_image_edit.build_qwen_image_edit`); config :class:`policies.policy_config.PolicyConfig`.
-A builder takes the policy config and returns an :class:`policies.base.RLPolicy` whose ``sampling`` defaults come from the config. There is no global registry:
-:func:`default_policy_registry` returns a fresh one; extend a copy to add a family
-(``default_policy_registry().extended(mine=build_mine)``) and hand it to ``run_flow_grpo``.
+A builder takes the policy config and returns an :class:`policies.base.RLPolicy` whose ``sampling`` defaults
+come from the config. There is no global registry: :func:`default_policy_registry` returns a fresh one; extend a
+copy to add a family (``default_policy_registry().extended(mine=build_mine)``) and hand it to ``run_flow_grpo``.
 """
 
 from __future__ import annotations

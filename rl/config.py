@@ -1,8 +1,8 @@
 """The experiment config: one structured OmegaConf tree, validated once before any actor starts.
 
 It composes the policy (:class:`PolicyConfig`: shared keys + per-family sections), the reward model
-(:class:`RewardModelConfig`), stage 1 JRM training (:class:`JRMTrainConfig`), and this package's GRPO, Ray, data, checkpoint, logging and eval
-settings. Load with :func:`load_experiment_config` (``editrl.config.load_config`` underneath), so a preset is a
+(:class:`RewardModelConfig`), stage 1 JRM training (:class:`JRMTrainConfig`), and this package's GRPO, Ray,
+data, checkpoint, logging and eval settings. Load with :func:`load_experiment_config` (``editrl.config.load_config`` underneath), so a preset is a
 small ``base:`` override and a wrong key or value is reported by its full dotted name.
 """
 
