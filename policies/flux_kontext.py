@@ -22,7 +22,7 @@ import torch
 from diffusers import FluxKontextPipeline
 from PIL import Image
 
-from editrl.config import ConfigError
+from editrl.config import ConfigError, validate_tree
 from policies.diffusers_policy import DiffusersEditPolicy, configure_adapter, load_local_pipeline
 from policies.diffusers_tiny import build_tiny_flux_kontext
 from policies.rollout import EditConditions
@@ -39,7 +39,7 @@ class FluxKontextConfig:
 
     def validate(self) -> None:
         if not 1 <= self.max_sequence_length <= 512:
-            raise ConfigError(f"flux_kontext.max_sequence_length: must be in [1, 512], got {self.max_sequence_length}")
+            raise ConfigError(f"max_sequence_length: must be in [1, 512], got {self.max_sequence_length}")
 
 
 class FluxKontextPolicy(DiffusersEditPolicy):
@@ -117,7 +117,7 @@ def build_flux_kontext(cfg: Any) -> FluxKontextPolicy:
     load (or build tiny), move and cast, add or load LoRA, sampling defaults from ``cfg.sampling_settings()``."""
     cfg.validate()
     section = getattr(cfg, "flux_kontext", None) or FluxKontextConfig()
-    section.validate()
+    validate_tree(section, "flux_kontext.")
     if cfg.checkpoint is None:
         pipe = build_tiny_flux_kontext(cfg.tiny_seed)
     else:

@@ -29,13 +29,8 @@ from policies.qwen_image_edit import QwenImageEditConfig
 
 @dataclass
 class PolicyConfig(OmniGen2PolicyConfig):
-    """The shared policy keys (defaults: OmniGen2's recipe) and the diffusers families' sections."""
+    """The shared policy keys (defaults: OmniGen2's recipe) and the diffusers families' sections (validated with
+    the tree by ``load_config``, and by their builder)."""
 
     flux_kontext: FluxKontextConfig = field(default_factory=FluxKontextConfig)
     qwen_image_edit: QwenImageEditConfig = field(default_factory=QwenImageEditConfig)
-
-    def validate(self) -> None:
-        """Raise ConfigError naming the first invalid key (the family sections are checked for every kind)."""
-        super().validate()
-        self.flux_kontext.validate()
-        self.qwen_image_edit.validate()

@@ -23,7 +23,7 @@ import torch
 from diffusers import QwenImageEditPipeline
 from PIL import Image
 
-from editrl.config import ConfigError
+from editrl.config import ConfigError, validate_tree
 from policies.diffusers_policy import DiffusersEditPolicy, configure_adapter, load_local_pipeline
 from policies.diffusers_tiny import build_tiny_qwen_image_edit
 from policies.rollout import EditConditions
@@ -43,10 +43,10 @@ class QwenImageEditConfig:
     def validate(self) -> None:
         if not 1 <= self.max_sequence_length <= 1024:
             raise ConfigError(
-                f"qwen_image_edit.max_sequence_length: must be in [1, 1024], got {self.max_sequence_length}"
+                f"max_sequence_length: must be in [1, 1024], got {self.max_sequence_length}"
             )
         if not self.negative_prompt:
-            raise ConfigError("qwen_image_edit.negative_prompt: must be a non-empty string (e.g. ' ')")
+            raise ConfigError("negative_prompt: must be a non-empty string (e.g. ' ')")
 
 
 def true_cfg(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
@@ -152,7 +152,7 @@ def build_qwen_image_edit(cfg: Any) -> QwenImageEditPolicy:
     section): load (or build tiny), move and cast, add or load LoRA, sampling defaults from the config."""
     cfg.validate()
     section = getattr(cfg, "qwen_image_edit", None) or QwenImageEditConfig()
-    section.validate()
+    validate_tree(section, "qwen_image_edit.")
     if cfg.checkpoint is None:
         pipe = build_tiny_qwen_image_edit(cfg.tiny_seed)
     else:
