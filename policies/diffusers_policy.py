@@ -91,7 +91,7 @@ def load_local_pipeline(pipeline_class: type[DiffusionPipeline], local_dir: str 
     root = Path(local_dir)
     if not root.is_dir() or not (root / "model_index.json").is_file():
         raise FileNotFoundError(f"{local_dir} is not a local diffusers pipeline folder (no model_index.json)")
-    return pipeline_class.from_pretrained(root, torch_dtype=to_torch_dtype(dtype), local_files_only=True)
+    return pipeline_class.from_pretrained(root, dtype=to_torch_dtype(dtype), local_files_only=True)
 
 
 class DiffusersEditPolicy:

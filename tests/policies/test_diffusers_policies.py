@@ -202,3 +202,17 @@ def test_checkpoint_must_be_a_local_diffusers_folder(tmp_path):
     cfg = _cfg("flux_kontext", f"checkpoint={tmp_path}")
     with pytest.raises(FileNotFoundError, match="model_index.json"):
         build_policy(cfg)
+
+
+def test_flux_kontext_loads_a_local_diffusers_folder_in_bf16(tmp_path):
+    from policies.diffusers_tiny import build_tiny_flux_kontext
+
+    build_tiny_flux_kontext(0).save_pretrained(tmp_path / "kontext")
+    policy = build_policy(_cfg("flux_kontext", f"checkpoint={tmp_path / 'kontext'}", "dtype=bfloat16"))
+    assert policy.dtype == torch.bfloat16 and policy.pipe.text_encoder_2.dtype == torch.bfloat16
+    assert all(p.dtype == torch.bfloat16 for p in policy.trainable_parameters())
+    rollout = policy.sample_with_logprob(_sources()[:1], INSTRUCTIONS[:1], generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(rollout.log_probs).all() and rollout.latents.dtype == torch.float32
+    with torch.no_grad():
+        again = policy.logprob(rollout, torch.arange(4)[None])
+    torch.testing.assert_close(again.log_prob, rollout.log_probs)  # same rows, same layout: same bf16 numbers
