@@ -10,12 +10,12 @@ from PIL import Image
 
 from editrl.config import ConfigError, load_config
 from policies.base import AdapterState, RLPolicy
-from policies.diffusers_policy import sd3_sde_step, sd3_sigmas
 from policies.diffusers_tiny import FLUX_SCHEDULER_CONFIG, QWEN_SCHEDULER_CONFIG
 from policies.flux_kontext import FluxKontextPolicy
 from policies.policy_config import PolicyConfig
 from policies.qwen_image_edit import QwenImageEditPolicy, true_cfg
 from policies.registry import build_policy
+from policies.sd3 import sd3_sde_step, sd3_sigmas
 
 TINY = ["height=32", "width=32", "num_inference_steps=4", "lora_rank=4", "lora_alpha=8", "noise_level=0.8"]
 FAMILIES = {
