@@ -242,3 +242,15 @@ def test_ode_matches_the_family_diffusers_pipeline(family, monkeypatch):
         theirs = policy.pipe(**common, negative_prompt=policy.negative_prompt,
                              true_cfg_scale=settings.text_guidance_scale).images
     torch.testing.assert_close(policy.pack(ours.latents[:, -1]), theirs.float(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", sorted(FAMILIES))
+def test_gradient_checkpointing_gives_the_same_gradients(kind):
+    grads = []
+    for checkpointing in ("false", "true"):
+        policy = build_policy(_cfg(kind, f"gradient_checkpointing={checkpointing}"))
+        rollout = policy.sample_with_logprob(_sources(), INSTRUCTIONS, generator=torch.Generator().manual_seed(0))
+        policy.logprob(rollout, torch.tensor([[0, 3], [1, 2]])).log_prob.sum().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in policy.trainable_parameters()]))
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-5)
