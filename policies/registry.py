@@ -1,10 +1,11 @@
 """Build an RL policy from its config; other packages register more policy families on an explicit registry.
 
-Built-in kind: ``omnigen2`` (:func:`policies.omnigen2.config.build_pipeline`, config
-:class:`policies.omnigen2.config.OmniGen2PolicyConfig`). A builder takes the policy config and returns an
-:class:`policies.base.RLPolicy` whose ``sampling`` defaults come from the config. There is no global registry:
-:func:`default_policy_registry` returns a fresh one; extend a copy to add a family
-(``default_policy_registry().extended(mine=build_mine)``) and hand it to ``run_flow_grpo``.
+Built-in kinds: ``omnigen2`` (:func:`policies.omnigen2.config.build_pipeline`), ``flux_kontext``
+(:func:`policies.flux_kontext.build_flux_kontext`) and ``qwen_image_edit``
+(:func:`policies.qwen_image_edit.build_qwen_image_edit`); config :class:`policies.policy_config.PolicyConfig`.
+A builder takes the policy config and returns an :class:`policies.base.RLPolicy` whose ``sampling`` defaults
+come from the config. There is no global registry: :func:`default_policy_registry` returns a fresh one; extend a
+copy to add a family (``default_policy_registry().extended(mine=build_mine)``) and hand it to ``run_flow_grpo``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 
 from editrl.registry import Registry
 from policies.base import RLPolicy
+from policies.flux_kontext import build_flux_kontext
 from policies.omnigen2.config import build_pipeline
+from policies.qwen_image_edit import build_qwen_image_edit
 
 #: policy config -> policy. The config is the experiment's ``policy`` section (it has a ``kind``).
 PolicyBuilder = Callable[[Any], RLPolicy]
@@ -39,7 +42,9 @@ class PolicyRegistry(Registry[PolicyBuilder]):
 
 def default_policy_registry() -> PolicyRegistry:
     """A fresh registry with the built-in kinds (each call returns a new, independent object)."""
-    return PolicyRegistry({"omnigen2": build_pipeline})
+    return PolicyRegistry(
+        {"omnigen2": build_pipeline, "flux_kontext": build_flux_kontext, "qwen_image_edit": build_qwen_image_edit}
+    )
 
 
 def build_policy(cfg: Any, registry: PolicyRegistry | None = None) -> RLPolicy:

@@ -16,6 +16,8 @@ class EditConditions:
     negative_text_hidden_states:  (B, L_neg, D_text) negative prompt embeddings (for CFG), or None.
     negative_text_attention_mask: (B, L_neg) bool, or None.
     ref_latents:                  per sample, a list of reference-image latents, each (C, h_j, w_j).
+    pooled_text_embeds:           (B, D_pool) pooled prompt embedding (FLUX's CLIP), or None.
+    negative_pooled_text_embeds:  (B, D_pool) pooled negative prompt embedding, or None.
     """
 
     text_hidden_states: torch.Tensor
@@ -23,6 +25,8 @@ class EditConditions:
     negative_text_hidden_states: torch.Tensor | None
     negative_text_attention_mask: torch.Tensor | None
     ref_latents: list[list[torch.Tensor]]
+    pooled_text_embeds: torch.Tensor | None = None
+    negative_pooled_text_embeds: torch.Tensor | None = None
 
     def to(self, device: str | torch.device) -> EditConditions:
         """A copy with every tensor on ``device``."""
@@ -35,6 +39,8 @@ class EditConditions:
             negative_text_hidden_states=move(self.negative_text_hidden_states),
             negative_text_attention_mask=move(self.negative_text_attention_mask),
             ref_latents=[[r.to(device) for r in refs] for refs in self.ref_latents],
+            pooled_text_embeds=move(self.pooled_text_embeds),
+            negative_pooled_text_embeds=move(self.negative_pooled_text_embeds),
         )
 
     def select(self, indices: list[int]) -> EditConditions:
@@ -50,6 +56,8 @@ class EditConditions:
             negative_text_hidden_states=pick(self.negative_text_hidden_states),
             negative_text_attention_mask=pick(self.negative_text_attention_mask),
             ref_latents=[list(self.ref_latents[i]) for i in indices],
+            pooled_text_embeds=pick(self.pooled_text_embeds),
+            negative_pooled_text_embeds=pick(self.negative_pooled_text_embeds),
         )
 
 

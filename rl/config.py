@@ -1,8 +1,8 @@
 """The experiment config: one structured OmegaConf tree, validated once before any actor starts.
 
-It composes the policy (:class:`OmniGen2PolicyConfig`), the reward model (:class:`RewardModelConfig`), stage 1
-JRM training (:class:`JRMTrainConfig`), and this package's GRPO, Ray, data, checkpoint, logging and eval
-settings. Load with :func:`load_experiment_config` (``editrl.config.load_config`` underneath), so a preset is a
+It composes the policy (:class:`PolicyConfig`: shared keys + per-family sections), the reward model
+(:class:`RewardModelConfig`), stage 1 JRM training (:class:`JRMTrainConfig`), and this package's GRPO, Ray,
+data, checkpoint, logging and eval settings. Load with :func:`load_experiment_config` (``editrl.config.load_config`` underneath), so a preset is a
 small ``base:`` override and a wrong key or value is reported by its full dotted name.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from editrl.config import ConfigError, load_config
-from policies.omnigen2.config import OmniGen2PolicyConfig
+from policies.policy_config import PolicyConfig
 from policies.registry import default_policy_registry
 from reward.jrm.train_config import JRMTrainConfig
 from reward.registry import JRM_KINDS, RewardModelConfig, default_registry
@@ -205,9 +205,10 @@ class ExperimentConfig:
     """The whole run: stage 1 (JRM training, optional) and stage 2 (Flow-GRPO)."""
 
     output_dir: str = "runs/flow_grpo"
-    # The schema of the ``policy`` section. ``policy.kind`` picks the builder (``policies.registry``); the
-    # schema stays OmniGen2's so OmegaConf checks every key (another family reuses or subclasses it).
-    policy: OmniGen2PolicyConfig = field(default_factory=OmniGen2PolicyConfig)
+    # The schema of the ``policy`` section. ``policy.kind`` picks the builder (``policies.registry``); the shared
+    # keys are OmniGen2's, each diffusers family adds its section (``policy.flux_kontext``, ...), so OmegaConf
+    # checks every key whichever kind is chosen.
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
     reward: RewardModelConfig = field(default_factory=RewardModelConfig)
     train_jrm: bool = False  # stage 1: train JRM with ``jrm`` first unless reward.checkpoint is given
     jrm: JRMTrainConfig = field(default_factory=JRMTrainConfig)

@@ -17,12 +17,13 @@ from policies.settings import SamplingSettings
 TINY_OVERRIDES = ["height=32", "width=32", "num_inference_steps=3", "lora_rank=4", "lora_alpha=8"]
 
 
-def test_registry_has_omnigen2_and_unknown_kind_names_policy_kind():
+def test_registry_has_the_built_in_kinds_and_unknown_kind_names_policy_kind():
     registry = default_policy_registry()
-    assert registry.names == ("omnigen2",) and isinstance(registry, PolicyRegistry)
+    assert set(registry.names) == {"omnigen2", "flux_kontext", "qwen_image_edit"}
+    assert isinstance(registry, PolicyRegistry)
     with pytest.raises(ConfigError) as err:
         registry.require("nope")
-    assert str(err.value).startswith("policy.kind:") and "'nope'" in str(err.value) and "['omnigen2']" in str(err.value)
+    assert str(err.value).startswith("policy.kind:") and "'nope'" in str(err.value) and "'omnigen2'" in str(err.value)
     cfg = load_config(OmniGen2PolicyConfig, None, [*TINY_OVERRIDES, "kind=nope"])
     with pytest.raises(ConfigError, match=r"^policy.kind: unknown policy kind 'nope'"):
         build_policy(cfg)
