@@ -29,6 +29,10 @@ MUTABLE_KEYS: tuple[str, ...] = (
     "ray.max_restarts",
     "ray.torch_threads",
     "output_dir",
+    "policy.device",
+    "policy.gradient_checkpointing",
+    "reward.device",
+    "reward.batch_size",
 )
 
 
