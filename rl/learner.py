@@ -120,14 +120,16 @@ class LearnerWorker:
     def optimizer_state(self) -> dict:
         return self.optimizer.state_dict()
 
-    def load_state(self, adapter: dict[str, torch.Tensor], optimizer_state: dict, version: int) -> int:
-        """Restore adapter, optimizer moments and version (resume).
+    def load_state(self, adapter: dict[str, torch.Tensor], optimizer_state: dict | None, version: int) -> int:
+        """Restore adapter, optimizer moments and version (resume); ``None`` keeps a fresh optimizer (weights only;
+        a checkpoint always carries its optimizer, see :func:`rl.checkpoint.load_checkpoint`).
 
         The learning rate is this worker's configured one, not the checkpoint's: a resume that changes
         ``grpo.learning_rate`` takes effect (``load_state_dict`` would otherwise bring the old value back).
         """
         self.policy.load_adapter_state(AdapterState(tensors=adapter, version=version))
-        self.optimizer.load_state_dict(optimizer_state)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
         for group in self.optimizer.param_groups:
             group["lr"] = self.grpo.learning_rate
         return self.version

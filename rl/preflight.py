@@ -53,8 +53,8 @@ def check_input_paths(cfg: ExperimentConfig) -> None:
     for i, hook in enumerate(cfg.policy_eval_hooks):
         if not Path(hook.data_dir).is_dir():
             raise ConfigError(f"policy_eval_hooks.{i}.data_dir: not a directory: {hook.data_dir}")
-    if cfg.reward.checkpoint is not None and not Path(cfg.reward.checkpoint).is_dir():
-        raise ConfigError(f"reward.checkpoint: not a local directory: {cfg.reward.checkpoint}")
+    if cfg.reward.checkpoint is not None and not Path(cfg.reward.checkpoint).exists():
+        raise ConfigError(f"reward.checkpoint: not found: {cfg.reward.checkpoint}")
     resume = cfg.checkpoint.resume
     if resume not in ("auto", "never") and not Path(resume).is_dir():
         raise ConfigError(f"checkpoint.resume: must be auto, never or a checkpoint directory; {resume!r} is not one")

@@ -56,7 +56,7 @@ PREFLIGHT_CASES = [
     ("eval_hooks=[{kind: reward_pair_accuracy, path: HELDOUT, image_root: MISSING}]", "eval_hooks.0.image_root"),
     ("data.train_path=MISSING", "data.train_path: instruction file not found"),
     ("checkpoint.resume=MISSING", "checkpoint.resume"),
-    ("reward.checkpoint=MISSING", "reward.checkpoint: not a local directory"),
+    ("reward.checkpoint=MISSING", "reward.checkpoint: not found"),
     ("policy_eval_hooks=[{bench: gedit, data_dir: MISSING}]", "policy_eval_hooks.0.data_dir: not a directory"),
 ]
 
