@@ -57,7 +57,7 @@ class SweepRow:
     """One alpha's results.
 
     accuracy: ``instruction_following`` / ``visual_quality`` / ``overall`` -> held-out pair accuracy (NaN if
-              no pair counted); counted: the same keys -> pairs counted.
+              no pair counted; null in ``sweep.json``, "n/a" in the table); counted: the same keys -> pairs counted.
     """
 
     alpha: float
@@ -131,12 +131,16 @@ def run_alpha_sweep(
     return rows
 
 
+def _fmt_accuracy(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
+
+
 def sweep_table(rows: Sequence[SweepRow]) -> str:
     """The markdown table: alpha, accuracy per dimension and overall, effective rank, isotropy."""
     header = ["alpha", "acc IF", "acc VQ", "acc overall", "effective rank of h", "spectral entropy", "isotropy", "h samples"]
     lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
     for r in sorted(rows, key=lambda r: r.alpha):
-        cells = [alpha_name(r.alpha), *(f"{r.accuracy[k]:.3f}" for k in ACCURACY_KEYS),
+        cells = [alpha_name(r.alpha), *(_fmt_accuracy(r.accuracy[k]) for k in ACCURACY_KEYS),
                  f"{r.effective_rank:.2f}", f"{r.spectral_entropy:.3f}", f"{r.isotropy:.2e}", str(r.spectrum_samples)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -171,11 +175,21 @@ def plot_sweep(rows: Sequence[SweepRow], out_png: str | Path) -> Path:
     return Path(out_png)
 
 
+def _json_ready(value: Any) -> Any:
+    """NaN (a dimension with nothing counted) -> None, recursively: JSON has no NaN."""
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
 def write_sweep_report(rows: Sequence[SweepRow], out_dir: str | Path, objective: dict[str, Any]) -> dict[str, Path]:
     """``sweep.json``, ``sweep.md`` and ``sweep.png`` in ``out_dir``."""
     out = Path(out_dir)
     paths = {"json": out / "sweep.json", "markdown": out / "sweep.md", "plot": out / "sweep.png"}
-    atomic_write_json(paths["json"], {"objective": objective, "rows": [asdict(r) for r in sorted(rows, key=lambda r: r.alpha)]})
+    table = [_json_ready(asdict(r)) for r in sorted(rows, key=lambda r: r.alpha)]
+    atomic_write_json(paths["json"], {"objective": objective, "rows": table})
     text = (
         "# JRM alpha sweep (Fig. 4)\n\n"
         f"Ranking loss `{objective['rank_loss']}`, LM loss `{objective['lm_reduction']}`. Held-out pair accuracy per "

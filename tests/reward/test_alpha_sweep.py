@@ -34,11 +34,13 @@ def test_report_table_json_and_plot(tmp_path):
                  effective_rank=rank, spectral_entropy=math.log(rank), isotropy=0.01, spectrum_samples=20)
         for a, acc, rank in ((0.7, 0.9, 7.8), (0.0, 0.8, 3.1))
     ]
+    rows[0].accuracy["visual_quality"] = math.nan  # nothing counted
     paths = write_sweep_report(rows, tmp_path, {"rank_loss": "hpsv3", "lm_reduction": "token_mean"})
     data = json.loads(paths["json"].read_text())
     assert [r["alpha"] for r in data["rows"]] == [0.0, 0.7] and data["objective"]["rank_loss"] == "hpsv3"
     text = paths["markdown"].read_text()
-    assert "| 0 | 0.800 | 0.500 | 0.800 | 3.10 |" in text and "| 0.7 | 0.900 | 0.500 | 0.900 | 7.80 |" in text
+    assert "| 0 | 0.800 | 0.500 | 0.800 | 3.10 |" in text and "| 0.7 | 0.900 | n/a | 0.900 | 7.80 |" in text
+    assert data["rows"][1]["accuracy"]["visual_quality"] is None
     assert "Ranking loss `hpsv3`" in text
     assert paths["plot"].stat().st_size > 1000
 
@@ -88,7 +90,7 @@ def test_the_sweep_command_end_to_end_on_tiny_models(tmp_path):
         for key in ("instruction_following", "overall"):
             assert counts.counted[key] == row["counted"][key] == 6
             assert row["accuracy"][key] == pytest.approx(counts.correct[key] / counts.counted[key])
-        assert row["counted"]["visual_quality"] == 0 and math.isnan(row["accuracy"]["visual_quality"])  # VQ ties
+        assert row["counted"]["visual_quality"] == 0 and row["accuracy"]["visual_quality"] is None  # VQ: all ties
         with torch.no_grad():
             sources = [p.source for p in loaded[:4] for _ in range(2)]
             edits = [e for p in loaded[:4] for e in (p.preferred, p.rejected)]
