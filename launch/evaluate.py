@@ -2,11 +2,16 @@
 MMRB2 image editing) on a locally downloaded benchmark release; writes JSON and a markdown table.
 
     python launch/evaluate.py policy --bench gedit --data DIR --checkpoint OMNIGEN2_DIR [--lora DIR]
-        [--judge-config configs/eval_judge_gpt41.yaml] [--judge-set openai.max_concurrency=4] [--out DIR]
+        [--judge-config configs/eval_judge_gpt41.yaml] [--set judge.openai.max_concurrency=4] [--out DIR]
+    python launch/evaluate.py policy --bench gedit --data DIR --checkpoint runs/<run>/checkpoints/latest [--base DIR]
     python launch/evaluate.py reward --bench editreward_bench --data DIR --reward jrm --checkpoint JRM_DIR
     python launch/evaluate.py reward --bench mmrb2 --data DIR --reward judge --judge-config configs/eval_judge_gpt41.yaml
 
-``--checkpoint tiny`` builds the tiny random-config model (smoke tests). Also runs as
+``--checkpoint tiny`` builds the tiny random-config model (smoke tests). A policy ``--checkpoint`` (or ``--lora``)
+may also be an RL run: its ``output_dir``, ``<output_dir>/checkpoints/step_<N>``, or ``.../checkpoints/latest``
+(the newest); the policy is then rebuilt from that run's recorded config with the checkpoint's adapter
+(:mod:`rl.run_checkpoint`), on the run's base model unless ``--base`` (or, with ``--lora``, ``--checkpoint``)
+names another. Also runs as
 ``python -m launch.evaluate``; either way the project is imported as installed (``pip install -e .``).
 ``--reward`` takes the reward registry's kinds (:func:`reward.registry.default_registry`) or ``judge``.
 """
@@ -45,8 +50,13 @@ def _parser() -> argparse.ArgumentParser:
     pol = sub.add_parser("policy", help="edit with the policy (ODE) and judge the edits with a VLM")
     pol.add_argument("--bench", choices=POLICY_BENCHES, required=True)
     pol.add_argument("--data", required=True, help="the downloaded benchmark release")
-    pol.add_argument("--checkpoint", required=True, help=f"OmniGen2 pipeline directory, or '{TINY}'")
-    pol.add_argument("--lora", default=None, help="LoRA adapter directory saved by the RL run")
+    pol.add_argument("--checkpoint", required=True,
+                     help=f"OmniGen2 pipeline directory, '{TINY}', or an RL run directory / one of its checkpoints "
+                          "(<run>/checkpoints/step_<N> or <run>/checkpoints/latest)")
+    pol.add_argument("--lora", default=None,
+                     help="LoRA adapter on --checkpoint: a peft / diffusers directory, or an RL run / checkpoint")
+    pol.add_argument("--base", default=None,
+                     help=f"with an RL --checkpoint: the OmniGen2 directory (or '{TINY}') instead of the run's own")
     pol.add_argument("--device", default="cpu")
     pol.add_argument("--dtype", default="float32")
     pol.add_argument("--config", default=None, help="YAML preset of rl.benchmarks.config.PolicyBenchConfig")
@@ -76,15 +86,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_policy(checkpoint: str, lora: str | None, device: str, dtype: str):
+def _load_policy(checkpoint: str, lora: str | None, device: str, dtype: str, base: str | None = None):
+    """(policy, settings): the policy to evaluate and what identifies it (recorded in the report)."""
     from policies.omnigen2 import build_pipeline
     from policies.omnigen2.config import OmniGen2PolicyConfig
+    from rl.run_checkpoint import find_rl_checkpoint, load_rl_policy
 
+    rl_checkpoint = find_rl_checkpoint(checkpoint) if checkpoint != TINY else None
+    rl_lora = find_rl_checkpoint(lora) if lora is not None else None
+    if rl_checkpoint is not None or rl_lora is not None:
+        if rl_checkpoint is not None and lora is not None:
+            raise ConfigError("--lora: an RL --checkpoint brings its own adapter; drop --lora (or pass the run as --lora)")
+        if rl_lora is not None and base is not None:
+            raise ConfigError("--base: with an RL run as --lora, the base is --checkpoint")
+        source, base = (checkpoint, base) if rl_checkpoint is not None else (lora, checkpoint)
+        loaded = load_rl_policy(
+            source, base=None if base in (None, TINY) else base, tiny_base=base == TINY, device=device, dtype=dtype
+        )
+        base_dir = loaded.policy_config.checkpoint
+        return loaded.policy, {
+            "checkpoint": base_dir if base_dir is not None else TINY,
+            "lora": None,
+            "rl_checkpoint": str(loaded.checkpoint.resolve()),
+            "rl_step": loaded.step,
+        }
+    if base is not None:
+        raise ConfigError("--base: only with an RL run or checkpoint as --checkpoint")
     cfg = OmniGen2PolicyConfig(
         checkpoint=None if checkpoint == TINY else checkpoint, lora_checkpoint=lora, device=device, dtype=dtype,
     )
     cfg.validate()
-    return build_pipeline(cfg)
+    return build_pipeline(cfg), {"checkpoint": checkpoint, "lora": lora}
 
 
 def _load_reward(args: argparse.Namespace):
@@ -128,7 +160,7 @@ def run_policy(args: argparse.Namespace) -> BenchmarkReport:
         cfg.judge = load_config(JudgeConfig, args.judge_config, judge_overrides)
     out_dir = Path(cfg.out_dir) / cfg.bench if args.out is None else Path(cfg.out_dir)
 
-    settings = {"checkpoint": args.checkpoint, "lora": args.lora, "data_dir": cfg.data_dir}
+    settings: dict = {"data_dir": cfg.data_dir}
     encoding = resolve_image_encoding(cfg.bench, cfg.image_encoding)
     settings.update(parsing=cfg.parsing, image_encoding=asdict(encoding))
     if cfg.bench == "gedit":
@@ -140,11 +172,13 @@ def run_policy(args: argparse.Namespace) -> BenchmarkReport:
         items = load_imgedit_bench(cfg.data_dir, cfg.max_items_per_group)
         settings["judge_prompts"] = source
     judge = build_judge(cfg.judge)
-    policy = _load_policy(args.checkpoint, args.lora, args.device, args.dtype)
+    policy, identity = _load_policy(args.checkpoint, args.lora, args.device, args.dtype, args.base)
+    settings.update(identity)
     edit_kwargs = cfg.edit.as_kwargs()
-    # Saved edits are reused only by a run with the same policy and sampling settings.
+    # Saved edits are reused only by a run with the same policy (an RL checkpoint by its resolved step directory,
+    # so "latest" never reuses an older step's edits) and the same sampling settings.
     fingerprint = hashlib.sha256(
-        json.dumps([args.checkpoint, args.lora, args.dtype, cfg.seed, sorted(edit_kwargs.items())], default=str).encode()
+        json.dumps([identity, args.dtype, cfg.seed, sorted(edit_kwargs.items())], default=str, sort_keys=True).encode()
     ).hexdigest()[:12]
     settings["edits_dir"] = str(out_dir / "edits" / fingerprint)
     outcome = evaluate_policy(

@@ -8,9 +8,20 @@ Published architecture (``ranknet_multi_head``, ``output_dim=2``, ``pooling_stra
   on the last hidden state at ``<|Reward|>``, giving ``[mu, log_sigma]``;
 - two passes (one per prompt/head); the published score averages the two heads' outputs.
 
+Positions: the official model embeds the tokens, scatters the vision tower's image features into the image
+placeholders itself, and calls the backbone with ``inputs_embeds`` and the attention mask only (no ``input_ids``,
+no image grids). A Qwen2.5-VL-family backbone (Qwen2.5-VL, MiMo-VL; ``model_type == "qwen2_5_vl"``) then
+cannot build its 3-D M-RoPE image positions and gives every token, image tokens included, plain 1-D positions
+``cumsum(attention_mask) - 1`` on all three rotary axes; the released checkpoints were trained that way, so
+:func:`plain_positions` reproduces it. A Qwen3-VL backbone is called with its usual inputs (its M-RoPE
+positions match the official model's).
+
 Weights use the published state-dict names (``model.visual.*``, ``model.language_model.*``, ``lm_head.weight``,
 ``rm_heads.head_{0,1}.{0,3,5}.{weight,bias}``) and load strictly: every key must be used and every parameter
-filled. Pre-4.52 transformers names (``visual.*``, ``model.layers.*``) are renamed first.
+filled. Pre-4.52 transformers names (``visual.*``, ``model.layers.*``) are renamed first. The files: safetensors
+(``model.safetensors`` or a sharded index) first; otherwise ``model.pth``, what the official save code writes
+(a state dict, possibly under a ``"model"`` key), read only with ``torch.load(weights_only=True)``, which
+refuses anything but tensors and plain containers.
 """
 
 from __future__ import annotations
@@ -46,6 +57,10 @@ HEAD_BOTTLENECK = 16
 HEAD_DROPOUT = 0.05
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+#: The official trainer's single-file save: ``torch.save({"model": state_dict, ...})`` or a bare state dict.
+TORCH_WEIGHTS_NAME = "model.pth"
+#: Backbones the official model runs with plain 1-D positions (see the module docstring).
+PLAIN_POSITION_BACKBONES = ("qwen2_5_vl",)
 #: Written by ``save_pretrained`` (per-image pixel budget); released checkpoints lack it -> 200,704.
 SETTINGS_NAME = "editrl_editreward.json"
 BACKBONES: dict[str, type[nn.Module]] = {
@@ -148,8 +163,24 @@ def rename_legacy_keys(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.T
     return renamed
 
 
+def _read_torch_weights(path: Path) -> dict[str, torch.Tensor]:
+    """``model.pth`` via ``torch.load(weights_only=True)``; the state dict itself or under a ``"model"`` key."""
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # an unsafe pickle (any object but tensors and containers) raises UnpicklingError
+        raise ValueError(f"{path}: not loadable with torch.load(weights_only=True): {str(exc).splitlines()[0]}") from None
+    if isinstance(raw, dict) and isinstance(raw.get("model"), dict):
+        raw = raw["model"]
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"{path}: expected a state dict (or one under a 'model' key), got {type(raw).__name__}")
+    bad = sorted(str(k) for k, v in raw.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor))
+    if bad:
+        raise ValueError(f"{path}: entries that are not named tensors: {bad[:8]}")
+    return dict(raw)
+
+
 def _read_weights(root: Path) -> dict[str, torch.Tensor]:
-    """All tensors of a single-file or sharded safetensors checkpoint."""
+    """All tensors of a single-file or sharded safetensors checkpoint, else of ``model.pth``."""
     if (root / WEIGHTS_NAME).is_file():
         return load_file(root / WEIGHTS_NAME)
     if (root / WEIGHTS_INDEX_NAME).is_file():
@@ -158,7 +189,20 @@ def _read_weights(root: Path) -> dict[str, torch.Tensor]:
         for shard in shards:
             weights.update(load_file(root / shard))
         return weights
-    raise FileNotFoundError(f"no {WEIGHTS_NAME} or {WEIGHTS_INDEX_NAME} in {root}")
+    if (root / TORCH_WEIGHTS_NAME).is_file():
+        return _read_torch_weights(root / TORCH_WEIGHTS_NAME)
+    raise FileNotFoundError(f"no {WEIGHTS_NAME}, {WEIGHTS_INDEX_NAME} or {TORCH_WEIGHTS_NAME} in {root}")
+
+
+def plain_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) attention mask -> (3, B, L) positions ``cumsum(mask) - 1`` on every rotary axis (0 at padding).
+
+    What a Qwen2.5-VL backbone computes for itself when called with ``inputs_embeds`` and no ``input_ids`` /
+    image grids: one running index over the real tokens, image tokens included, the same on the t, h and w axes.
+    """
+    mask = attention_mask.long()
+    positions = (mask.cumsum(dim=-1) - 1).masked_fill(mask == 0, 0)
+    return positions[None].expand(3, -1, -1)
 
 
 class EditRewardModel(nn.Module):
@@ -251,7 +295,7 @@ class EditRewardModel(nn.Module):
         dtype: torch.dtype = torch.float32,
         batch_size: int = 8,
     ) -> EditRewardModel:
-        """Load EditReward weights (``model.safetensors`` or a sharded index) from a local directory.
+        """Load EditReward weights (``model.safetensors``, a sharded index, or ``model.pth``) from a local directory.
 
         The backbone config, tokenizer and image processor come from ``base_model_dir`` (the Qwen-VL model
         EditReward was trained from) or, if absent, from ``checkpoint_dir``. The embedding size is taken
@@ -301,7 +345,10 @@ class EditRewardModel(nn.Module):
         ]
         dtype = self.backbone.get_input_embeddings().weight.dtype
         batch = build_vl_batch(self.tokenizer, self.image_processor, samples, padding_side="right").to(self.device, dtype)
-        hidden = self.backbone.model(**batch.model_inputs(), use_cache=False).last_hidden_state
+        inputs = batch.model_inputs()
+        if self.model_type in PLAIN_POSITION_BACKBONES:
+            inputs["position_ids"] = plain_positions(batch.attention_mask)
+        hidden = self.backbone.model(**inputs, use_cache=False).last_hidden_state
         is_reward = batch.input_ids == self.reward_token_id
         if not bool((is_reward.sum(dim=1) == 1).all()):
             raise ValueError(f"every EditReward prompt needs exactly one {EDITREWARD_TOKEN}")

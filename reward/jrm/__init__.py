@@ -1,7 +1,7 @@
 """JRM: the Joint Reward Model (Qwen3-VL backbone, <|reward|> token, reward head + language head)."""
 
 from reward.jrm.head import HeadOutput, RewardHead
-from reward.jrm.loss import rationale_lm_loss, uncertainty_rank_loss
+from reward.jrm.loss import hpsv3_rank_loss, rank_loss, rationale_lm_loss, uncertainty_rank_loss
 from reward.jrm.model import JRM, Explanation, JRMConfig, JRMOutput
 from reward.jrm.objective import LossBreakdown, compute_loss
 from reward.jrm.rationale import (
@@ -26,8 +26,10 @@ __all__ = [
     "RewardHead",
     "compute_loss",
     "format_joint_rationale",
+    "hpsv3_rank_loss",
     "parse_joint_rationale",
     "parse_rationale",
+    "rank_loss",
     "rationale_lm_loss",
     "uncertainty_rank_loss",
 ]

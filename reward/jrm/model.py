@@ -40,7 +40,7 @@ from editrl.config import ConfigError
 from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_json, require_local_dir
 from reward.base import DEFAULT_DIMENSIONS, RewardScores
 from reward.jrm.head import HeadOutput, RewardHead
-from reward.jrm.loss import select_lm_targets
+from reward.jrm.loss import LM_REDUCTIONS, RANK_LOSSES, select_lm_targets
 from reward.jrm.prompts import (
     COMPACT,
     PAPER,
@@ -78,6 +78,8 @@ def require_prompt(trained_with: str, requested: str | None, where: str | Path) 
             f"prompt: the JRM at {where} was trained with the {trained_with!r} prompt and refuses to score with "
             f"{requested!r} (the prompt is part of its training distribution); set prompt={trained_with} or null"
         )
+#: What a ``jrm_config.json`` without the training-objective keys was trained with (the only objective then).
+LEGACY_TRAINING_KEYS = {"rank_loss": "paper", "lm_reduction": "token_mean"}
 
 
 def region_tokens(max_region_index: int) -> list[str]:
@@ -107,6 +109,9 @@ class JRMConfig:
     """What defines a JRM beyond its backbone; saved as ``jrm_config.json``.
 
     alpha:            weight of the LM loss, ``L = (1-alpha) L_rank + alpha L_LM`` (0 = discriminative baseline).
+    rank_loss / lm_reduction: the ranking objective and LM-loss reduction this JRM was trained with
+                      (``reward.jrm.loss``; set by training like ``alpha``). A checkpoint written before these keys
+                      existed was trained with ``paper`` / ``token_mean`` and reads as such.
     max_region_index: K of the region tags ``<|bbox_0|> ... <|bbox_K|>``.
     dimensions:       names of the head's output dimensions, in order.
     head_mlp_size / head_dropout: reward head MLP.
@@ -118,6 +123,8 @@ class JRMConfig:
     """
 
     alpha: float = 0.7
+    rank_loss: str = "hpsv3"
+    lm_reduction: str = "token_mean"
     max_region_index: int = 15
     dimensions: list[str] = field(default_factory=lambda: list(DEFAULT_DIMENSIONS))
     head_mlp_size: int = 1024
@@ -131,6 +138,10 @@ class JRMConfig:
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha: must be in [0, 1], got {self.alpha}")
+        if self.rank_loss not in RANK_LOSSES:
+            raise ConfigError(f"rank_loss: must be one of {RANK_LOSSES}, got {self.rank_loss!r}")
+        if self.lm_reduction not in LM_REDUCTIONS:
+            raise ConfigError(f"lm_reduction: must be one of {LM_REDUCTIONS}, got {self.lm_reduction!r}")
         if self.max_region_index < 0:
             raise ConfigError(f"max_region_index: must be >= 0, got {self.max_region_index}")
         if not self.dimensions or len(set(self.dimensions)) != len(self.dimensions):
@@ -163,6 +174,7 @@ class JRMConfig:
                 f"{path}: this JRM was trained with the evaluation prompt {trained_with!r}, which this version does "
                 f"not have (it has {list(PROMPT_STYLES)}); a JRM scores only with the prompt it was trained with"
             )
+        raw = {**LEGACY_TRAINING_KEYS, **raw}  # written before these keys existed: how it was trained then
         cfg = cls(**{k: v for k, v in raw.items() if k in known})
         cfg.validate()
         return cfg

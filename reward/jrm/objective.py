@@ -6,9 +6,10 @@ One forward over both sides of every pair (2B sequences). Ranking terms (uncerta
   which need not be ``preferred``); equal scores are ties, skipped and counted;
 - the overall preference (``preferred`` beats ``rejected``) on the combined Gaussian score, skipped on ``tie``.
 
-``L_rank`` is the mean over all these comparisons. ``L_LM`` is the token cross-entropy on the rationale tokens
-of the sides that have one (prompt, image and special tokens are never targets). A pair without rationales
-contributes ranking terms only.
+``L_rank`` is the mean over all these comparisons of the chosen objective (``rank_loss``: ``paper`` or
+``hpsv3``, :mod:`reward.jrm.loss`). ``L_LM`` is the cross-entropy on the rationale tokens of the sides that
+have one (prompt, image and special tokens are never targets), reduced by ``lm_reduction`` (``token_mean`` or
+Eq. 6's ``sequence_sum``). A pair without rationales contributes ranking terms only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from reward.base import INSTRUCTION_FOLLOWING, VISUAL_QUALITY
-from reward.jrm.loss import token_cross_entropy, uncertainty_rank_loss
+from reward.jrm.loss import lm_target_sequences, rank_loss, reduce_token_nll, token_nll
 from reward.jrm.model import JRM
 from reward.jrm.pairs import EditScores, LoadedPair
 
@@ -64,11 +65,23 @@ def combined_gaussian(
     return mu[:, column], sigma[:, column]
 
 
-def compute_loss(model: JRM, pairs: Sequence[LoadedPair], alpha: float | None = None) -> LossBreakdown:
-    """The JRM loss of ``pairs`` (alpha defaults to ``model.config.alpha``); non-finite -> error naming records."""
+def compute_loss(
+    model: JRM,
+    pairs: Sequence[LoadedPair],
+    alpha: float | None = None,
+    rank_objective: str | None = None,
+    lm_reduction: str | None = None,
+) -> LossBreakdown:
+    """The JRM loss of ``pairs``; non-finite -> error naming records.
+
+    alpha, rank_objective (``paper`` | ``hpsv3``), lm_reduction (``token_mean`` | ``sequence_sum``) default to
+    the model's ``config.alpha`` / ``config.rank_loss`` / ``config.lm_reduction``.
+    """
     if not pairs:
         raise ValueError("compute_loss needs at least one pair")
     alpha = model.config.alpha if alpha is None else float(alpha)
+    rank_objective = model.config.rank_loss if rank_objective is None else rank_objective
+    lm_reduction = model.config.lm_reduction if lm_reduction is None else lm_reduction
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     unknown = [d for d in model.dimensions if d not in SCORE_FIELDS]
@@ -113,14 +126,16 @@ def compute_loss(model: JRM, pairs: Sequence[LoadedPair], alpha: float | None = 
     compared[OVERALL], ties[OVERALL] = int(decided.sum()), int((~decided).sum())
     overall_correct = int((overall_mu[rows] > overall_mu[rows + n]).sum())
 
-    rank = uncertainty_rank_loss(
+    rank = rank_loss(
+        rank_objective,
         torch.cat([w[0] for w in winners]),
         torch.cat([w[1] for w in winners]),
         torch.cat([lo[0] for lo in losers]),
         torch.cat([lo[1] for lo in losers]),
     )
     if with_lm:
-        lm = token_cross_entropy(out.lm_logits, out.lm_targets)
+        sequences = lm_target_sequences(batch.continuation_mask)  # matches the order of out.lm_targets
+        lm = reduce_token_nll(token_nll(out.lm_logits, out.lm_targets), sequences.to(out.lm_logits.device), lm_reduction)
         lm_tokens, lm_sequences = int(out.lm_targets.numel()), sum(r is not None for r in rationales)
     else:
         lm, lm_tokens, lm_sequences = torch.zeros((), device=rank.device), 0, 0

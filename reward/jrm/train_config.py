@@ -95,7 +95,22 @@ class JRMDataConfig:
 
 @dataclass
 class JRMTrainConfig:
-    """Stage-1 JRM training on Ray Train (one worker per GPU; CPU: one worker with gloo)."""
+    """Stage-1 JRM training on Ray Train (one worker per GPU; CPU: one worker with gloo).
+
+    rank_loss:    the uncertainty-aware ranking objective (``reward.jrm.loss``, DESIGN.md 2.5), both exact by
+                  quadrature. ``hpsv3`` (default): ``mean E[-log sigmoid(z)]``, what HPSv3's and EditReward's
+                  released trainers optimise (``loss_type == "uncertainty"``), so JRM is trained like the released
+                  reward models it is compared with. ``paper``: the JRM paper's Eq. 4-5, ``-mean log E[sigmoid(z)]``.
+                  The two differ by up to ~0.7 nats (1.335 vs 0.693 at equal means, sigma = 2 per side) and
+                  ``hpsv3``'s gradient always shrinks sigma. Recorded in the checkpoint's ``jrm_config.json``.
+    lm_reduction: how the rationale token losses become ``L_LM``. ``token_mean`` (default): the mean over every
+                  rationale token of the micro-batch, the standard causal-LM loss; it keeps ``L_LM`` on the
+                  per-token scale of ``L_rank`` (both ~0.1-2 nats), which is the scale at which alpha = 0.7
+                  balances the two terms, and every existing checkpoint was trained with it. ``sequence_sum``:
+                  Eq. 6 as printed, ``-sum_t log p(y_t)`` per rationale, averaged over rationales; with ~300-token
+                  rationales it multiplies ``L_LM`` by ~300, i.e. alpha = 0.7 then weighs the ranking term about
+                  1/700 of the LM term (an effective alpha of ~0.999). Recorded in the checkpoint as well.
+    """
 
     model: JRMModelInit = field(default_factory=JRMModelInit)
     data: JRMDataConfig = field(default_factory=JRMDataConfig)
@@ -105,6 +120,8 @@ class JRMTrainConfig:
     # joint row, tiny models). null: "paper" for model.backbone, model.tiny_prompt for a tiny model, the
     # checkpoint's own for model.checkpoint; a checkpoint trained with another prompt than a set one refuses
     prompt: str | None = None
+    rank_loss: Literal["paper", "hpsv3"] = "hpsv3"  # see the class docstring
+    lm_reduction: Literal["token_mean", "sequence_sum"] = "token_mean"  # see the class docstring
     # optimisation (paper): AdamW (0.9, 0.95), wd 0.1, lr 2e-6 cosine with 5% warmup, 10 epochs, batch 64
     learning_rate: float = 2e-6
     adam_beta1: float = 0.9
@@ -148,10 +165,16 @@ class JRMTrainConfig:
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        from reward.jrm.loss import LM_REDUCTIONS, RANK_LOSSES
         from reward.jrm.prompts import PROMPT_STYLES
 
         if self.prompt is not None and self.prompt not in PROMPT_STYLES:
             raise ConfigError(f"prompt must be one of {list(PROMPT_STYLES)} or null, got {self.prompt!r}")
+
+        if self.rank_loss not in RANK_LOSSES:
+            raise ConfigError(f"rank_loss must be one of {RANK_LOSSES}, got {self.rank_loss!r}")
+        if self.lm_reduction not in LM_REDUCTIONS:
+            raise ConfigError(f"lm_reduction must be one of {LM_REDUCTIONS}, got {self.lm_reduction!r}")
         for key in ("global_batch_size", "per_device_batch_size", "num_workers", "epochs", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")

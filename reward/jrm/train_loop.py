@@ -91,9 +91,16 @@ def planned_steps(cfg: JRMTrainConfig, batches_per_epoch: int) -> int:
     return total if cfg.max_steps is None else min(total, cfg.max_steps)
 
 
+def record_objective(model_config: Any, cfg: JRMTrainConfig) -> None:
+    """Saved with the checkpoint (``jrm_config.json``): how this JRM was trained (alpha, rank loss, LM reduction)."""
+    model_config.alpha = cfg.alpha
+    model_config.rank_loss = cfg.rank_loss
+    model_config.lm_reduction = cfg.lm_reduction
+
+
 def _prepare_model(model: Any, cfg: JRMTrainConfig, plan: ParallelPlan, device: torch.device) -> list[torch.nn.Parameter]:
     """Move to ``device`` in train mode, shard or replicate; returns the trainable parameters."""
-    model.config.alpha = cfg.alpha  # saved with the checkpoint: how this JRM was trained
+    record_objective(model.config, cfg)
     model.to(device)
     model.train()
     if cfg.gradient_checkpointing:
@@ -155,7 +162,7 @@ class ModelWriter:
             return
         if self._shadow is None:
             self._shadow = build_model(run.start_init, run.cfg.prompt)
-            self._shadow.config.alpha = run.cfg.alpha
+            record_objective(self._shadow.config, run.cfg)
         self._shadow.load_state_dict(model_state, strict=True)
         self._shadow.save_pretrained(target)
 
@@ -197,7 +204,7 @@ def accumulate_gradients(run: WorkerRun, shard: list[int], autocast: AbstractCon
         loaded = [load_images(run.train_pairs[i], cfg.data.max_pixels) for i in micro]
         run.plan.set_gradient_sync(run.model, last_micro_batch=m == accumulation - 1)
         with autocast:
-            out = compute_loss(run.model, loaded, cfg.alpha)
+            out = compute_loss(run.model, loaded, cfg.alpha, cfg.rank_loss, cfg.lm_reduction)
         if not torch.isfinite(out.total):
             step = run.progress.step
             raise FloatingPointError(f"non-finite loss at step {step} (records {[p.pair.record_id for p in loaded]})")
@@ -269,7 +276,10 @@ def finish(run: WorkerRun, writer: ModelWriter, last_metrics: dict[str, float]) 
         return {}
     write_dir_atomically(run.out_dir / "final", lambda tmp: writer.save(tmp, model_state))
     final = {"step": float(run.progress.step), **last_metrics}
-    atomic_write_json(run.out_dir / "metrics.json", {"final": final, "history": run.progress.history})
+    objective = {"alpha": run.cfg.alpha, "rank_loss": run.cfg.rank_loss, "lm_reduction": run.cfg.lm_reduction}
+    atomic_write_json(
+        run.out_dir / "metrics.json", {"final": final, "objective": objective, "history": run.progress.history}
+    )
     return final
 
 

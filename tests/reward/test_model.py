@@ -169,3 +169,19 @@ def test_compact_prompt_is_stored_with_the_checkpoint_and_used_for_scoring(tmp_p
         JRMConfig(prompt="short").validate()
     with pytest.raises(ConfigError, match="paper prompts cover"):
         JRMConfig(prompt="paper", dimensions=["instruction_following", "aesthetics"]).validate()
+
+
+def test_jrm_config_records_the_training_objective_and_reads_old_checkpoints_as_paper(tmp_path):
+    from editrl.config import ConfigError
+    from reward.jrm.model import JRMConfig
+
+    path = tmp_path / "jrm_config.json"
+    path.write_text(json.dumps({"alpha": 0.7}))  # written before rank_loss / lm_reduction existed
+    old = JRMConfig.from_json(path)
+    assert (old.rank_loss, old.lm_reduction) == ("paper", "token_mean")  # the only objective back then
+    path.write_text(json.dumps({"alpha": 0.7, "rank_loss": "hpsv3", "lm_reduction": "sequence_sum"}))
+    new = JRMConfig.from_json(path)
+    assert (new.rank_loss, new.lm_reduction) == ("hpsv3", "sequence_sum")
+    path.write_text(json.dumps({"rank_loss": "monte_carlo"}))
+    with pytest.raises(ConfigError, match="rank_loss"):
+        JRMConfig.from_json(path)

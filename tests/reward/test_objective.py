@@ -1,9 +1,10 @@
-"""compute_loss: which side wins each comparison, ties, the alpha mix, gradients, non-finite handling."""
+"""compute_loss: which side wins each comparison, ties, the rank objective, the alpha mix, the LM reduction,
+gradients, non-finite handling."""
 
 import pytest
 import torch
 
-from reward.jrm.loss import uncertainty_rank_loss
+from reward.jrm.loss import RANK_LOSSES, rank_loss
 from reward.jrm.model import JRM
 from reward.jrm.objective import compute_loss
 from tests.reward._jrm_fixtures import make_pair
@@ -25,10 +26,11 @@ def _pairs():
     ]
 
 
-def test_comparisons_ties_and_rank_value(jrm):
+@pytest.mark.parametrize("kind", RANK_LOSSES)
+def test_comparisons_ties_and_rank_value(jrm, kind):
     jrm.eval()
     pairs = _pairs()
-    out = compute_loss(jrm, pairs, alpha=0.0)
+    out = compute_loss(jrm, pairs, alpha=0.0, rank_objective=kind)
     assert out.compared == {"instruction_following": 2, "visual_quality": 1, "overall": 1}
     assert out.ties_skipped == {"instruction_following": 0, "visual_quality": 1, "overall": 1}
     # Rebuild the expected loss from the per-row scores: rows 0,1 = preferred of r0,r1; rows 2,3 = rejected.
@@ -39,7 +41,7 @@ def test_comparisons_ties_and_rank_value(jrm):
     w_sig = torch.stack([sig[0, 0], sig[3, 0], sig[3, 1], sig[0].pow(2).sum().sqrt() / 2])
     l_mu = torch.stack([mu[2, 0], mu[1, 0], mu[1, 1], mu[2].mean()])
     l_sig = torch.stack([sig[2, 0], sig[1, 0], sig[1, 1], sig[2].pow(2).sum().sqrt() / 2])
-    torch.testing.assert_close(out.rank, uncertainty_rank_loss(w_mu, w_sig, l_mu, l_sig), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.rank, rank_loss(kind, w_mu, w_sig, l_mu, l_sig), atol=1e-5, rtol=1e-5)
     assert out.lm_tokens == 0 and out.lm.item() == 0.0
 
 
@@ -50,6 +52,38 @@ def test_alpha_mix_and_lm_only_where_rationales_exist(jrm):
     assert out.lm_tokens == expected_tokens
     assert out.lm.item() > 0
     torch.testing.assert_close(out.total.detach(), 0.3 * out.rank + 0.7 * out.lm)
+
+
+def test_the_model_config_chooses_the_objective_by_default(jrm):
+    jrm.eval()
+    assert jrm.config.rank_loss == "hpsv3" and jrm.config.lm_reduction == "token_mean"
+    default = compute_loss(jrm, _pairs(), alpha=0.0)
+    torch.testing.assert_close(default.rank, compute_loss(jrm, _pairs(), alpha=0.0, rank_objective="hpsv3").rank)
+    paper = compute_loss(jrm, _pairs(), alpha=0.0, rank_objective="paper")
+    assert paper.rank.item() < default.rank.item()  # Jensen: E[-log sigmoid] > -log E[sigmoid] (sigma > 0)
+
+
+def test_lm_reduction_token_mean_vs_sequence_sum(jrm):
+    """Two rationales of different lengths: Eq. 6's per-sequence sum, averaged over the two, vs the token mean."""
+    jrm.eval()
+    long = '{"instruction_following": {"reasoning": "the square is blue now, and nothing else changed"}}'
+    pairs = [make_pair("r0", (4, 2), (3, 3), rationales={"preferred": RATIONALE, "rejected": long})]
+    token_mean = compute_loss(jrm, pairs, alpha=1.0, lm_reduction="token_mean")
+    sequence_sum = compute_loss(jrm, pairs, alpha=1.0, lm_reduction="sequence_sum")
+    assert token_mean.lm_sequences == sequence_sum.lm_sequences == 2
+    n = token_mean.lm_tokens
+    n_short = len(jrm.tokenizer(RATIONALE + "<|im_end|>", add_special_tokens=False)["input_ids"])
+    n_long = len(jrm.tokenizer(long + "<|im_end|>", add_special_tokens=False)["input_ids"])
+    assert n == n_short + n_long and n_short != n_long
+    # sum over all N tokens = token_mean * N = sequence_sum * 2 sequences
+    torch.testing.assert_close(sequence_sum.lm, token_mean.lm * n / 2, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(sequence_sum.total.detach(), sequence_sum.lm)
+    # and per sequence: the long side's sum is its own tokens' nll, computed here from the model's logits
+    with torch.no_grad():
+        batch = jrm.build_inputs([pairs[0].source] * 2, [pairs[0].preferred, pairs[0].rejected], [pairs[0].pair.instruction] * 2, rationales=[RATIONALE, long])
+        out = jrm(batch, with_lm=True)
+        nll = torch.nn.functional.cross_entropy(out.lm_logits, out.lm_targets, reduction="none")
+    torch.testing.assert_close(sequence_sum.lm, (nll[:n_short].sum() + nll[n_short:].sum()) / 2, rtol=1e-5, atol=1e-5)
 
 
 def _grads(model, alpha):

@@ -118,6 +118,20 @@ def test_config_batch_arithmetic_and_presets():
     assert (paper.adam_beta1, paper.adam_beta2, paper.warmup_ratio, paper.strategy) == (0.9, 0.95, 0.05, "fsdp")
     tiny = load_config(JRMTrainConfig, REPO / "configs" / "jrm_tiny.yaml")
     assert tiny.model.tiny and tiny.model.backbone is None and not tiny.use_gpu
+    assert (paper.rank_loss, paper.lm_reduction) == ("hpsv3", "token_mean")
+
+
+def test_objective_keys_are_validated_and_recorded_in_the_model_config():
+    from reward.jrm.model import JRMConfig
+    from reward.jrm.train_loop import record_objective
+
+    for bad, key in (("rank_loss=mc", "rank_loss"), ("lm_reduction=sum", "lm_reduction")):
+        with pytest.raises(ConfigError, match=key):
+            load_config(JRMTrainConfig, None, [bad])
+    cfg = load_config(JRMTrainConfig, None, ["rank_loss=paper", "lm_reduction=sequence_sum", "alpha=0.3"])
+    model_cfg = JRMConfig()
+    record_objective(model_cfg, cfg)
+    assert (model_cfg.alpha, model_cfg.rank_loss, model_cfg.lm_reduction) == (0.3, "paper", "sequence_sum")
 
 
 def test_tiny_model_init_sets_size_and_image_budget():
@@ -264,6 +278,11 @@ def test_ray_training_raises_held_out_accuracy_well_above_chance(tmp_path):
     assert result.metrics["eval/acc/instruction_following"] >= 0.9
     reloaded = build_reward_model(RewardModelConfig(kind="jrm_alpha0", checkpoint=result.checkpoint_dir))
     assert pairwise_accuracy(reloaded, held_loaded, 8)["acc/overall"] == result.metrics["eval/acc/overall"]
+    # how it was trained is recorded in the run's metrics and in the checkpoint
+    objective = json.loads((tmp_path / "run" / "metrics.json").read_text())["objective"]
+    assert objective == {"alpha": cfg.alpha, "rank_loss": "hpsv3", "lm_reduction": "token_mean"}
+    saved = json.loads((Path(result.checkpoint_dir) / "jrm_config.json").read_text())
+    assert (saved["rank_loss"], saved["lm_reduction"]) == ("hpsv3", "token_mean")
 
 
 def test_a_broken_pair_file_fails_before_the_ray_cluster_starts(tmp_path):

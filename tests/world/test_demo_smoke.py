@@ -65,6 +65,7 @@ def test_demo_smoke_runs_every_stage(tmp_path):
     assert len(list((out / "rl" / "checkpoints").iterdir())) == 2
     report = (out / "report.md").read_text()
     assert "Diagnostic: RL with the oracle as the reward" in report
+    assert "Training objective: ranking loss `hpsv3`" in report and "LM loss `token_mean`" in report
     assert "JRM-oracle agreement" in report and "Within-task JRM-oracle agreement" in report
     for plot in ("rl_reward", "oracle_over_rl", "samples", "jrm_loss", "jrm_spectra"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000

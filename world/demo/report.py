@@ -130,6 +130,13 @@ def write_plots(cfg: DemoConfig, out: Path, outcome: DemoOutcome) -> None:
     plot_sample_grid(plots / "samples.png", rows, ["source", "before RL", "after RL", "target"])
 
 
+RANK_LOSS_TEXT = {
+    "hpsv3": "E[-log sigmoid(z)], as HPSv3's and EditReward's released trainers",
+    "paper": "-log E[sigmoid(z)], the JRM paper's Eq. 4-5",
+}
+LM_REDUCTION_TEXT = {"token_mean": "mean over rationale tokens", "sequence_sum": "Eq. 6: sum per rationale, mean over rationales"}
+
+
 def write_report(cfg: DemoConfig, out: Path, metrics: dict[str, float], outcome: DemoOutcome) -> Path:
     """The plots and ``report.md`` (claims, held-out scores, RL reward, JRMs, diagnostic, pretraining, times)."""
     write_plots(cfg, out, outcome)
@@ -162,6 +169,8 @@ def write_report(cfg: DemoConfig, out: Path, metrics: dict[str, float], outcome:
         (f"RL reward (JRM alpha = {reward_alpha})", f"{outcome.rl.steps_completed} rounds. ![reward](plots/rl_reward.png)"),
         (f"JRM: alpha = {reward_alpha}{f' vs {baselines}' if baselines else ''}", markdown_table(
             ["alpha", "held-out pair acc (overall)", "acc IF", "acc VQ", "effective rank of h", "isotropy"], jrm_rows)
+         + f"\n\nTraining objective: ranking loss `{cfg.jrm.rank_loss}` ({RANK_LOSS_TEXT[cfg.jrm.rank_loss]}), "
+           f"LM loss `{cfg.jrm.lm_reduction}` ({LM_REDUCTION_TEXT[cfg.jrm.lm_reduction]})."
          + f"\n\nHeld-out pairs: {pairs.held_out.n_records} ({pairs.held_out.n_ties} ties, excluded from the overall "
            f"accuracy). Train pairs: {pairs.train.n_records}; rationales: {pairs.annotation.written_ok} edits annotated, "
            f"{pairs.annotation.written_rejected} rejected.\n\n![JRM loss](plots/jrm_loss.png)\n\n![spectra](plots/jrm_spectra.png)"),
