@@ -14,20 +14,18 @@ targets, sampling defaults), optionally on another base directory, and the adapt
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
-from safetensors.torch import load_file
 
 from editrl.config import ConfigError, validate_tree
 from policies.base import AdapterState
-from policies.omnigen2.config import OmniGen2PolicyConfig
+from policies.policy_config import PolicyConfig
 from policies.registry import PolicyRegistry, default_policy_registry
-from rl.checkpoint import STATE_FILE, TrainingState, checkpoint_root, run_checkpoints
+from rl.checkpoint import STATE_FILE, checkpoint_root, load_checkpoint, run_checkpoints
 
 LATEST = "latest"
 ADAPTER_FILE = "adapter.safetensors"
@@ -68,10 +66,10 @@ class RLCheckpointPolicy:
     policy: Any
     checkpoint: Path
     step: int
-    policy_config: OmniGen2PolicyConfig
+    policy_config: PolicyConfig
 
 
-def policy_config_of(checkpoint: str | Path) -> OmniGen2PolicyConfig:
+def policy_config_of(checkpoint: str | Path) -> PolicyConfig:
     """The ``policy`` section of a checkpoint's ``config.yaml`` as the policy schema (unknown keys: an error)."""
     path = Path(checkpoint) / CONFIG_FILE
     if not path.is_file():
@@ -80,7 +78,7 @@ def policy_config_of(checkpoint: str | Path) -> OmniGen2PolicyConfig:
         raw = OmegaConf.load(path)
         if "policy" not in raw:
             raise ConfigError(f"{path}: no 'policy' section")
-        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(OmniGen2PolicyConfig), raw.policy))
+        cfg = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(PolicyConfig), raw.policy))
     except OmegaConfBaseException as exc:
         raise ConfigError(f"{path}: policy.{getattr(exc, 'key', '')}: {str(exc).splitlines()[0]}") from None
     return cfg  # type: ignore[return-value]
@@ -117,7 +115,7 @@ def load_rl_policy(
         validate_tree(cfg)
     except ConfigError as exc:
         raise ConfigError(f"policy of {checkpoint}: {exc} (pass another base directory to evaluate it)") from None
-    state = TrainingState(**json.loads((checkpoint / STATE_FILE).read_text()))
+    loaded = load_checkpoint(checkpoint)  # verified against its manifest
     policy = (registry or default_policy_registry()).build(cfg)
-    policy.load_adapter_state(AdapterState(tensors=load_file(checkpoint / ADAPTER_FILE), version=state.adapter_version))
-    return RLCheckpointPolicy(policy=policy, checkpoint=checkpoint, step=state.step, policy_config=cfg)
+    policy.load_adapter_state(AdapterState(tensors=loaded.adapter, version=loaded.state.adapter_version))
+    return RLCheckpointPolicy(policy=policy, checkpoint=checkpoint, step=loaded.state.step, policy_config=cfg)

@@ -13,8 +13,10 @@ import torch
 from PIL import Image
 
 from editrl.config import ConfigError, to_yaml
+from editrl.manifest import write_manifest
 from launch.evaluate import main
-from policies.omnigen2.config import OmniGen2PolicyConfig, build_pipeline
+from policies.omnigen2.config import build_pipeline
+from policies.policy_config import PolicyConfig
 from reward.jrm.model import JRM
 from rl.checkpoint import TrainingState, save_checkpoint
 from rl.config import ExperimentConfig
@@ -36,7 +38,7 @@ def readme_evaluation_commands() -> list[list[str]]:
 
 def write_tiny_rl_run(output_dir: Path) -> dict[int, dict[str, torch.Tensor]]:
     """A tiny RL run with checkpoints at steps 1 and 2 (different adapters); returns step -> adapter."""
-    policy_cfg = OmniGen2PolicyConfig(height=32, width=32, num_inference_steps=2, lora_rank=4, lora_alpha=8)
+    policy_cfg = PolicyConfig(height=32, width=32, num_inference_steps=2, lora_rank=4, lora_alpha=8)
     config_yaml = to_yaml(ExperimentConfig(output_dir=str(output_dir), policy=policy_cfg))
     initial = build_pipeline(policy_cfg).adapter_state_dict()
     adapters = {}
@@ -142,6 +144,7 @@ def test_rl_checkpoint_as_lora_and_errors(tmp_path, capsys):
     (run_dir / "checkpoints" / "step_00000002" / "config.yaml").write_text(
         (run_dir / "checkpoints" / "step_00000002" / "config.yaml").read_text().replace("checkpoint: null", "checkpoint: /nowhere/OmniGen2", 1)
     )
+    write_manifest(run_dir / "checkpoints" / "step_00000002")  # as if the run had been written with that base
     with pytest.raises(ConfigError, match=r"checkpoint: .*/nowhere/OmniGen2.*another base"):
         load_rl_policy(run_dir)
     assert load_rl_policy(run_dir, tiny_base=True).step == 2

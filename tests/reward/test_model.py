@@ -176,12 +176,12 @@ def test_jrm_config_records_the_training_objective_and_reads_old_checkpoints_as_
     from reward.jrm.model import JRMConfig
 
     path = tmp_path / "jrm_config.json"
-    path.write_text(json.dumps({"alpha": 0.7}))  # written before rank_loss / lm_reduction existed
+    path.write_text(json.dumps({"alpha": 0.7, "prompt": "compact"}))  # written before rank_loss / lm_reduction existed
     old = JRMConfig.from_json(path)
     assert (old.rank_loss, old.lm_reduction) == ("paper", "token_mean")  # the only objective back then
-    path.write_text(json.dumps({"alpha": 0.7, "rank_loss": "hpsv3", "lm_reduction": "sequence_sum"}))
+    path.write_text(json.dumps({"alpha": 0.7, "prompt": "compact", "rank_loss": "hpsv3", "lm_reduction": "sequence_sum"}))
     new = JRMConfig.from_json(path)
     assert (new.rank_loss, new.lm_reduction) == ("hpsv3", "sequence_sum")
-    path.write_text(json.dumps({"rank_loss": "monte_carlo"}))
+    path.write_text(json.dumps({"prompt": "compact", "rank_loss": "monte_carlo"}))
     with pytest.raises(ConfigError, match="rank_loss"):
         JRMConfig.from_json(path)
