@@ -51,8 +51,8 @@ def test_two_gloo_learners_on_halves_equal_one_learner_on_the_whole(tmp_path):
         valid = torch.ones(4, dtype=torch.bool)
         adv = (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-4)
         idx = torch.stack([torch.randperm(4, generator=torch.Generator().manual_seed(10 * i + j))[:2].sort().values for j in range(4)])
-        chunks.append(LearnChunk(adv, valid, idx))
-    n_elements, n_samples = 8 * 2, 8
+        chunks.append(LearnChunk(adv, valid, idx, torch.tensor([0, 1, 1, 0]) if i == 0 else torch.tensor([1, 0, 0, 1])))
+    n_elements, n_samples = [4 * 2, 4 * 2], 8
     single.learn(rollouts, chunks, n_elements, n_samples)
 
     remote = ray.remote(LearnerWorker)
@@ -130,8 +130,7 @@ def test_killed_sampler_or_reward_actor_is_replaced_and_round_completes(tmp_path
         assert all(torch.isfinite(g.reward.reward).all() for g in gathered)
         adv = round_advantages([g.request for g in gathered], [g.reward for g in gathered],
                                num_steps=cfg.policy.num_inference_steps, cfg_grpo=cfg.grpo, step=0)
-        k = adv.chunks[0].step_indices.shape[1]
-        update = actors.wait_learn(actors.learn(gathered, adv.chunks, adv.n_kept * k, adv.n_kept))
+        update = actors.wait_learn(actors.learn(gathered, adv.chunks, adv.minibatch_elements, adv.n_kept))
         assert update.stats.version == 1
         actors.wait_sync(actors.broadcast(update.payload_ref, payload.num_bytes))
         assert ray.get(actors.samplers[0].get_version.remote()) == 1
