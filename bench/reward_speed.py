@@ -93,6 +93,7 @@ def _generative_scorer(jrm: JRM, sources, edits, instructions) -> Callable[[], l
     @torch.no_grad()
     def run() -> list[float | None]:
         batch = build_vl_batch(jrm.tokenizer, jrm.image_processor, samples, padding_side="left")
+        batch = batch.to(jrm.device, dtype=jrm.backbone.get_input_embeddings().weight.dtype)
         out = jrm.backbone.generate(
             **batch.model_inputs(),
             min_new_tokens=GENERATED_TOKENS,
