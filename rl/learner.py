@@ -14,7 +14,8 @@ clip and step identically, and every worker steps the same number of times (an e
 zero local gradient).
 
 Every tensor the loss touches lives on the policy's device (:attr:`RLPolicy.device`); rollouts stay on the
-CPU until the policy moves the rows it re-scores.
+CPU until the policy moves the rows it re-scores. Ray is imported only to fetch rollouts given as object
+references and to find the node address, so the learner runs where Ray is not installed (``bench.real_scale``).
 
 The policy is built by the policy registry from the config's ``kind`` and used only through
 :class:`policies.base.RLPolicy`; it owns the adapter version, which the learner advances after each round.
@@ -28,7 +29,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import ray
 import torch
 import torch.distributed as dist
 
@@ -82,6 +82,15 @@ class _MicroLoss:
     old_log_prob: torch.Tensor
 
 
+def _local(rollout: Any) -> Rollout:
+    """``rollout`` itself, or the rollout a Ray object reference points to (fetched from the object store)."""
+    if isinstance(rollout, Rollout):
+        return rollout
+    import ray
+
+    return ray.get(rollout)
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -124,8 +133,10 @@ class LearnerWorker:
     def rendezvous_address(self) -> tuple[str, int]:
         """(ip, free port) of this worker, used by rank 0 as the group's master address."""
         try:
+            import ray
+
             host = ray.util.get_node_ip_address()
-        except Exception:  # not inside Ray: a local single-machine group
+        except Exception:  # not inside Ray (or no Ray): a local single-machine group
             host = "127.0.0.1"
         return host, _free_port()
 
@@ -263,7 +274,7 @@ class LearnerWorker:
         num_samples:        kept samples over all workers (for the stats).
         """
         started = time.perf_counter()
-        rollouts = [ray.get(r) if isinstance(r, ray.ObjectRef) else r for r in rollouts]
+        rollouts = [_local(r) for r in rollouts]
         micro = self._prepare(rollouts, chunks, len(minibatch_elements))
         g = self.grpo
         # summed over optimizer steps and elements: policy loss, kl, clipped elements, approx kl, ratio
