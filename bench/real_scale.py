@@ -251,6 +251,12 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
 class PeakMemory:
     """Peak memory (GiB) inside a ``with`` block: the CUDA allocator's peak, or on the CPU the peak RSS growth."""
 
@@ -381,7 +387,12 @@ def phase_learner(ctx: Context) -> dict[str, Any]:
                                                      generator=generators)
     chunk = _learn_chunk(rollout, scale)
     elements = [n * chunk.step_indices.shape[1]]
-    figures: dict[str, Any] = {"samples": n, "trained_steps_per_sample": chunk.step_indices.shape[1]}
+    # the first update on the learner's own fresh rollout: the ratio is 1 up to rounding (and a warm-up)
+    first = learner.learn([rollout], [chunk], elements, n)
+    figures: dict[str, Any] = {
+        "samples": n, "trained_steps_per_sample": chunk.step_indices.shape[1],
+        "first_update_ratio_max_dev": first.first_update_ratio_max_dev,
+    }
     for micro_batch in scale.micro_batches:
         learner.grpo = replace(grpo, learner_micro_batch=micro_batch)
         key = f"micro_batch_{micro_batch}"
@@ -391,21 +402,13 @@ def phase_learner(ctx: Context) -> dict[str, Any]:
             figures[key] = {"error": f"out of memory: {str(exc).splitlines()[0]}"}
             continue
         finally:
-            gc.collect()
-            if ctx.device.type == "cuda":
-                torch.cuda.empty_cache()
+            _free(ctx.device)
         figures[key] = {
-            "rows_per_backward": micro_batch or n, "seconds_per_pass": m["seconds"],
+            "rows_per_backward": min(micro_batch or n, elements[0]), "seconds_per_pass": m["seconds"],
             "seconds_per_sample": m["seconds"] / n, "cold_seconds": m["cold_seconds"],
             "achieved_tflop_s": _tflops(m["flops"], m["seconds"]), "peak_memory_gib": m["peak_memory_gib"],
             "ratio_max_dev_after_updates": m["result"].ratio_max_dev,
         }
-    # a fresh learner's first update on its own rollout: the ratio is 1 up to rounding
-    fresh = LearnerWorker(policy_config(scale, ctx.device), grpo, policy_registry=ctx.policy_registry())
-    with torch.no_grad():
-        own = fresh.policy.sample_with_logprob([_noise_image(scale.image_side, 0)] * n, [INSTRUCTION] * n,
-                                               generator=[torch.Generator().manual_seed(i) for i in range(n)])
-    figures["first_update_ratio_max_dev"] = fresh.learn([own], [_learn_chunk(own, scale)], elements, n).first_update_ratio_max_dev
     return figures
 
 
@@ -481,13 +484,14 @@ def phase_jrm_train(ctx: Context) -> dict[str, Any]:
 
 def phase_colocated(ctx: Context) -> dict[str, Any]:
     scale, n = ctx.scale, ctx.scale.samples_per_chunk
+    sampler = ctx.sampler()
+    jrm = build_jrm(ctx.configs, scale, ctx.device, batch_size=n)
+    registry = default_registry().extended(bench=lambda cfg: jrm)
+    actor = RewardActor(RewardModelConfig(kind="bench", device=str(ctx.device), batch_size=n), registry=registry)
+    _free(ctx.device)
+    resident = torch.cuda.memory_allocated(ctx.device) / 2**30 if ctx.device.type == "cuda" else 0.0
+    request = _request(scale, n)
     with PeakMemory(ctx.device) as memory:
-        sampler = ctx.sampler()
-        jrm = build_jrm(ctx.configs, scale, ctx.device, batch_size=n)
-        registry = default_registry().extended(bench=lambda cfg: jrm)
-        actor = RewardActor(RewardModelConfig(kind="bench", device=str(ctx.device), batch_size=n), registry=registry)
-        resident = torch.cuda.memory_allocated(ctx.device) / 2**30 if ctx.device.type == "cuda" else 0.0
-        request = _request(scale, n)
         start = time.perf_counter()
         for _ in range(scale.repeats):
             _, scoring = sampler.sample(request)
@@ -543,12 +547,6 @@ PHASE_FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 
 # -- driver --------------------------------------------------------------------------------------------------
-
-def _free(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-
 
 def run(scale_name: str, device: torch.device, phases: tuple[str, ...], phase_timeout_s: float | None = None) -> dict[str, Any]:
     """Run ``phases`` in order, each under its limit; a failing phase records its error and the next runs."""
