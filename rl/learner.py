@@ -49,7 +49,8 @@ class NonFiniteGradientError(RuntimeError):
 class _MicroBatch:
     """m (sample, trained step) rows of one chunk, re-scored and back-propagated together.
 
-    rollout:      the m rows' samples as a sub-rollout (CPU; a sample appears once per trained step of it).
+    source:       the chunk's rollout (CPU, shared by the chunk's micro-batches).
+    owners:       (m,) int64, each row's sample in ``source`` (a sample appears once per trained step of it).
     step_indices: (m, 1) int64, the trained step of each row.
     advantages:   (m,) float32, on the policy's device.
     old_log_prob: (m, 1) float32 log-probs recorded while sampling, on the policy's device.
@@ -58,11 +59,17 @@ class _MicroBatch:
                   yet computed).
     """
 
-    rollout: Rollout
+    source: Rollout
+    owners: torch.Tensor
     step_indices: torch.Tensor
     advantages: torch.Tensor
     old_log_prob: torch.Tensor
     ref_mean: torch.Tensor | None = None
+
+    @property
+    def rollout(self) -> Rollout:
+        """The rows' samples as a sub-rollout, built when re-scored (host memory holds only the chunks)."""
+        return select_samples(self.source, self.owners)
 
 
 @dataclass
@@ -183,7 +190,8 @@ class LearnerWorker:
                     steps = chunk.step_indices[owners, columns][:, None]
                     micro[b].append(
                         _MicroBatch(
-                            rollout=select_samples(rollout, owners),
+                            source=rollout,
+                            owners=owners,
                             step_indices=steps,
                             advantages=chunk.advantages[owners].float().to(device),
                             old_log_prob=rollout.log_probs[owners].gather(1, steps).float().to(device),
