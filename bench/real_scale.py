@@ -7,9 +7,9 @@ failure does not hide the others:
 
 - ``sampler``:   :class:`rl.sampler.PolicySampler` drawing one chunk of the preset (SDE, log-probs, dual CFG):
                  s/sample, peak memory, FLOPs counted on the first (cold) call and the achieved TFLOP/s;
-- ``learner``:   :class:`rl.learner.LearnerWorker` training one chunk (reference forward, policy forward,
-                 backward, optimizer step) for each ``grpo.learner_micro_batch`` setting: s/sample per pass,
-                 peak memory, first-update ratio deviation;
+- ``learner``:   :class:`rl.learner.LearnerWorker` training one chunk as the preset does (2 minibatches, one
+                 optimizer step each; reference forward, policy forward, backward) for each
+                 ``grpo.learner_micro_batch`` setting: s/sample per pass, peak memory, first-update ratio;
 - ``reward``:    JRM scoring (one forward to ``<|reward|>``) vs the same backbone generating a fixed number of
                  tokens vs two-pass EditReward (:mod:`bench.reward_speed`'s scorers): s/pair, peak memory;
 - ``jrm_train``: one JRM stage-1 loss + backward (alpha 0.7, rationales, gradient checkpointing, no optimizer
@@ -68,7 +68,7 @@ from reward.jrm.model import GLOBAL_TOKEN, JRM, REWARD_TOKEN, JRMConfig, region_
 from reward.jrm.objective import compute_loss
 from reward.jrm.pairs import EditScores, LoadedPair, PreferencePair
 from reward.registry import RewardModelConfig, default_registry
-from rl.algorithms import trained_step_indices
+from rl.algorithms import assign_minibatches, minibatch_element_counts, trained_step_indices
 from rl.config import GRPOConfig
 from rl.learner import LearnerWorker
 from rl.reward_actor import RewardActor
@@ -118,7 +118,7 @@ class Scale:
 
 
 SCALES = {
-    "real": Scale("real", torch.bfloat16, 512, 20, 0.6, 6, (0, 12), 200_704, 512, 300, 2, 32, 64, 2, 600.0, True),
+    "real": Scale("real", torch.bfloat16, 512, 20, 0.6, 6, (0, 6, 12), 200_704, 512, 300, 2, 32, 64, 2, 600.0, True),
     "tiny": Scale("tiny", torch.float32, 32, 4, 0.5, 4, (0, 10**6), 64 * 64, 16, 40, 2, 4, 8, 1, 60.0, True),
 }
 
@@ -367,30 +367,33 @@ def _utilisation(device: torch.device, tflop_s: float) -> dict[str, float]:
     return {"fraction_of_bf16_peak": tflop_s / peak} if peak else {}
 
 
-def _learn_chunk(rollout: Rollout, scale: Scale) -> LearnChunk:
-    """All samples kept, one minibatch, normalised random advantages, the preset's trained fraction."""
+def _learn_chunk(rollout: Rollout, scale: Scale, num_minibatches: int) -> LearnChunk:
+    """All samples kept, split into ``num_minibatches``, normalised random advantages, the trained fraction."""
     n, steps = rollout.log_probs.shape
     gen = torch.Generator().manual_seed(0)
     advantages = torch.randn(n, generator=gen)
     advantages = (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-4)
     idx = trained_step_indices(n, steps, scale.timestep_fraction, gen)
-    return LearnChunk(advantages, torch.ones(n, dtype=torch.bool), idx, torch.zeros(n, dtype=torch.long))
+    valid = torch.ones(n, dtype=torch.bool)
+    return LearnChunk(advantages, valid, idx, assign_minibatches(valid, num_minibatches, gen))
 
 
 def phase_learner(ctx: Context) -> dict[str, Any]:
     scale, n = ctx.scale, ctx.scale.samples_per_chunk
-    grpo = GRPOConfig(timestep_fraction=scale.timestep_fraction, num_updates_per_step=1, num_epochs_per_step=1)
+    # the preset's update: the chunk's samples in 2 minibatches (one optimizer step each), one pass
+    grpo = GRPOConfig(timestep_fraction=scale.timestep_fraction, num_updates_per_step=2, num_epochs_per_step=1)
     learner = LearnerWorker(policy_config(scale, ctx.device), grpo, policy_registry=ctx.policy_registry())
     generators = [torch.Generator().manual_seed(i) for i in range(n)]
     with torch.no_grad():
         rollout = learner.policy.sample_with_logprob([_noise_image(scale.image_side, 0)] * n, [INSTRUCTION] * n,
                                                      generator=generators)
-    chunk = _learn_chunk(rollout, scale)
-    elements = [n * chunk.step_indices.shape[1]]
+    chunk = _learn_chunk(rollout, scale, grpo.num_updates_per_step)
+    k = chunk.step_indices.shape[1]
+    elements = minibatch_element_counts(chunk.minibatch, grpo.num_updates_per_step, k)
     # the first update on the learner's own fresh rollout: the ratio is 1 up to rounding (and a warm-up)
     first = learner.learn([rollout], [chunk], elements, n)
     figures: dict[str, Any] = {
-        "samples": n, "trained_steps_per_sample": chunk.step_indices.shape[1],
+        "samples": n, "trained_steps_per_sample": k, "optimizer_steps_per_pass": first.optimizer_steps,
         "first_update_ratio_max_dev": first.first_update_ratio_max_dev,
     }
     for micro_batch in scale.micro_batches:
@@ -404,7 +407,8 @@ def phase_learner(ctx: Context) -> dict[str, Any]:
         finally:
             _free(ctx.device)
         figures[key] = {
-            "rows_per_backward": min(micro_batch or n, elements[0]), "seconds_per_pass": m["seconds"],
+            "max_rows_per_backward": min(micro_batch or n // grpo.num_updates_per_step, max(elements)),
+            "seconds_per_pass": m["seconds"],
             "seconds_per_sample": m["seconds"] / n, "cold_seconds": m["cold_seconds"],
             "achieved_tflop_s": _tflops(m["flops"], m["seconds"]), "peak_memory_gib": m["peak_memory_gib"],
             "ratio_max_dev_after_updates": m["result"].ratio_max_dev,
