@@ -9,7 +9,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 # CPU wheel of torch that lies on this machine's disk; GPU users install their CUDA torch first (README).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-gpu clean
 
 setup: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ demo: setup
 
 bench: setup
 	$(PY) -m bench.run_all
+
+# Real sizes, random weights, one GPU (install the CUDA torch first); JSON in runs/bench/real_scale.json.
+# `make test` runs the same code at --scale tiny on the CPU (tests/bench/test_real_scale.py).
+bench-gpu: setup
+	$(PY) -m bench.real_scale --scale real --device cuda $(ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -22,7 +22,6 @@ import torch
 from ray.experimental import get_object_locations
 
 from editrl.io import atomic_write_json
-from rl.algorithms import num_trained_steps
 from rl.config import ExperimentConfig, load_experiment_config
 from rl.controller import chunk_requests, ensure_ray, round_advantages, run_flow_grpo
 from rl.data import InstructionDataset, load_reference_images
@@ -44,7 +43,6 @@ def sequential_loop(cfg: ExperimentConfig) -> dict:
     learner = LearnerWorker(cfg.policy, g, torch_threads=cfg.ray.torch_threads)
     sampler.load_weights(learner.weight_payload())
     dataset = InstructionDataset.from_jsonl(cfg.data.train_path, seed=cfg.data.seed)
-    k = num_trained_steps(cfg.policy.num_inference_steps, g.timestep_fraction)
     timings, samples, compute = [], [], []
     for step in range(g.num_steps):
         t0 = time.perf_counter()
@@ -70,7 +68,7 @@ def sequential_loop(cfg: ExperimentConfig) -> dict:
         a = time.perf_counter()
         n_kept = adv.n_kept
         if n_kept:
-            compute.append(learner.learn(rollouts, adv.chunks, n_kept * k, n_kept).compute_seconds)
+            compute.append(learner.learn(rollouts, adv.chunks, adv.minibatch_elements, n_kept).compute_seconds)
         b = time.perf_counter()
         sampler.load_weights(learner.weight_payload())
         c = time.perf_counter()

@@ -53,10 +53,10 @@ def _images(batch: int, side: int) -> tuple[list[Image.Image], list[Image.Image]
     return sources, edits, instructions
 
 
-class _PeakRSS:
+class PeakRSS:
     """Peak RSS growth (bytes) during a ``with`` block, sampled every millisecond."""
 
-    def __enter__(self) -> _PeakRSS:
+    def __enter__(self) -> PeakRSS:
         gc.collect()
         self.baseline = self.peak = self._rss()
         self._stop = threading.Event()
@@ -83,8 +83,11 @@ class _PeakRSS:
         return (self.peak - self.baseline) / 2**20
 
 
-def _generative_scorer(jrm: JRM, sources, edits, instructions) -> Callable[[], list[float | None]]:
-    """Greedy generation of >= 128 tokens after the evaluation prompt, then a score parsed from the text."""
+def generative_scorer(
+    jrm: JRM, sources, edits, instructions, tokens: int = GENERATED_TOKENS
+) -> Callable[[], list[float | None]]:
+    """Greedy generation of exactly ``tokens`` tokens after the evaluation prompt, then a score parsed from the
+    text (the inputs are moved to the model's device)."""
     samples = [
         source_edit_sample(src, ed, COMPACT_EVALUATION_PROMPT.format(instruction=ins) + ' Also give "score": 1-4.')
         for src, ed, ins in zip(sources, edits, instructions)
@@ -93,14 +96,15 @@ def _generative_scorer(jrm: JRM, sources, edits, instructions) -> Callable[[], l
     @torch.no_grad()
     def run() -> list[float | None]:
         batch = build_vl_batch(jrm.tokenizer, jrm.image_processor, samples, padding_side="left")
+        batch = batch.to(jrm.device, dtype=jrm.backbone.get_input_embeddings().weight.dtype)
         out = jrm.backbone.generate(
             **batch.model_inputs(),
-            min_new_tokens=GENERATED_TOKENS,
-            max_new_tokens=GENERATED_TOKENS,
+            min_new_tokens=tokens,
+            max_new_tokens=tokens,
             do_sample=False,
             pad_token_id=jrm.tokenizer.pad_token_id,
         )
-        if out.shape[1] - batch.input_ids.shape[1] != GENERATED_TOKENS:
+        if out.shape[1] - batch.input_ids.shape[1] != tokens:
             raise RuntimeError("generation did not produce the forced number of tokens")
         texts = jrm.tokenizer.batch_decode(out[:, batch.input_ids.shape[1] :], skip_special_tokens=True)
         found = [re.search(r'"score"\s*:\s*([1-4](?:\.\d+)?)', t) for t in texts]
@@ -145,7 +149,7 @@ def build_scorers(batch: int, side: int, hidden_size: int, num_layers: int) -> d
     sources, edits, instructions = _images(batch, side)
     return {
         "jrm": lambda: jrm.score(sources, edits, instructions),
-        "generative": _generative_scorer(jrm, sources, edits, instructions),
+        "generative": generative_scorer(jrm, sources, edits, instructions),
         "two_pass": lambda: editreward.score(sources, edits, instructions),
         "jrm_inputs": lambda: jrm.scoring_inputs(sources, edits, instructions),
     }
@@ -156,7 +160,7 @@ def _memory_child(method: str, batch: int, side: int, hidden_size: int, num_laye
     torch.set_num_threads(1)
     fn = build_scorers(batch, side, hidden_size, num_layers)[method]
     fn()
-    with _PeakRSS() as rss:
+    with PeakRSS() as rss:
         fn()
     return rss.delta_mib
 

@@ -248,18 +248,22 @@ class ActorGroup:
 
     # -- learning ------------------------------------------------------------------------------------------
     def learn(
-        self, gathered: list[GatheredChunk], chunks: list[LearnChunk], num_elements: int, num_samples: int
+        self, gathered: list[GatheredChunk], chunks: list[LearnChunk], minibatch_elements: list[int], num_samples: int
     ) -> PendingUpdate:
         """Start one learner round on all workers (chunks dealt round-robin) and queue rank 0's new adapter.
 
-        num_elements / num_samples: kept (sample, trained step) elements and kept samples over all workers.
+        minibatch_elements: kept (sample, trained step) elements of each minibatch over all workers (every
+                            worker takes one optimizer step per non-empty minibatch and epoch).
+        num_samples:        kept samples over all workers.
         """
         world = len(self.learners)
         refs = []
         for rank, worker in enumerate(self.learners):
             mine = [i for i in range(len(gathered)) if i % world == rank]
             refs.append(
-                worker.learn.remote([gathered[i].rollout_ref for i in mine], [chunks[i] for i in mine], num_elements, num_samples)
+                worker.learn.remote(
+                    [gathered[i].rollout_ref for i in mine], [chunks[i] for i in mine], minibatch_elements, num_samples
+                )
             )
         payload_ref = self.learners[0].weight_payload.remote()
         return PendingUpdate(stats_ref=refs[0], worker_refs=refs, payload_ref=payload_ref)

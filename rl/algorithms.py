@@ -141,3 +141,50 @@ def clip_fraction(
 def approx_kl(log_prob: torch.Tensor, old_log_prob: torch.Tensor) -> torch.Tensor:
     """Approximate KL(old || new) ``0.5 * mean((logp - logp_old)^2)`` over (B, K) log-probs; a 0-d tensor."""
     return 0.5 * (log_prob.detach() - old_log_prob).pow(2).mean()
+
+
+def assign_minibatches(valid: torch.Tensor, num_minibatches: int, generator: torch.Generator) -> torch.Tensor:
+    """Split the kept samples of a round into ``num_minibatches`` disjoint, near-equal random minibatches.
+
+    valid: (N,) bool, the samples that enter the loss (the whole round, every chunk, in chunk order).
+    The kept samples are shuffled by ``generator`` and cut into contiguous parts whose sizes differ by at
+    most one (OmniGen2-RL's / flow_grpo's ``num_updates_per_step`` minibatches: each kept sample lands in
+    exactly one; with fewer kept samples than minibatches some minibatches stay empty).
+    Returns (N,) int64: the minibatch of each kept sample in ``[0, num_minibatches)``, -1 where not kept.
+    """
+    if num_minibatches < 1:
+        raise ValueError(f"num_minibatches must be >= 1, got {num_minibatches}")
+    kept = valid.nonzero().flatten()
+    order = kept[torch.randperm(kept.numel(), generator=generator)]
+    ids = torch.full(valid.shape, -1, dtype=torch.long)
+    ids[order] = torch.arange(kept.numel()) * num_minibatches // max(kept.numel(), 1)
+    return ids
+
+
+def minibatch_element_counts(minibatch: torch.Tensor, num_minibatches: int, steps_per_sample: int) -> list[int]:
+    """Trained (sample, step) elements of each minibatch: the loss denominator of its optimizer step.
+
+    minibatch: (N,) int64 minibatch ids of a round's samples (-1 = not kept), see :func:`assign_minibatches`.
+    steps_per_sample: K, trained steps of every sample. Returns ``num_minibatches`` ints.
+    """
+    counts = torch.bincount(minibatch[minibatch >= 0], minlength=num_minibatches)
+    return [int(c) * steps_per_sample for c in counts[:num_minibatches]]
+
+
+def micro_batch_rows(samples: torch.Tensor, num_steps: int, micro_batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Cut the (sample, trained step) rows of one chunk's minibatch into micro-batches for back-propagation.
+
+    samples:    (n,) int64 positions of the minibatch's samples in their chunk.
+    num_steps:  K, trained steps per sample; rows are ordered trained step first, then sample, so that
+                ``micro_batch = n`` (or 0) is one trained step of every sample per graph (the public
+                Flow-GRPO trainers' per-timestep back-propagation).
+    micro_batch: rows per micro-batch; 0 = n (per trained step); >= n*K = one graph for everything.
+    Returns a list of (owners (m,) int64 sample positions, columns (m,) int64 indices into the K trained steps).
+    """
+    if micro_batch < 0:
+        raise ValueError(f"micro_batch must be >= 0, got {micro_batch}")
+    n = samples.numel()
+    size = micro_batch or n
+    owners = samples.repeat(num_steps)
+    columns = torch.arange(num_steps).repeat_interleave(n)
+    return [(owners[s : s + size], columns[s : s + size]) for s in range(0, n * num_steps, size)] if n else []

@@ -21,7 +21,20 @@ from rl.benchmarks.config import PolicyEvalHookConfig
 
 @dataclass
 class GRPOConfig:
-    """Flow-GRPO hyper-parameters (DESIGN.md section 2.3); defaults are the paper's / public recipe's."""
+    """Flow-GRPO hyper-parameters (DESIGN.md section 2.3); defaults are the paper's / public recipe's.
+
+    Update semantics (as in the public OmniGen2-RL / flow_grpo trainers): each round's kept samples are
+    shuffled and split into ``num_updates_per_step`` disjoint minibatches, one optimizer step each, so every
+    sample is used once per pass; ``num_epochs_per_step`` repeats that pass (same split), giving
+    ``num_updates_per_step * num_epochs_per_step`` optimizer steps per round. Each step's loss is the mean over
+    its minibatch's (sample, trained step) elements across all learner workers.
+    (Before issue 17, ``num_updates_per_step`` meant full passes over the whole round; that is now
+    ``num_epochs_per_step`` with ``num_updates_per_step = 1``.)
+
+    Memory: the learner back-propagates ``learner_micro_batch`` (sample, trained step) rows at a time and
+    accumulates the gradients (0 = one trained step of every sample of a chunk per graph); the reference
+    mean of a micro-batch is computed just before it. The summed gradient equals the one-graph gradient.
+    """
 
     num_steps: int = 300  # optimisation rounds (sample -> score -> update -> sync)
     instructions_per_step: int = 24  # groups per round (global batch = this * group_size)
@@ -40,7 +53,9 @@ class GRPOConfig:
     adam_eps: float = 1e-8
     weight_decay: float = 1e-4
     max_grad_norm: float = 1.0
-    num_updates_per_step: int = 2
+    num_updates_per_step: int = 2  # disjoint minibatches per round, one optimizer step each
+    num_epochs_per_step: int = 1  # full passes over the round's samples (each pass: num_updates_per_step steps)
+    learner_micro_batch: int = 0  # (sample, step) rows per backward; 0 = per trained step (a chunk's samples)
     max_weight_lag: int = 0  # 0: strictly on-policy; 1: sampling of round k+1 overlaps learning on round k
     seed: int = 0
     # failure budget: the run stops (naming the reward model and its last error) when a round's reward fails on
@@ -49,9 +64,12 @@ class GRPOConfig:
     max_rounds_without_update: int = 5
 
     def validate(self) -> None:
-        for key in ("num_steps", "instructions_per_step", "group_size", "samples_per_chunk", "num_updates_per_step"):
+        for key in ("num_steps", "instructions_per_step", "group_size", "samples_per_chunk", "num_updates_per_step",
+                    "num_epochs_per_step"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.learner_micro_batch < 0:
+            raise ConfigError(f"learner_micro_batch must be >= 0 (0 = per trained step), got {self.learner_micro_batch}")
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2 (advantages need a spread), got {self.group_size}")
         if self.samples_per_chunk % self.group_size and self.group_size % self.samples_per_chunk:

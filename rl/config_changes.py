@@ -31,6 +31,7 @@ MUTABLE_KEYS: tuple[str, ...] = (
     "output_dir",
     "policy.device",
     "policy.gradient_checkpointing",
+    "grpo.learner_micro_batch",
     "reward.device",
     "reward.batch_size",
 )

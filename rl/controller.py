@@ -30,7 +30,13 @@ from editrl.timing import phase_timer
 from policies.registry import PolicyRegistry
 from reward.registry import RewardRegistry
 from rl.actor_group import ActorGroup, CompletedUpdate, GatheredChunk, PendingChunk
-from rl.algorithms import group_advantages, num_trained_steps, trained_step_indices
+from rl.algorithms import (
+    assign_minibatches,
+    group_advantages,
+    minibatch_element_counts,
+    num_trained_steps,
+    trained_step_indices,
+)
 from rl.checkpoint import TrainingState, save_checkpoint
 from rl.config import ExperimentConfig, GRPOConfig, RayConfig
 from rl.data import InstructionDataset, load_reference_images
@@ -113,23 +119,27 @@ def chunk_requests(
 def round_advantages(
     requests: list[SampleRequest], rewards: list[RewardResult], *, num_steps: int, cfg_grpo: GRPOConfig, step: int
 ) -> RoundAdvantages:
-    """Advantages over the whole round (by group id), split back per chunk, with trained step indices.
+    """Advantages over the whole round (by group id), split back per chunk, with trained step indices and
+    each kept sample's minibatch (``cfg_grpo.num_updates_per_step`` disjoint minibatches over the round).
 
-    requests / rewards: one per chunk, in chunk order. The step indices come from a generator seeded by
-    (seed, step) alone, so a re-run or resumed round trains the same steps.
+    requests / rewards: one per chunk, in chunk order. Step indices and minibatches come from a generator
+    seeded by (seed, step) alone, so a re-run or resumed round trains the same steps in the same minibatches.
     """
     reward = torch.cat([r.reward for r in rewards])
     group_ids = torch.cat([q.group_ids.repeat_interleave(q.samples_per_group) for q in requests])
     adv = group_advantages(reward, group_ids, std_over_batch=cfg_grpo.std_over_batch, clip=cfg_grpo.advantage_clip)
     gen = torch.Generator().manual_seed(cfg_grpo.seed * _SEED_STRIDE + step)
+    indices = [trained_step_indices(r.reward.shape[0], num_steps, cfg_grpo.timestep_fraction, gen) for r in rewards]
+    minibatch = assign_minibatches(adv.valid, cfg_grpo.num_updates_per_step, gen)
     chunks: list[LearnChunk] = []
     offset = 0
-    for r in rewards:
-        n = r.reward.shape[0]
-        idx = trained_step_indices(n, num_steps, cfg_grpo.timestep_fraction, gen)
-        chunks.append(LearnChunk(adv.advantages[offset : offset + n], adv.valid[offset : offset + n], idx))
+    for idx in indices:
+        n = idx.shape[0]
+        part = slice(offset, offset + n)
+        chunks.append(LearnChunk(adv.advantages[part], adv.valid[part], idx, minibatch[part]))
         offset += n
     kept = adv.advantages[adv.valid]
+    k = num_trained_steps(num_steps, cfg_grpo.timestep_fraction)
     return RoundAdvantages(
         chunks=chunks,
         n_samples=reward.numel(),
@@ -139,6 +149,7 @@ def round_advantages(
         mean=float(kept.mean()) if kept.numel() else 0.0,
         std=float(kept.std(unbiased=False)) if kept.numel() else 0.0,
         abs_max=float(kept.abs().max()) if kept.numel() else 0.0,
+        minibatch_elements=minibatch_element_counts(minibatch, cfg_grpo.num_updates_per_step, k),
     )
 
 
@@ -294,8 +305,7 @@ class FlowGRPORun:
         if adv.n_kept == 0:
             logger.warning("step %d: no sample with a reward spread; skipping the update", step)
             return None
-        k = num_trained_steps(self.cfg.policy.num_inference_steps, self.cfg.grpo.timestep_fraction)
-        in_flight = self.actors.learn(gathered, adv.chunks, adv.n_kept * k, adv.n_kept)
+        in_flight = self.actors.learn(gathered, adv.chunks, adv.minibatch_elements, adv.n_kept)
         if self.cfg.grpo.max_weight_lag >= 1:
             self._queue_round(step + 1, self.version + 1)  # overlaps the learner
         with phase_timer("learn", timings):

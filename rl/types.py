@@ -108,11 +108,14 @@ class LearnChunk:
     advantages:   (B,) float32, 0 where ``valid`` is False.
     valid:        (B,) bool, samples that enter the loss.
     step_indices: (B, K) int64, the trained SDE steps of each sample.
+    minibatch:    (B,) int64, the round's minibatch (optimizer step) each kept sample belongs to, -1 where not
+                  kept (:func:`rl.algorithms.assign_minibatches`, over the whole round).
     """
 
     advantages: torch.Tensor
     valid: torch.Tensor
     step_indices: torch.Tensor
+    minibatch: torch.Tensor
 
 
 @dataclass
@@ -125,6 +128,8 @@ class RoundAdvantages:
     n_zero_spread: samples dropped because every sample of their group scored the same.
     n_nonfinite:   samples dropped because their reward is not finite (scoring failed).
     mean / std / abs_max: statistics of the kept samples' advantages (0.0 when none is kept).
+    minibatch_elements: kept (sample, trained step) elements of each of the round's ``num_updates_per_step``
+                   minibatches, over all chunks (the loss denominator of each optimizer step).
     """
 
     chunks: list[LearnChunk]
@@ -135,19 +140,22 @@ class RoundAdvantages:
     mean: float
     std: float
     abs_max: float
+    minibatch_elements: list[int] = field(default_factory=list)
 
 
 @dataclass
 class LearnerStats:
-    """What one learner round reports (averaged over its ``num_updates`` optimizer steps, all workers).
+    """What one learner round reports (averaged over its optimizer steps' elements, all workers).
 
     policy_loss / kl / loss: the loss terms (loss = policy_loss + beta * kl).
     clip_fraction / approx_kl: ratio statistics of the trained steps.
-    ratio_mean / ratio_max_dev: mean ratio and max |ratio - 1| over all updates.
-    first_update_ratio_max_dev: max |ratio - 1| in the first update (exactly 0 on fresh on-policy rollouts).
-    grad_norm: total LoRA gradient norm before clipping.
+    ratio_mean / ratio_max_dev: mean ratio and max |ratio - 1| over all optimizer steps.
+    first_update_ratio_max_dev: max |ratio - 1| in the first optimizer step (first minibatch of the first
+                   epoch; exactly 0 on fresh on-policy rollouts).
+    grad_norm: total LoRA gradient norm before clipping (mean over the optimizer steps).
     compute_seconds: wall time inside the learner's round (slowest worker), fetching rollouts included.
-    n_samples / n_elements: kept samples and (sample, step) elements per update, over all workers.
+    n_samples / n_elements: kept samples and (sample, step) elements of one pass over the round, all workers.
+    optimizer_steps: optimizer steps taken (non-empty minibatches x ``num_epochs_per_step``).
     version: adapter version after the round.
     """
 
@@ -164,6 +172,7 @@ class LearnerStats:
     n_samples: int
     n_elements: int
     version: int
+    optimizer_steps: int
 
 
 @dataclass

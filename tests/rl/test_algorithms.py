@@ -7,10 +7,13 @@ import torch
 
 from rl.algorithms import (
     approx_kl,
+    assign_minibatches,
     clip_fraction,
     clipped_surrogate,
     group_advantages,
     kl_to_reference,
+    micro_batch_rows,
+    minibatch_element_counts,
     trained_step_indices,
 )
 
@@ -82,3 +85,25 @@ def test_trained_step_indices():
         assert torch.equal(row, row.sort().values)
     again = trained_step_indices(3, 20, 0.6, torch.Generator().manual_seed(0))
     assert torch.equal(idx, again)
+
+
+def test_minibatches_are_disjoint_near_equal_and_cover_every_kept_sample():
+    valid = torch.tensor([True, False, True, True, True, True, False, True])
+    ids = assign_minibatches(valid, 2, torch.Generator().manual_seed(0))
+    assert (ids[~valid] == -1).all() and set(ids[valid].tolist()) == {0, 1}
+    assert sorted(torch.bincount(ids[valid]).tolist()) == [3, 3]
+    assert torch.equal(ids, assign_minibatches(valid, 2, torch.Generator().manual_seed(0)))
+    assert minibatch_element_counts(ids, 2, steps_per_sample=12) == [36, 36]
+    few = assign_minibatches(torch.tensor([True, False]), 3, torch.Generator().manual_seed(0))
+    assert few.tolist() == [0, -1] and minibatch_element_counts(few, 3, 2) == [2, 0, 0]
+    with pytest.raises(ValueError, match="num_minibatches"):
+        assign_minibatches(valid, 0, torch.Generator())
+
+
+def test_micro_batch_rows_go_trained_step_first():
+    samples = torch.tensor([4, 7, 9])
+    per_step = micro_batch_rows(samples, num_steps=2, micro_batch=0)
+    assert [(o.tolist(), c.tolist()) for o, c in per_step] == [([4, 7, 9], [0, 0, 0]), ([4, 7, 9], [1, 1, 1])]
+    pairs = micro_batch_rows(samples, num_steps=2, micro_batch=4)
+    assert [o.tolist() for o, _ in pairs] == [[4, 7, 9, 4], [7, 9]] and [c.tolist() for _, c in pairs] == [[0, 0, 0, 1], [1, 1]]
+    assert len(micro_batch_rows(samples, 2, 100)) == 1 and micro_batch_rows(samples[:0], 2, 0) == []

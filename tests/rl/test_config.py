@@ -25,6 +25,8 @@ def test_paper_preset_chain(tmp_path):
     assert cfg.grpo.instructions_per_step * cfg.grpo.group_size == 288
     assert (cfg.policy.lora_rank, cfg.policy.lora_alpha, cfg.policy.num_inference_steps) == (32, 64, 20)
     assert cfg.ray.num_samplers + cfg.ray.num_learner_workers == 32
+    # the public recipe: 2 disjoint minibatches per round, one pass, per-trained-step back-propagation
+    assert (cfg.grpo.num_updates_per_step, cfg.grpo.num_epochs_per_step, cfg.grpo.learner_micro_batch) == (2, 1, 0)
     ablation = load_experiment_config(REPO / "configs" / "ablation_jrm_alpha0.yaml", local)
     assert ablation.reward.kind == "jrm_alpha0" and ablation.jrm.alpha == 0.0
     assert ablation.grpo.learning_rate == 4e-4
@@ -40,6 +42,8 @@ def test_paper_preset_chain(tmp_path):
         ("grpo.group_size=1", "grpo.group_size"),
         ("ray.placement_strategy=RANDOM", "ray.placement_strategy"),
         ("grpo.beta=abc", "grpo.beta"),
+        ("grpo.num_epochs_per_step=0", "grpo.num_epochs_per_step"),
+        ("grpo.learner_micro_batch=-1", "grpo.learner_micro_batch"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, override, named):

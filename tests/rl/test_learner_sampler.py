@@ -37,7 +37,8 @@ def _chunk(rollout, seed: int = 0) -> tuple[LearnChunk, int]:
     adv = group_advantages(rewards, rollout.group_ids)
     t = rollout.log_probs.shape[1]
     idx = trained_step_indices(rewards.numel(), t, 0.5, torch.Generator().manual_seed(seed))
-    return LearnChunk(adv.advantages, adv.valid, idx), int(adv.valid.sum())
+    minibatch = torch.where(adv.valid, 0, -1)
+    return LearnChunk(adv.advantages, adv.valid, idx, minibatch), int(adv.valid.sum())
 
 
 def test_first_update_on_fresh_rollouts_has_ratio_one_and_sync_changes_samples(cfg):
@@ -53,7 +54,7 @@ def test_first_update_on_fresh_rollouts_has_ratio_one_and_sync_changes_samples(c
     assert len(scoring.edits) == 6 and scoring.instructions[3] == "add a red dot"
     chunk, kept = _chunk(rollout)
     k = chunk.step_indices.shape[1]
-    stats = learner.learn([rollout], [chunk], kept * k, kept)
+    stats = learner.learn([rollout], [chunk], [kept * k], kept)
     assert stats.first_update_ratio_max_dev == 0.0
     assert stats.ratio_mean == 1.0
     assert stats.grad_norm > 0 and stats.version == 1
@@ -131,7 +132,7 @@ def test_a_registered_policy_family_trains_without_editing_rl(cfg, tmp_path):
     sampler.load_weights(learner.weight_payload())
     rollout, _ = sampler.sample(_request(0))
     chunk, kept = _chunk(rollout)
-    assert learner.learn([rollout], [chunk], kept * chunk.step_indices.shape[1], kept).version == 1
+    assert learner.learn([rollout], [chunk], [kept * chunk.step_indices.shape[1]], kept).version == 1
     assert learner.version == learner.policy.adapter_version == learner.weight_payload().version == 1
     assert learner.load_state(learner.weight_payload().tensors, learner.optimizer_state(), 5) == 5 and learner.policy.adapter_version == 5
 

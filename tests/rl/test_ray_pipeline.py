@@ -53,8 +53,11 @@ def test_two_gloo_learners_on_halves_equal_one_learner_on_the_whole(tmp_path):
         valid = torch.ones(4, dtype=torch.bool)
         adv = (rewards - rewards.mean()) / (rewards.std(unbiased=False) + 1e-4)
         idx = torch.stack([torch.randperm(4, generator=torch.Generator().manual_seed(10 * i + j))[:2].sort().values for j in range(4)])
-        chunks.append(LearnChunk(adv, valid, idx))
-    n_elements, n_samples = 8 * 2, 8
+        # two minibatches over the round; worker 1's chunk lies wholly in the first, so in the second optimizer
+        # step it contributes a zero gradient but still steps with the group
+        minibatch = torch.tensor([1, 1, 0, 1]) if i == 0 else torch.zeros(4, dtype=torch.long)
+        chunks.append(LearnChunk(adv, valid, idx, minibatch))
+    n_elements, n_samples = [5 * 2, 3 * 2], 8
     single.learn(rollouts, chunks, n_elements, n_samples)
 
     remote = ray.remote(LearnerWorker)
@@ -65,6 +68,7 @@ def test_two_gloo_learners_on_halves_equal_one_learner_on_the_whole(tmp_path):
     refs = [w.learn.remote([ray.put(rollouts[r])], [chunks[r]], n_elements, n_samples) for r, w in enumerate(workers)]
     stats = ray.get(refs)
     assert stats[0].loss == pytest.approx(stats[1].loss)
+    assert stats[0].optimizer_steps == stats[1].optimizer_steps == 2
     distributed = [ray.get(w.weight_payload.remote()).tensors for w in workers]
     expected = single.weight_payload().tensors
     changed = 0
@@ -132,8 +136,7 @@ def test_killed_sampler_or_reward_actor_is_replaced_and_round_completes(tmp_path
         assert all(torch.isfinite(g.reward.reward).all() for g in gathered)
         adv = round_advantages([g.request for g in gathered], [g.reward for g in gathered],
                                num_steps=cfg.policy.num_inference_steps, cfg_grpo=cfg.grpo, step=0)
-        k = adv.chunks[0].step_indices.shape[1]
-        update = actors.wait_learn(actors.learn(gathered, adv.chunks, adv.n_kept * k, adv.n_kept))
+        update = actors.wait_learn(actors.learn(gathered, adv.chunks, adv.minibatch_elements, adv.n_kept))
         assert update.stats.version == 1
         actors.wait_sync(actors.broadcast(update.payload_ref, payload.num_bytes))
         assert ray.get(actors.samplers[0].get_version.remote()) == 1

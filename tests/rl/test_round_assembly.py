@@ -46,6 +46,10 @@ def test_advantages_over_a_group_split_across_chunks():
     assert adv.mean == pytest.approx(0.0, abs=1e-6) and adv.abs_max == pytest.approx(1.5 / std)
     again = round_advantages(requests, rewards, num_steps=20, cfg_grpo=GRPOConfig(), step=3)
     assert all(torch.equal(a.step_indices, b.step_indices) for a, b in zip(adv.chunks, again.chunks))
+    # num_updates_per_step = 2 (the default): two disjoint minibatches of two samples over the round's chunks
+    minibatch = torch.cat([c.minibatch for c in adv.chunks])
+    assert sorted(minibatch.tolist()) == [0, 0, 1, 1] and adv.minibatch_elements == [24, 24]
+    assert all(torch.equal(a.minibatch, b.minibatch) for a, b in zip(adv.chunks, again.chunks))
 
 
 def test_dropped_samples_are_counted_and_reward_statistics_skip_nonfinite():
@@ -57,6 +61,7 @@ def test_dropped_samples_are_counted_and_reward_statistics_skip_nonfinite():
     adv = round_advantages(requests, rewards, num_steps=20, cfg_grpo=GRPOConfig(), step=0)
     # group 0 keeps both samples; group 1 has one finite reward (no spread) and one failed
     assert (adv.n_samples, adv.n_kept, adv.n_nonfinite) == (4, 2, 1)
+    assert adv.chunks[0].minibatch[2:].tolist() == [-1, -1] and sum(adv.minibatch_elements) == 2 * 12
     stats = reward_statistics(rewards)
     assert stats.mean == {"reward": 3.0, "instruction_following": 3.0, "visual_quality": pytest.approx(11 / 3)}
     assert stats.std["reward"] == pytest.approx(math.sqrt(8 / 3))

@@ -1,0 +1,626 @@
+"""`make bench-gpu`: the project's own classes at the real sizes, with random weights, on one device.
+
+Builds the real-size components directly on the device from the configs in ``bench/configs/real/`` (the
+official OmniGen2 transformer, the FLUX VAE, Qwen2.5-VL-3B as OmniGen2's text encoder, Qwen3-VL-8B as JRM's
+backbone; no hub, a locally built tokenizer) and measures, each phase under its own time limit so one
+failure does not hide the others:
+
+- ``sampler``:   :class:`rl.sampler.PolicySampler` drawing one chunk of the preset (SDE, log-probs, dual CFG):
+                 s/sample, peak memory, FLOPs counted on the first (cold) call and the achieved TFLOP/s;
+- ``learner``:   :class:`rl.learner.LearnerWorker` training one chunk as the preset does (2 minibatches, one
+                 optimizer step each; reference forward, policy forward, backward) for each
+                 ``grpo.learner_micro_batch`` setting: s/sample per pass, peak memory, first-update ratio;
+- ``reward``:    JRM scoring (one forward to ``<|reward|>``) vs the same backbone generating a fixed number of
+                 tokens vs two-pass EditReward (:mod:`bench.reward_speed`'s scorers): s/pair, peak memory;
+- ``jrm_train``: one JRM stage-1 loss + backward (alpha 0.7, rationales, gradient checkpointing, no optimizer
+                 step): s/pair, peak memory, TFLOP/s;
+- ``colocated``: a sampler and a :class:`rl.reward_actor.RewardActor` (JRM) on one device: one chunk sampled
+                 and scored, peak memory (the preset's 0.5 + 0.5 GPU bundle);
+- ``projection``: one round of ``configs/omnigen2_jrm_32gpu.yaml`` (288 samples, 32 GPUs) from the figures
+                 above, in split placement (24 sampler / 8 learner GPUs, rounds overlapped) and in hybrid
+                 placement (every GPU samples, scores and trains its own share).
+
+``--scale tiny --device cpu`` runs the same code on the tiny configs of ``bench/configs/tiny/`` (a CPU test
+keeps it from rotting). Peak memory: the CUDA allocator's peak on a GPU; on the CPU the peak resident-set
+growth during the measured call. Only torch, transformers, diffusers, peft and omegaconf are needed (no Ray,
+no wandb). The local tokenizer is a byte-level BPE: texts take about twice as many tokens as with Qwen's.
+Writes ``runs/bench/real_scale.json`` (``real_scale_tiny.json`` for the tiny scale) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import json
+import math
+import signal
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from diffusers import AutoencoderKL
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import (
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+)
+
+from bench.reward_speed import PeakRSS, generative_scorer
+from editrl.io import atomic_write_json
+from editrl.tiny_qwen_vl import QWEN3_VL_CHAT_TEMPLATE, build_tiny_image_processor
+from editrl.tiny_tokenizer import build_tiny_qwen_tokenizer
+from policies.omnigen2.config import OmniGen2PolicyConfig
+from policies.omnigen2.pipeline import OmniGen2EditPipeline
+from policies.omnigen2.scheduler import OmniGen2FlowMatchScheduler
+from policies.omnigen2.transformer import OmniGen2Transformer2DModel
+from policies.registry import PolicyRegistry, default_policy_registry
+from policies.rollout import Rollout
+from reward.editreward import EDITREWARD_TOKEN, EditRewardModel
+from reward.jrm.model import GLOBAL_TOKEN, JRM, REWARD_TOKEN, JRMConfig, region_tokens
+from reward.jrm.objective import compute_loss
+from reward.jrm.pairs import EditScores, LoadedPair, PreferencePair
+from reward.registry import RewardModelConfig, default_registry
+from rl.algorithms import assign_minibatches, minibatch_element_counts, trained_step_indices
+from rl.config import GRPOConfig
+from rl.learner import LearnerWorker
+from rl.reward_actor import RewardActor
+from rl.sampler import PolicySampler
+from rl.types import LearnChunk, SampleRequest, WeightSyncPayload
+
+CONFIGS = Path(__file__).resolve().parent / "configs"
+COMPONENTS = ("omnigen2_transformer", "flux_vae", "qwen2_5_vl_3b", "qwen3_vl_8b")
+PHASES = ("sampler", "learner", "reward", "jrm_train", "colocated", "projection")
+INSTRUCTION = "Replace the red car with a blue bicycle and keep the street, the lighting and the background unchanged."
+#: Dense bf16 peak (TFLOP/s) of the GPUs the targets are stated for, to report the achieved fraction.
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The work one scale measures (``real``: the 32-GPU preset's settings).
+
+    dtype:              compute dtype of every model.
+    image_side:         source and output side in pixels; ``jrm_pixels`` the JRM's per-image pixel budget.
+    num_steps / timestep_fraction / samples_per_chunk: the sampler's T, the trained fraction, samples per chunk.
+    micro_batches:      ``grpo.learner_micro_batch`` settings the learner phase runs (0 = per trained step).
+    generated_tokens:   tokens the generative scorer is forced to produce.
+    rationale_tokens:   rationale length per side in the JRM training step; ``train_pairs`` pairs per step.
+    lora_rank / lora_alpha: the policy's adapter.
+    repeats:            timed calls per measurement (after one cold call).
+    phase_timeout_s:    wall-clock limit of each phase.
+    gradient_checkpointing: in the learner's transformer and the JRM training step.
+    """
+
+    name: str
+    dtype: torch.dtype
+    image_side: int
+    num_steps: int
+    timestep_fraction: float
+    samples_per_chunk: int
+    micro_batches: tuple[int, ...]
+    jrm_pixels: int
+    generated_tokens: int
+    rationale_tokens: int
+    train_pairs: int
+    lora_rank: int
+    lora_alpha: int
+    repeats: int
+    phase_timeout_s: float
+    gradient_checkpointing: bool
+
+
+SCALES = {
+    "real": Scale("real", torch.bfloat16, 512, 20, 0.6, 6, (0, 6, 12), 200_704, 512, 300, 2, 32, 64, 2, 600.0, True),
+    "tiny": Scale("tiny", torch.float32, 32, 4, 0.5, 4, (0, 10**6), 64 * 64, 16, 40, 2, 4, 8, 1, 60.0, True),
+}
+
+#: The 32-GPU preset's round (configs/omnigen2_jrm_32gpu.yaml).
+PRESET_SAMPLES, PRESET_GPUS, PRESET_SAMPLER_GPUS, PRESET_STEPS = 288, 32, 24, 300
+
+
+# -- configs and builders ------------------------------------------------------------------------------------
+
+def load_component_configs(scale: str) -> dict[str, dict[str, Any]]:
+    """``bench/configs/<scale>/<component>.json`` for every component, without the ``_source`` notes."""
+    configs = {}
+    for name in COMPONENTS:
+        raw = json.loads((CONFIGS / scale / f"{name}.json").read_text())
+        configs[name] = {k: v for k, v in raw.items() if not k.startswith("_")}
+    return configs
+
+
+def _qwen_config(config_cls: type, raw: dict[str, Any], tokenizer: Any) -> Any:
+    """A Qwen-VL config from its JSON, with the local tokenizer's special-token ids and a vocabulary that
+    holds it (the real vocabulary size is kept when larger, so the embedding and LM head keep their size)."""
+    ids = tokenizer.convert_tokens_to_ids
+    text = dict(raw["text_config"])
+    text.update(
+        vocab_size=max(int(text.get("vocab_size", 0)), len(tokenizer)),
+        pad_token_id=ids("<|endoftext|>"), bos_token_id=ids("<|endoftext|>"), eos_token_id=ids("<|im_end|>"),
+    )
+    fields = {k: v for k, v in raw.items() if k not in ("model_type", "text_config")}
+    return config_cls(
+        **fields, text_config=text, image_token_id=ids("<|image_pad|>"), video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"), vision_end_token_id=ids("<|vision_end|>"),
+    )
+
+
+def unzero_weights_(module: torch.nn.Module, gain: float = 0.1) -> None:
+    """Give every all-zero weight matrix small random values ``N(0, (gain / sqrt(fan_in))^2)`` in place.
+
+    The official init zeroes the transformer's output head and its blocks' modulation gates, so a randomly
+    initialised model predicts exactly zero velocity and every LoRA gradient is zero; with these weights the
+    work is the same and the gradients and ratios are not trivial.
+    """
+    with torch.no_grad():
+        for param in module.parameters():
+            if param.ndim >= 2 and not bool(torch.any(param)):
+                param.normal_(0.0, gain / math.sqrt(param[0].numel()))
+
+
+def build_policy(configs: dict[str, dict[str, Any]], cfg: OmniGen2PolicyConfig) -> OmniGen2EditPipeline:
+    """The OmniGen2 policy at the configs' sizes, random weights built on ``cfg.device``, LoRA added."""
+    tokenizer = build_tiny_qwen_tokenizer()
+    with torch.device(cfg.device):
+        transformer = OmniGen2Transformer2DModel(**configs["omnigen2_transformer"])
+        unzero_weights_(transformer)
+        vae = AutoencoderKL(**configs["flux_vae"])
+        mllm = Qwen2_5_VLForConditionalGeneration(_qwen_config(Qwen2_5_VLConfig, configs["qwen2_5_vl_3b"], tokenizer))
+    pipeline = OmniGen2EditPipeline(
+        transformer, vae, OmniGen2FlowMatchScheduler(), mllm, tokenizer, sampling=cfg.sampling_settings(),
+        max_input_pixels=cfg.max_input_pixels, max_input_side_length=cfg.max_input_side_length,
+        max_sequence_length=cfg.max_sequence_length,
+    ).to(cfg.device, cfg.torch_dtype)
+    pipeline.add_lora(rank=cfg.lora_rank, alpha=cfg.lora_alpha, target_modules=cfg.lora_target_modules)
+    if cfg.gradient_checkpointing:
+        pipeline.transformer.enable_gradient_checkpointing()
+    return pipeline
+
+
+def _vl_parts(configs: dict[str, dict[str, Any]], scale: Scale, extra_tokens: tuple[str, ...] = ()) -> tuple:
+    """(tokenizer, image processor, Qwen3VLConfig) of the JRM-size backbone."""
+    tokenizer = build_tiny_qwen_tokenizer(extra_special_tokens=extra_tokens)
+    tokenizer.chat_template = QWEN3_VL_CHAT_TEMPLATE
+    raw = configs["qwen3_vl_8b"]
+    processor = build_tiny_image_processor(raw["vision_config"]["patch_size"], min_pixels=32 * 32, max_pixels=scale.jrm_pixels)
+    return tokenizer, processor, _qwen_config(Qwen3VLConfig, raw, tokenizer)
+
+
+def build_jrm(configs: dict[str, dict[str, Any]], scale: Scale, device: torch.device, batch_size: int) -> JRM:
+    """JRM on a Qwen3-VL backbone of the configs' size (random weights built on ``device``), alpha 0.7."""
+    jrm_cfg = JRMConfig(min_pixels=32 * 32, max_pixels=scale.jrm_pixels, batch_size=batch_size)
+    extra = (REWARD_TOKEN, GLOBAL_TOKEN, *region_tokens(jrm_cfg.max_region_index))
+    tokenizer, processor, config = _vl_parts(configs, scale, extra)
+    with torch.device(device):
+        backbone = Qwen3VLForConditionalGeneration(config)
+    backbone.to(scale.dtype)
+    return JRM(backbone, tokenizer, processor, jrm_cfg).eval()
+
+
+def build_editreward(configs: dict[str, dict[str, Any]], scale: Scale, device: torch.device, batch_size: int) -> EditRewardModel:
+    """Two-pass EditReward on the same backbone size as JRM (random weights built on ``device``)."""
+    tokenizer, processor, config = _vl_parts(configs, scale, (EDITREWARD_TOKEN,))
+    with torch.device(device):
+        model = EditRewardModel(config, tokenizer, processor, batch_size=batch_size, pixels=scale.jrm_pixels)
+    model.backbone.to(scale.dtype)
+    return model.eval()
+
+
+def policy_config(scale: Scale, device: torch.device) -> OmniGen2PolicyConfig:
+    """The preset's policy section at this scale (kind ``bench``, built by :func:`build_policy`)."""
+    return OmniGen2PolicyConfig(
+        kind="bench", device=str(device), dtype={torch.bfloat16: "bfloat16", torch.float32: "float32"}[scale.dtype],
+        lora_rank=scale.lora_rank, lora_alpha=scale.lora_alpha, num_inference_steps=scale.num_steps,
+        height=scale.image_side, width=scale.image_side, max_input_pixels=scale.image_side**2,
+        max_input_side_length=scale.image_side, gradient_checkpointing=scale.gradient_checkpointing,
+    )
+
+
+# -- measuring -----------------------------------------------------------------------------------------------
+
+class PhaseTimeout(TimeoutError):
+    """A phase ran past its wall-clock limit."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise :class:`PhaseTimeout` in the main thread once ``seconds`` have passed inside the block."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise PhaseTimeout(f"ran past its {seconds:.0f} s limit")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+class PeakMemory:
+    """Peak memory (GiB) inside a ``with`` block: the CUDA allocator's peak, or on the CPU the peak RSS growth."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.gib = 0.0
+        self._rss: PeakRSS | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            _sync(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._rss = PeakRSS().__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            _sync(self.device)
+            self.gib = torch.cuda.max_memory_allocated(self.device) / 2**30
+        else:
+            self._rss.__exit__(*exc)
+            self.gib = self._rss.delta_mib / 1024
+
+
+def measured(fn: Callable[[], Any], device: torch.device, repeats: int) -> dict[str, Any]:
+    """One cold call under a FLOP counter, then ``repeats`` timed calls with their peak memory.
+
+    Returns seconds (median of the timed calls), cold_seconds, flops (of one call), peak_memory_gib and the
+    last call's result under ``result``.
+    """
+    _sync(device)
+    start = time.perf_counter()
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    _sync(device)
+    cold = time.perf_counter() - start
+    times, result = [], None
+    with PeakMemory(device) as memory:
+        for _ in range(repeats):
+            _sync(device)
+            start = time.perf_counter()
+            result = fn()
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    return {
+        "seconds": statistics.median(times), "cold_seconds": cold, "flops": float(counter.get_total_flops()),
+        "peak_memory_gib": memory.gib, "result": result,
+    }
+
+
+def _tflops(flops: float, seconds: float) -> float:
+    return flops / max(seconds, 1e-9) / 1e12
+
+
+def _noise_image(side: int, seed: int) -> Image.Image:
+    gen = torch.Generator().manual_seed(seed)
+    return Image.fromarray(torch.randint(0, 256, (side, side, 3), generator=gen, dtype=torch.uint8).numpy())
+
+
+def _request(scale: Scale, samples: int) -> SampleRequest:
+    return SampleRequest(
+        record_ids=["bench"], instructions=[INSTRUCTION], sources=[[_noise_image(scale.image_side, 0)]],
+        group_ids=torch.tensor([0]), samples_per_group=samples, seed=0, learner_version=0,
+    )
+
+
+@dataclass
+class Context:
+    """What every phase gets: the scale, the device, the component configs, and the phases done so far."""
+
+    scale: Scale
+    device: torch.device
+    configs: dict[str, dict[str, Any]]
+    results: dict[str, dict[str, Any]]
+
+    def policy_registry(self) -> PolicyRegistry:
+        return default_policy_registry().extended(bench=lambda cfg: build_policy(self.configs, cfg))
+
+    def sampler(self) -> PolicySampler:
+        """A PolicySampler with its own (built) adapter installed as version 0."""
+        sampler = PolicySampler(policy_config(self.scale, self.device), max_weight_lag=0, policy_registry=self.policy_registry())
+        sampler.load_weights(WeightSyncPayload(tensors=sampler.policy.adapter_state().tensors, version=0))
+        return sampler
+
+
+# -- phases --------------------------------------------------------------------------------------------------
+
+def phase_sampler(ctx: Context) -> dict[str, Any]:
+    sampler = ctx.sampler()
+    n = ctx.scale.samples_per_chunk
+    request = _request(ctx.scale, n)
+    m = measured(lambda: sampler.sample(request), ctx.device, ctx.scale.repeats)
+    figures = {
+        "samples_per_chunk": n, "seconds_per_chunk": m["seconds"], "seconds_per_sample": m["seconds"] / n,
+        "cold_seconds": m["cold_seconds"], "tflop_per_sample": m["flops"] / n / 1e12,
+        "achieved_tflop_s": _tflops(m["flops"], m["seconds"]), "peak_memory_gib": m["peak_memory_gib"],
+    }
+    return {**figures, **_utilisation(ctx.device, figures["achieved_tflop_s"])}
+
+
+def _utilisation(device: torch.device, tflop_s: float) -> dict[str, float]:
+    """The fraction of the GPU's dense bf16 peak, when the GPU is one of :data:`BF16_PEAK_TFLOPS`."""
+    if device.type != "cuda":
+        return {}
+    name = torch.cuda.get_device_name(device)
+    peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+    return {"fraction_of_bf16_peak": tflop_s / peak} if peak else {}
+
+
+def _learn_chunk(rollout: Rollout, scale: Scale, num_minibatches: int) -> LearnChunk:
+    """All samples kept, split into ``num_minibatches``, normalised random advantages, the trained fraction."""
+    n, steps = rollout.log_probs.shape
+    gen = torch.Generator().manual_seed(0)
+    advantages = torch.randn(n, generator=gen)
+    advantages = (advantages - advantages.mean()) / (advantages.std(unbiased=False) + 1e-4)
+    idx = trained_step_indices(n, steps, scale.timestep_fraction, gen)
+    valid = torch.ones(n, dtype=torch.bool)
+    return LearnChunk(advantages, valid, idx, assign_minibatches(valid, num_minibatches, gen))
+
+
+def phase_learner(ctx: Context) -> dict[str, Any]:
+    scale, n = ctx.scale, ctx.scale.samples_per_chunk
+    # the preset's update: the chunk's samples in 2 minibatches (one optimizer step each), one pass
+    grpo = GRPOConfig(timestep_fraction=scale.timestep_fraction, num_updates_per_step=2, num_epochs_per_step=1)
+    learner = LearnerWorker(policy_config(scale, ctx.device), grpo, policy_registry=ctx.policy_registry())
+    generators = [torch.Generator().manual_seed(i) for i in range(n)]
+    with torch.no_grad():
+        rollout = learner.policy.sample_with_logprob([_noise_image(scale.image_side, 0)] * n, [INSTRUCTION] * n,
+                                                     generator=generators)
+    chunk = _learn_chunk(rollout, scale, grpo.num_updates_per_step)
+    k = chunk.step_indices.shape[1]
+    elements = minibatch_element_counts(chunk.minibatch, grpo.num_updates_per_step, k)
+    # the first update on the learner's own fresh rollout: the ratio is 1 up to rounding (and a warm-up)
+    first = learner.learn([rollout], [chunk], elements, n)
+    figures: dict[str, Any] = {
+        "samples": n, "trained_steps_per_sample": k, "optimizer_steps_per_pass": first.optimizer_steps,
+        "first_update_ratio_max_dev": first.first_update_ratio_max_dev,
+    }
+    for micro_batch in scale.micro_batches:
+        learner.grpo = replace(grpo, learner_micro_batch=micro_batch)
+        key = f"micro_batch_{micro_batch}"
+        try:
+            m = measured(lambda: learner.learn([rollout], [chunk], elements, n), ctx.device, scale.repeats)
+        except torch.OutOfMemoryError as exc:
+            figures[key] = {"error": f"out of memory: {str(exc).splitlines()[0]}"}
+            continue
+        finally:
+            _free(ctx.device)
+        figures[key] = {
+            "max_rows_per_backward": min(micro_batch or n // grpo.num_updates_per_step, max(elements)),
+            "seconds_per_pass": m["seconds"],
+            "seconds_per_sample": m["seconds"] / n, "cold_seconds": m["cold_seconds"],
+            "achieved_tflop_s": _tflops(m["flops"], m["seconds"]), "peak_memory_gib": m["peak_memory_gib"],
+            "ratio_max_dev_after_updates": m["result"].ratio_max_dev,
+        }
+    return figures
+
+
+def _pairs(scale: Scale, n: int) -> tuple[list[Image.Image], list[Image.Image], list[str]]:
+    return ([_noise_image(scale.image_side, 2 * i) for i in range(n)],
+            [_noise_image(scale.image_side, 2 * i + 1) for i in range(n)], [INSTRUCTION] * n)
+
+
+def phase_reward(ctx: Context) -> dict[str, Any]:
+    scale, n = ctx.scale, ctx.scale.samples_per_chunk
+    jrm = build_jrm(ctx.configs, scale, ctx.device, batch_size=n)
+    editreward = build_editreward(ctx.configs, scale, ctx.device, batch_size=n)
+    sources, edits, instructions = _pairs(scale, n)
+    scorers = {
+        "jrm": lambda: jrm.score(sources, edits, instructions),
+        "generative": generative_scorer(jrm, sources, edits, instructions, tokens=scale.generated_tokens),
+        "two_pass": lambda: editreward.score(sources, edits, instructions),
+    }
+    figures: dict[str, Any] = {"pairs_per_batch": n, "generated_tokens": scale.generated_tokens}
+    for name, fn in scorers.items():
+        m = measured(fn, ctx.device, scale.repeats)
+        figures[name] = {"seconds_per_pair": m["seconds"] / n, "peak_memory_gib": m["peak_memory_gib"]}
+    jrm_s = figures["jrm"]["seconds_per_pair"]
+    figures["speedup_jrm_vs_generative"] = figures["generative"]["seconds_per_pair"] / jrm_s
+    figures["speedup_jrm_vs_two_pass"] = figures["two_pass"]["seconds_per_pair"] / jrm_s
+    figures["jrm_tokens_per_sequence"] = float(jrm.scoring_inputs(sources[:1], edits[:1], instructions[:1]).input_ids.shape[1])
+    return figures
+
+
+def rationale_text(tokenizer: Any, tokens: int) -> str:
+    """A JSON rationale of about ``tokens`` tokens under ``tokenizer`` (the paper's IF format)."""
+    sentence = "The <|bbox_0|> car is replaced by a blue bicycle; the street and the lighting are unchanged. "
+    text = ""
+    while len(tokenizer(text).input_ids) < tokens:
+        text += sentence
+    return json.dumps({"reasoning": text.strip()})
+
+
+def phase_jrm_train(ctx: Context) -> dict[str, Any]:
+    scale, n = ctx.scale, ctx.scale.train_pairs
+    jrm = build_jrm(ctx.configs, scale, ctx.device, batch_size=n)
+    if scale.gradient_checkpointing:
+        jrm.backbone.activation_checkpointing_enable()
+    jrm.train()
+    rationale = rationale_text(jrm.tokenizer, scale.rationale_tokens)
+    sources, edits, instructions = _pairs(scale, 2 * n)
+    pairs = [
+        LoadedPair(
+            PreferencePair(
+                record_id=f"bench-{i}", instruction=instructions[i], source=Path("source.png"),
+                preferred=Path("a.png"), rejected=Path("b.png"), scores_preferred=EditScores(4.0, 3.0, 3.5),
+                scores_rejected=EditScores(2.0, 3.0, 2.5), rationales={"preferred": rationale, "rejected": rationale},
+            ),
+            sources[i], edits[i], edits[n + i],
+        )
+        for i in range(n)
+    ]
+
+    def step() -> float:
+        jrm.zero_grad(set_to_none=True)
+        loss = compute_loss(jrm, pairs, 0.7).total
+        loss.backward()
+        return float(loss.detach())
+
+    m = measured(step, ctx.device, scale.repeats)
+    return {
+        "pairs": n, "rationale_tokens": scale.rationale_tokens, "seconds_per_step": m["seconds"],
+        "seconds_per_pair": m["seconds"] / n, "cold_seconds": m["cold_seconds"],
+        "achieved_tflop_s": _tflops(m["flops"], m["seconds"]), "peak_memory_gib": m["peak_memory_gib"],
+        "loss": m["result"],
+    }
+
+
+def phase_colocated(ctx: Context) -> dict[str, Any]:
+    scale, n = ctx.scale, ctx.scale.samples_per_chunk
+    sampler = ctx.sampler()
+    jrm = build_jrm(ctx.configs, scale, ctx.device, batch_size=n)
+    registry = default_registry().extended(bench=lambda cfg: jrm)
+    actor = RewardActor(RewardModelConfig(kind="bench", device=str(ctx.device), batch_size=n), registry=registry)
+    _free(ctx.device)
+    resident = torch.cuda.memory_allocated(ctx.device) / 2**30 if ctx.device.type == "cuda" else 0.0
+    request = _request(scale, n)
+    with PeakMemory(ctx.device) as memory:
+        start = time.perf_counter()
+        for _ in range(scale.repeats):
+            _, scoring = sampler.sample(request)
+            result = actor.score(scoring)
+        _sync(ctx.device)
+        seconds = (time.perf_counter() - start) / scale.repeats
+    return {
+        "samples_per_chunk": n, "seconds_per_chunk": seconds, "resident_gib_after_build": resident,
+        "peak_memory_gib": memory.gib, "scores_finite": float(torch.isfinite(result.reward).all()),
+    }
+
+
+def project_round(
+    sample_s: float, score_s: float, learn_s: float, passes: int, *, samples: int = PRESET_SAMPLES,
+    gpus: int = PRESET_GPUS, sampler_gpus: int = PRESET_SAMPLER_GPUS, rounds: int = PRESET_STEPS,
+) -> dict[str, dict[str, float]]:
+    """One round of ``samples`` samples on ``gpus`` GPUs from per-sample seconds (draw, score, one training pass).
+
+    split:  ``sampler_gpus`` GPUs sample and score (co-located), the rest train ``passes`` passes; rounds
+            overlap (``max_weight_lag = 1``), so a round takes the slower side; ``busy`` is the share of
+            GPU-seconds doing work.
+    hybrid: every GPU samples, scores and trains its ``samples / gpus`` samples in place (no idle side).
+    """
+    sampler_round = samples / sampler_gpus * (sample_s + score_s)
+    learner_round = samples / (gpus - sampler_gpus) * learn_s * passes
+    split = max(sampler_round, learner_round)
+    hybrid = samples / gpus * (sample_s + score_s + learn_s * passes)
+    busy = (sampler_gpus * sampler_round + (gpus - sampler_gpus) * learner_round) / (gpus * split)
+    return {
+        "split": {"sampler_seconds": sampler_round, "learner_seconds": learner_round, "round_seconds": split,
+                  "busy_fraction": busy, "hours_for_run": split * rounds / 3600},
+        "hybrid": {"round_seconds": hybrid, "busy_fraction": 1.0, "hours_for_run": hybrid * rounds / 3600},
+    }
+
+
+def phase_projection(ctx: Context) -> dict[str, Any]:
+    results = ctx.results
+    sample_s = results["sampler"]["seconds_per_sample"]
+    score_s = results["reward"]["jrm"]["seconds_per_pair"]
+    settings = [v for k, v in results["learner"].items() if k.startswith("micro_batch_") and "error" not in v]
+    learn_s = min(s["seconds_per_sample"] for s in settings)
+    return {
+        "inputs": {"sample_seconds": sample_s, "score_seconds": score_s, "learn_seconds_per_pass": learn_s},
+        "one_pass_per_round": project_round(sample_s, score_s, learn_s, passes=1),
+        "two_passes_per_round": project_round(sample_s, score_s, learn_s, passes=2),
+    }
+
+
+PHASE_FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
+    "sampler": phase_sampler, "learner": phase_learner, "reward": phase_reward, "jrm_train": phase_jrm_train,
+    "colocated": phase_colocated, "projection": phase_projection,
+}
+
+
+# -- driver --------------------------------------------------------------------------------------------------
+
+def run(scale_name: str, device: torch.device, phases: tuple[str, ...], phase_timeout_s: float | None = None) -> dict[str, Any]:
+    """Run ``phases`` in order, each under its limit; a failing phase records its error and the next runs."""
+    scale = SCALES[scale_name]
+    limit = phase_timeout_s or scale.phase_timeout_s
+    sources = {name: json.loads((CONFIGS / scale_name / f"{name}.json").read_text()).get("_source", "")
+               for name in COMPONENTS}
+    report: dict[str, Any] = {
+        "scale": scale_name, "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "torch": torch.__version__, "dtype": str(scale.dtype), "phase_timeout_s": limit,
+        "component_configs": sources, "phases": {},
+    }
+    ctx = Context(scale, device, load_component_configs(scale_name), report["phases"])
+    for name in phases:
+        start = time.perf_counter()
+        try:
+            with time_limit(limit):
+                figures = PHASE_FUNCTIONS[name](ctx)
+        except Exception as exc:  # one failing phase must not hide the others' figures
+            figures = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        _free(device)
+        report["phases"][name] = {"wall_seconds": time.perf_counter() - start, **figures}
+    return report
+
+
+def _rows(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield from _rows(f"{prefix}.{key}" if prefix else key, inner)
+    elif isinstance(value, float):
+        yield prefix, f"{value:.4g}"
+    else:
+        yield prefix, str(value)
+
+
+def table(report: dict[str, Any]) -> str:
+    """The report's phases as ``phase  figure  value`` lines."""
+    lines = [f"real-size benchmark, scale {report['scale']} on {report['device_name']} ({report['dtype']})"]
+    for phase, figures in report["phases"].items():
+        lines.append(f"-- {phase}")
+        lines += [f"   {key:<58} {value}" for key, value in _rows("", figures)]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", choices=sorted(SCALES), default="real")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
+    parser.add_argument("--phase-timeout", type=float, default=None, help="seconds per phase (default: the scale's)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: runs/bench/real_scale[_tiny].json)")
+    args = parser.parse_args(argv)
+    report = run(args.scale, torch.device(args.device), tuple(args.phases), args.phase_timeout)
+    out = args.out or Path("runs/bench") / ("real_scale.json" if args.scale == "real" else f"real_scale_{args.scale}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, report)
+    print(table(report))
+    print(f"wrote {out}")
+    return report
+
+
+def finite_numbers(value: Any) -> bool:
+    """Whether every number in a (nested) report is finite."""
+    if isinstance(value, dict):
+        return all(finite_numbers(v) for v in value.values())
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return True
+
+
+if __name__ == "__main__":
+    main()
