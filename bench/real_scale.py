@@ -443,12 +443,20 @@ def phase_reward(ctx: Context) -> dict[str, Any]:
 
 
 def rationale_text(tokenizer: Any, tokens: int) -> str:
-    """A JSON rationale of about ``tokens`` tokens under ``tokenizer`` (the paper's IF format)."""
-    sentence = "The <|bbox_0|> car is replaced by a blue bicycle; the street and the lighting are unchanged. "
-    text = ""
-    while len(tokenizer(text).input_ids) < tokens:
+    """A joint JSON rationale (the paper's IF and VQ format) of about ``tokens`` tokens under ``tokenizer``."""
+    sentence = "The <|bbox_0|> car is replaced by a blue bicycle; <|global|> the street and the lighting are unchanged. "
+    region = [{"id": 0, "label": "car", "bbox_2d": [120, 200, 610, 780]}]
+
+    def joint(text: str) -> str:
+        return json.dumps({
+            "instruction_following": {"edit_region": region, "reasoning": text.strip()},
+            "visual_quality": {"reasoning": "Clean edges, consistent lighting, no artefacts."},
+        })
+
+    text = sentence
+    while len(tokenizer(joint(text)).input_ids) < tokens:
         text += sentence
-    return json.dumps({"reasoning": text.strip()})
+    return joint(text)
 
 
 def phase_jrm_train(ctx: Context) -> dict[str, Any]:
