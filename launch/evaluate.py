@@ -384,6 +384,7 @@ def run_analyze(args: argparse.Namespace) -> str:
     out_dir = Path(args.out) if args.out is not None else Path(args.eval_dir) / "analysis"
     stats = compare_checkpoints(
         checkpoints, samples, out_dir, args.batch_size, device=args.device, dtype=torch_dtype(args.dtype),
+        labels=[s.item.group for s in edits],
         settings={"from": str(Path(args.eval_dir).resolve()), "items": [s.item.key for s in edits],
                   "device": args.device, "dtype": args.dtype},
     )
