@@ -138,3 +138,22 @@ def test_analyze_in_bfloat16(evaluated):
     summary = json.loads((out / "analysis.json").read_text())
     assert summary["settings"]["dtype"] == "bfloat16" and summary["models"]["a"]["num_samples"] == len(ITEMS)
     assert main(["analyze", "--from", str(eval_dir), "--checkpoint", "nodir"]) == 2
+
+
+def test_readme_self_correct_and_analyze_commands_parse():
+    """The README's second Evaluation block (self-correct, the loop, analyze) uses only flags that exist."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from launch.evaluate import _parser
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = text.split("## Evaluation", 1)[1].split("\n## ", 1)[0]
+    block = re.findall(r"```bash\n(.*?)```", section, re.S)[1]
+    lines = [line for line in block.replace("\\\n", " ").splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    commands = [shlex.split(line)[2:] for line in lines]
+    assert [c[0] for c in commands] == ["self-correct", "self-correct", "analyze"]
+    parsed = [_parser().parse_args(c) for c in commands]
+    assert parsed[0].loop is None and parsed[1].loop == 3 and parsed[1].thresholds == [11.0]
+    assert parsed[2].checkpoint[0].startswith("alpha0=") and parsed[2].dtype == "bfloat16"
