@@ -146,7 +146,9 @@ class CorrectedItem:
 
 @dataclass
 class ThresholdRow:
-    """A row of Table 3: the items with ``metric < threshold``; VIEScore means over the ``judged`` ones."""
+    """A row of Table 3: the items with ``metric < threshold``; VIEScore means over the ``judged`` ones.
+    ``viescore_delta_by_metric``: the Δ of every VIEScore metric (SC, PQ, O) over the judged items;
+    ``jrm_delta_by_dimension``: the Δ of JRM's per-dimension means over all the row's items."""
 
     threshold: float
     samples: int
@@ -157,6 +159,8 @@ class ThresholdRow:
     jrm_before: float | None
     jrm_after: float | None
     jrm_delta: float | None
+    viescore_delta_by_metric: dict[str, float] = field(default_factory=dict)
+    jrm_delta_by_dimension: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -209,11 +213,16 @@ def threshold_rows(items: Sequence[CorrectedItem], thresholds: Sequence[float], 
         v_before = _mean([i.before[metric] for i in judged])
         v_after = _mean([i.after[metric] for i in judged])  # type: ignore[index]
         j_before, j_after = _mean([i.jrm_before for i in sel]), _mean([i.jrm_after for i in sel])
+        metrics = sorted(set.intersection(*(set(i.before) & set(i.after) for i in judged))) if judged else []  # type: ignore[arg-type]
+        dims = sorted(set.intersection(*(set(i.jrm_before_dims) for i in sel))) if sel else []
+        by_metric = {m: sum(i.after[m] - i.before[m] for i in judged) / len(judged) for m in metrics}  # type: ignore[index]
+        by_dim = {d: sum(i.jrm_after_dims[d] - i.jrm_before_dims[d] for i in sel) / len(sel) for d in dims}
         rows.append(ThresholdRow(
             threshold=t, samples=len(sel), judged=len(judged), viescore_before=v_before, viescore_after=v_after,
             viescore_delta=None if v_before is None or v_after is None else v_after - v_before,
             jrm_before=j_before, jrm_after=j_after,
             jrm_delta=None if j_before is None or j_after is None else j_after - j_before,
+            viescore_delta_by_metric=by_metric, jrm_delta_by_dimension=by_dim,
         ))
     return rows
 

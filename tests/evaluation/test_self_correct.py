@@ -133,6 +133,10 @@ def test_table3_single_round_by_hand(tmp_path):
     assert rows[3.0].jrm_delta == pytest.approx(jrm_delta(["k3"]))
     assert rows[7.0].jrm_delta == pytest.approx(jrm_delta(["k1", "k2", "k3"]))
     assert rows[6.0].viescore_before == pytest.approx(3.5) and rows[6.0].judged == 2
+    assert rows[7.0].viescore_delta_by_metric["O"] == pytest.approx(rows[7.0].viescore_delta)
+    assert rows[7.0].viescore_delta_by_metric["PQ"] == pytest.approx(sum(10 - before[k] for k in before) / 3)
+    assert rows[7.0].jrm_delta_by_dimension["visual_quality"] == pytest.approx(0.0)
+    assert rows[7.0].jrm_delta_by_dimension["instruction_following"] == pytest.approx(2 * rows[7.0].jrm_delta)
     assert any("k5" not in n and "no VIEScore" in n for n in result.notes)
 
     json_path, md_path = write_self_correction(result, tmp_path)

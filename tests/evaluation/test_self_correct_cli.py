@@ -157,3 +157,28 @@ def test_readme_self_correct_and_analyze_commands_parse():
     parsed = [_parser().parse_args(c) for c in commands]
     assert parsed[0].loop is None and parsed[1].loop == 3 and parsed[1].thresholds == [11.0]
     assert parsed[2].checkpoint[0].startswith("alpha0=") and parsed[2].dtype == "bfloat16"
+
+
+def test_saved_outputs_of_a_moved_run_and_a_missing_edit(evaluated, tmp_path):
+    """A run directory moved elsewhere still finds its edits (the fingerprint folder under its own edits/); a
+    missing edit is an error naming the item."""
+    import shutil
+
+    from rl.benchmarks.saved_outputs import load_policy_outputs
+
+    _, eval_dir, _ = evaluated
+    moved = tmp_path / "moved"
+    shutil.copytree(eval_dir / "edits", moved / "edits")
+    for name in ("gedit.json", "gedit_items.json"):
+        shutil.copy(eval_dir / name, moved / name)
+    report = json.loads((moved / "gedit.json").read_text())
+    report["settings"]["edits_dir"] = "/nowhere/edits/" + next((eval_dir / "edits").iterdir()).name
+    (moved / "gedit.json").write_text(json.dumps(report))
+    saved = load_policy_outputs(moved)
+    assert [s.item.key for s in saved.edits] == [k for _, k, _, _ in ITEMS]
+    assert saved.seed == 3 and saved.edit_kwargs["height"] == 32 and saved.edits[0].metrics["O"] == pytest.approx(5.0)
+    next((moved / "edits").iterdir()).joinpath("subject-add", "s1.png").unlink()
+    with pytest.raises(FileNotFoundError, match="'s1'"):
+        load_policy_outputs(moved)
+    with pytest.raises(FileNotFoundError, match="evaluate.py policy"):
+        load_policy_outputs(tmp_path)
