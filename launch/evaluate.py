@@ -114,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
     fix.add_argument("--metric", choices=("O", "SC", "PQ"), default="O", help="the VIEScore metric thresholds refer to")
     fix.add_argument("--loop", type=int, default=None, metavar="N",
                      help="RationalRewards' test-time loop: N - 1 critique/refine rounds, best of N by JRM score (N >= 2)")
+    fix.add_argument("--rejudge-before", action="store_true",
+                     help="judge the original edits again with this judge for the Δ (selection uses the saved VIEScores)")
     fix.add_argument("--max-new-tokens", type=int, default=512, help="critique length (tokens per dimension)")
     fix.add_argument("--max-critique-chars", type=int, default=1000, help="critique cut to this many characters")
     fix.add_argument("--batch-size", type=int, default=1, help="edits per policy call")
@@ -341,6 +343,7 @@ def run_self_correct(args: argparse.Namespace):
         thresholds=tuple(args.thresholds), metric=args.metric,
         rounds=1 if args.loop is None else args.loop - 1, select="last" if args.loop is None else "best_jrm",
         max_new_tokens=args.max_new_tokens, max_critique_chars=args.max_critique_chars, batch_size=args.batch_size,
+        rejudge_before=args.rejudge_before,
     )
     sc_cfg.validate()
     default_out = Path(args.eval_dir) / ("self_correct" if args.loop is None else f"loop_{args.loop}")

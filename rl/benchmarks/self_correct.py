@@ -11,10 +11,11 @@ Input: a policy's GEdit-Bench edits with their VIEScores (a previous ``evaluate.
 3. the policy edits the *source* again, with the same seed and sampling settings as the original edit, and the
    instruction extended with the critique (:func:`refine_instruction`);
 4. the original and the re-edit are scored by JRM's score head (the combined reward, and each dimension), the
-   re-edit by the judge with the benchmark's questions for the *original* instruction (the original's VIEScore is
-   the saved one: the selection used it);
-5. per threshold: samples, mean VIEScore before / after and its Δ (over the samples whose re-edit was judged;
-   judge failures are counted, never scored), mean JRM score before / after and its Δ.
+   re-edit by the judge with the benchmark's questions for the *original* instruction; the original's VIEScore is
+   the saved one (the selection used it), or, with ``rejudge_before``, the same judge's answer now (so that a
+   different judge, or the judge's own drift, does not enter the Δ; selection still uses the saved score);
+5. per threshold: samples, mean VIEScore before / after and its Δ (over the samples whose before and after were
+   both judged; judge failures are counted, never scored), mean JRM score before / after and its Δ.
 
 The loop (``select="best_jrm"``, ``rounds = N - 1``): generate (the saved edit) -> critique -> refine, repeated,
 each round critiquing the previous round's edit; the result is the best of the N candidates by JRM score
@@ -73,6 +74,8 @@ class SelfCorrectConfig:
     max_new_tokens:  length of each generated critique (tokens, per dimension row).
     max_critique_chars: the critique is cut (at a word) to this many characters before it extends the instruction.
     chunk_size:      items per chunk (bounds memory: their images, critiques and edits).
+    rejudge_before:  judge the original edits again with this run's judge instead of using the saved VIEScores as
+                     "before" (the selection still uses the saved ones).
     """
 
     thresholds: tuple[float, ...] = PAPER_THRESHOLDS
@@ -83,6 +86,7 @@ class SelfCorrectConfig:
     max_critique_chars: int = 1000
     batch_size: int = 1
     chunk_size: int = 32
+    rejudge_before: bool = False
 
     def validate(self) -> None:
         if not self.thresholds or any(not math.isfinite(t) for t in self.thresholds):
@@ -124,14 +128,18 @@ def refine_instruction(instruction: str, critique: str) -> str:
 
 @dataclass
 class CorrectedItem:
-    """One corrected edit. ``candidates_jrm``: JRM score of the original (index 0) and of each re-edit;
-    ``chosen``: the candidate that is the result; ``after``: the result's VIEScore (None: the judge failed,
-    ``after_failure`` says why); ``jrm_*_dims``: JRM's per-dimension means."""
+    """One corrected edit. ``saved``: the original run's VIEScore (what selected it); ``before``: the VIEScore
+    the Δ starts from (``saved``, or the re-judged original; None: that judging failed, ``before_failure`` says
+    why); ``candidates_jrm``: JRM score of the original (index 0) and of each re-edit; ``chosen``: the candidate
+    that is the result; ``after``: the result's VIEScore (None: the judge failed, ``after_failure`` says why);
+    ``jrm_*_dims``: JRM's per-dimension means."""
 
     key: str
     group: str
     instruction: str
-    before: dict[str, float]
+    saved: dict[str, float]
+    before: dict[str, float] | None
+    before_failure: str | None
     after: dict[str, float] | None
     after_failure: str | None
     jrm_before: float
@@ -208,14 +216,14 @@ def threshold_rows(items: Sequence[CorrectedItem], thresholds: Sequence[float], 
     """Table 3's rows: for each threshold, the items whose original ``metric`` is below it."""
     rows = []
     for t in thresholds:
-        sel = [i for i in items if i.before[metric] < t]
-        judged = [i for i in sel if i.after is not None]
-        v_before = _mean([i.before[metric] for i in judged])
+        sel = [i for i in items if i.saved[metric] < t]
+        judged = [i for i in sel if i.before is not None and i.after is not None]
+        v_before = _mean([i.before[metric] for i in judged])  # type: ignore[index]
         v_after = _mean([i.after[metric] for i in judged])  # type: ignore[index]
         j_before, j_after = _mean([i.jrm_before for i in sel]), _mean([i.jrm_after for i in sel])
         metrics = sorted(set.intersection(*(set(i.before) & set(i.after) for i in judged))) if judged else []  # type: ignore[arg-type]
         dims = sorted(set.intersection(*(set(i.jrm_before_dims) for i in sel))) if sel else []
-        by_metric = {m: sum(i.after[m] - i.before[m] for i in judged) / len(judged) for m in metrics}  # type: ignore[index]
+        by_metric = {m: sum(i.after[m] - i.before[m] for i in judged) / len(judged) for m in metrics}  # type: ignore[index,operator]
         by_dim = {d: sum(i.jrm_after_dims[d] - i.jrm_before_dims[d] for i in sel) / len(sel) for d in dims}
         rows.append(ThresholdRow(
             threshold=t, samples=len(sel), judged=len(judged), viescore_before=v_before, viescore_after=v_after,
@@ -275,6 +283,10 @@ def _correct_chunk(
     for i in range(len(items)):
         per_candidate = [r[i] for r in candidate_reward]
         chosen.append(len(per_candidate) - 1 if cfg.select == "last" else max(range(len(per_candidate)), key=per_candidate.__getitem__))
+    before: list[tuple[dict[str, float] | None, str | None]] = [(dict(s.metrics or {}), None) for s in chunk]
+    if cfg.rejudge_before:
+        again = judge_edits(bench, items, {it.key: s.edit for it, s in zip(items, chunk)}, judge)
+        before = [(o.metrics, o.failure) for o in again]
     to_judge = [i for i, c in enumerate(chosen) if c > 0]
     judged = judge_edits(bench, [items[i] for i in to_judge], {items[i].key: candidates[chosen[i]][i] for i in to_judge}, judge)
     after: dict[int, tuple[dict[str, float] | None, str | None]] = {
@@ -283,10 +295,10 @@ def _correct_chunk(
     results = []
     for i, saved in enumerate(chunk):
         c = chosen[i]
-        metrics, failure = after.get(i, (saved.metrics, None))
+        metrics, failure = after.get(i, before[i])  # the original kept (loop): its "after" is its "before"
         results.append(CorrectedItem(
-            key=items[i].key, group=items[i].group, instruction=items[i].instruction,
-            before=dict(saved.metrics or {}), after=metrics, after_failure=failure,
+            key=items[i].key, group=items[i].group, instruction=items[i].instruction, saved=dict(saved.metrics or {}),
+            before=before[i][0], before_failure=before[i][1], after=metrics, after_failure=failure,
             jrm_before=candidate_reward[0][i], jrm_after=candidate_reward[c][i],
             jrm_before_dims=candidate_dims[0][i], jrm_after_dims=candidate_dims[c][i],
             critiques=critiques[i], refined_instructions=refined[i],
@@ -328,10 +340,13 @@ def run_self_correction(
     failed = [i.key for i in items if i.after is None]
     if failed:
         notes.append(f"{len(failed)} result(s) the judge failed on: excluded from the VIEScore columns, counted in 'judged'")
+    failed_before = [i.key for i in items if i.before is None]
+    if failed_before:
+        notes.append(f"{len(failed_before)} original(s) the judge failed on when re-judged: excluded from the VIEScore columns")
     all_settings = {
         "thresholds": list(cfg.thresholds), "metric": cfg.metric, "rounds": cfg.rounds, "select": cfg.select,
         "max_new_tokens": cfg.max_new_tokens, "max_critique_chars": cfg.max_critique_chars,
-        "refine_template": REFINE_TEMPLATE, "judge": judge.name, "seed": seed, "edit": edit_kwargs or {},
+        "refine_template": REFINE_TEMPLATE, "rejudge_before": cfg.rejudge_before, "judge": judge.name, "seed": seed, "edit": edit_kwargs or {},
     }
     all_settings.update(settings or {})
     return SelfCorrectionResult(threshold_rows(items, cfg.thresholds, cfg.metric), items, all_settings, notes)

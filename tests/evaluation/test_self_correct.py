@@ -195,3 +195,19 @@ def test_config_is_checked():
         SelfCorrectConfig(rounds=0).validate()
     with pytest.raises(ValueError, match="select"):
         SelfCorrectConfig(select="median").validate()
+
+
+def test_rejudge_before_takes_the_delta_from_the_same_judge():
+    script = {"edit k1": ["aa"], "edit k2": ["a"], "edit k3": ["no"]}
+    judge = ScriptedJudge(judge_by_brightness)
+    cfg = SelfCorrectConfig(rejudge_before=True)
+    result = run_self_correction(saved_edits(), LetterPolicy(), FakeJRM(script), GEditBenchmark(), judge, cfg)
+    values = {"k1": 100, "k2": 60, "k3": 20}
+    for item in result.items:
+        assert item.saved["O"] in (6.5, 4.5, 2.5)  # the selection's score is kept
+        assert item.before["O"] == pytest.approx(expected_o(values[item.key] + 10))  # the original, judged now
+    row = result.rows[0]
+    deltas = [i.after["O"] - i.before["O"] for i in result.items]
+    assert row.samples == 3 and row.viescore_delta == pytest.approx(sum(deltas) / 3)
+    assert len(judge.seen) == 2 * 3 * 2  # SC and PQ of 3 originals and 3 re-edits
+    assert result.settings["rejudge_before"] is True
