@@ -151,3 +151,22 @@ def test_aligned_pca_rotates_every_model_onto_the_reference(tmp_path):
     assert (tmp_path / "pca.png").read_bytes()[:4] == b"\x89PNG"
     summary = json.loads((tmp_path / "analysis.json").read_text())
     assert summary["models"]["alpha=0"]["effective_rank"] == pytest.approx(stats["alpha=0"].effective_rank)
+
+
+def test_the_pairs_command_with_device_and_dtype(tmp_path, capsys):
+    """``python -m reward.jrm.analysis`` on preference pairs (the diagnostic), in bfloat16: every report file."""
+    from reward.jrm.analysis import main
+    from reward.jrm.model import JRM
+    from tests.reward.test_train import make_colour_pairs
+
+    pairs_path = make_colour_pairs(tmp_path / "data", 4)
+    for name, seed in (("a0", 0), ("a7", 1)):
+        JRM.build_tiny(seed=seed).save_pretrained(tmp_path / name)
+    out = tmp_path / "out"
+    argv = ["--checkpoint", f"a0={tmp_path / 'a0'}", "--checkpoint", f"a7={tmp_path / 'a7'}", "--pairs", str(pairs_path),
+            "--max-pixels", "1024", "--device", "cpu", "--dtype", "bfloat16", "--out", str(out)]
+    assert main(argv) == 0
+    assert "a0: n=8" in capsys.readouterr().out
+    summary = json.loads((out / "analysis.json").read_text())
+    assert summary["settings"]["dtype"] == "bfloat16" and summary["models"]["a7"]["num_samples"] == 8
+    assert {p.name for p in out.iterdir()} >= {"spectra.json", "spectra.png", "pca.json", "pca.png", "analysis.json"}
