@@ -182,3 +182,26 @@ def test_saved_outputs_of_a_moved_run_and_a_missing_edit(evaluated, tmp_path):
         load_policy_outputs(moved)
     with pytest.raises(FileNotFoundError, match="evaluate.py policy"):
         load_policy_outputs(tmp_path)
+
+
+def test_self_correct_reloads_the_rl_checkpoint_the_run_evaluated(tmp_path, monkeypatch):
+    """An evaluation of an RL run's ``latest`` checkpoint: self-correct re-edits with that same step's adapter."""
+    from tests.evaluation.test_readme_examples import write_tiny_rl_run
+
+    write_tiny_rl_run(tmp_path / "rl_run")
+    write_gedit(tmp_path / "gedit", [
+        {"task_type": "color_alter", "key": "c1", "instruction": "make it red", "instruction_language": "en", "input_image": solid(40, (32, 32))},
+    ])
+    JRM.build_tiny(seed=0).save_pretrained(tmp_path / "jrm")
+    monkeypatch.setenv("EDITRL_TEST_JUDGE_KEY", "k")
+    with ScriptedServer([(200, chat_reply('{"score": [3, 3], "reasoning": "ok"}'), {}, 0.0)]) as server:
+        judge = _judge_args(server, tmp_path / "cache")
+        assert main(["policy", "--bench", "gedit", "--data", str(tmp_path / "gedit"), "--out", str(tmp_path / "eval"),
+                     "--checkpoint", str(tmp_path / "rl_run" / "checkpoints" / "latest"), *judge]) == 0
+        assert main(["self-correct", "--from", str(tmp_path / "eval"), "--jrm", str(tmp_path / "jrm"),
+                     "--max-new-tokens", "4", *judge]) == 0
+    result = json.loads((tmp_path / "eval" / "self_correct" / "self_correct.json").read_text())
+    policy = result["settings"]["policy"]
+    assert policy["rl_step"] == 2 and policy["checkpoint"] == "tiny"
+    assert policy["rl_checkpoint"] == str((tmp_path / "rl_run" / "checkpoints" / "step_00000002").resolve())
+    assert result["rows"][0]["samples"] == 1 and result["rows"][0]["viescore_delta"] == pytest.approx(0.0)
