@@ -211,3 +211,14 @@ def test_rejudge_before_takes_the_delta_from_the_same_judge():
     assert row.samples == 3 and row.viescore_delta == pytest.approx(sum(deltas) / 3)
     assert len(judge.seen) == 2 * 3 * 2  # SC and PQ of 3 originals and 3 re-edits
     assert result.settings["rejudge_before"] is True
+
+
+def test_critiques_of_a_tiny_jrm_with_the_paper_prompts():
+    """With the paper prompts JRM explains each dimension in its own row; the critique is plain text either way."""
+    from reward.jrm.model import JRM, tiny_jrm_config
+
+    jrm = JRM.build_tiny(seed=0, config=tiny_jrm_config(prompt="paper"))
+    explanations = jrm.explain([solid(40, (32, 32))], [solid(90, (32, 32))], ["make it red"], max_new_tokens=4)
+    assert len(explanations) == 1 and set(explanations[0].texts) == {"IF", "VQ"}
+    text = critique_text(explanations[0], 200)
+    assert "<|" not in text and len(text) <= 200
