@@ -6,6 +6,18 @@ MMRB2 image editing) on a locally downloaded benchmark release; writes JSON and 
     python launch/evaluate.py policy --bench gedit --data DIR --checkpoint runs/<run>/checkpoints/latest [--base DIR]
     python launch/evaluate.py reward --bench editreward_bench --data DIR --reward jrm --checkpoint JRM_DIR
     python launch/evaluate.py reward --bench mmrb2 --data DIR --reward judge --judge-config configs/eval_judge_gpt41.yaml
+    python launch/evaluate.py self-correct --from runs/eval/gedit --jrm JRM_DIR [--config configs/eval_gedit.yaml]
+        [--thresholds 7 6 5 4 3] [--loop N] [--out DIR]
+    python launch/evaluate.py analyze --from runs/eval/gedit --checkpoint alpha0=DIR --checkpoint jrm=DIR
+        [--device cuda --dtype bfloat16] [--out DIR]
+
+``self-correct`` (JRM paper section 4.4, Table 3): the edits of a previous ``policy --bench gedit`` run (its
+``--out``) whose VIEScore is below the thresholds are critiqued by JRM's language head and edited again by the
+same policy with the instruction extended by the critique; JRM's score head and the judge score both
+(:mod:`rl.benchmarks.self_correct`). ``--loop N`` runs RationalRewards' Generate-Critique-Refine loop instead:
+N - 1 critique-and-refine rounds, the best of the N candidates by JRM score. ``analyze`` (section 4.3, Fig. 6):
+h of several JRMs on the same policy outputs; spectrum, effective rank, spectral entropy, isotropy and a 3-D
+PCA aligned by Procrustes (:mod:`reward.jrm.analysis`).
 
 ``--checkpoint tiny`` builds the tiny random-config model (smoke tests). A policy ``--checkpoint`` (or ``--lora``)
 may also be an RL run: its ``output_dir``, ``<output_dir>/checkpoints/step_<N>``, or ``.../checkpoints/latest``
@@ -83,6 +95,43 @@ def _parser() -> argparse.ArgumentParser:
     rew.add_argument("--tie-threshold", type=float, default=None, help="TIGER 2-pair ties (default: calibrated)")
     rew.add_argument("--multi-image", choices=("concat", "first"), default="concat", help="MMRB2 several inputs")
     rew.add_argument("--out", default=None, help="output directory (default runs/eval/<bench>)")
+
+    fix = sub.add_parser("self-correct", help="critique low-scoring GEdit edits with JRM, re-edit, score before/after")
+    fix.add_argument("--from", dest="eval_dir", required=True, help="the --out of a previous `policy --bench gedit` run")
+    fix.add_argument("--jrm", required=True, help=f"JRM checkpoint directory (a training run's final/), or '{TINY}'")
+    fix.add_argument("--data", default=None, help="the GEdit release (default: the one the run recorded)")
+    fix.add_argument("--checkpoint", default=None, help="the policy (as for `policy`; default: the one the run recorded)")
+    fix.add_argument("--lora", default=None)
+    fix.add_argument("--base", default=None)
+    fix.add_argument("--device", default="cpu", help="device of the policy and of JRM")
+    fix.add_argument("--dtype", default="float32", help="dtype of the policy and of JRM (e.g. bfloat16)")
+    fix.add_argument("--config", default=None, help="YAML preset of rl.benchmarks.config.PolicyBenchConfig (the judge)")
+    fix.add_argument("--judge-config", default=None, help="YAML of reward.judges.config.JudgeConfig")
+    fix.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a PolicyBenchConfig key (judge.*, parsing, edit.* on top of the recorded settings)")
+    fix.add_argument("--thresholds", type=float, nargs="+", default=[7.0, 6.0, 5.0, 4.0, 3.0],
+                     help="table rows: the items whose VIEScore is below each (the largest selects what is corrected)")
+    fix.add_argument("--metric", choices=("O", "SC", "PQ"), default="O", help="the VIEScore metric thresholds refer to")
+    fix.add_argument("--loop", type=int, default=None, metavar="N",
+                     help="RationalRewards' test-time loop: N - 1 critique/refine rounds, best of N by JRM score (N >= 2)")
+    fix.add_argument("--rejudge-before", action="store_true",
+                     help="judge the original edits again with this judge for the Δ (selection uses the saved VIEScores)")
+    fix.add_argument("--max-new-tokens", type=int, default=512, help="critique length (tokens per dimension)")
+    fix.add_argument("--max-critique-chars", type=int, default=1000, help="critique cut to this many characters")
+    fix.add_argument("--batch-size", type=int, default=1, help="edits per policy call")
+    fix.add_argument("--jrm-batch-size", type=int, default=None, help="edits per JRM forward (default: the checkpoint's)")
+    fix.add_argument("--out", default=None, help="output directory (default <--from>/self_correct or .../loop_<N>)")
+
+    ana = sub.add_parser("analyze", help="representation analysis of h of several JRMs on the same policy outputs")
+    ana.add_argument("--from", dest="eval_dir", required=True, help="the --out of a previous `policy --bench gedit` run")
+    ana.add_argument("--checkpoint", action="append", required=True, metavar="NAME=DIR",
+                     help="a JRM checkpoint, e.g. alpha0=DIR (repeat; the first is the Procrustes reference)")
+    ana.add_argument("--data", default=None, help="the GEdit release (default: the one the run recorded)")
+    ana.add_argument("--device", default="cpu")
+    ana.add_argument("--dtype", default="float32", help="e.g. bfloat16 (statistics are computed in float64)")
+    ana.add_argument("--batch-size", type=int, default=8)
+    ana.add_argument("--max-items", type=int, default=None, help="the first N edits of the run")
+    ana.add_argument("--out", default=None, help="output directory (default <--from>/analysis)")
     return parser
 
 
@@ -238,9 +287,123 @@ def run_reward(args: argparse.Namespace) -> BenchmarkReport:
     return report
 
 
+def _load_jrm(checkpoint: str, device: str, dtype: str, batch_size: int | None = None):
+    import torch
+
+    from editrl.dtypes import torch_dtype
+    from reward.jrm.model import JRM
+
+    if checkpoint == TINY:
+        model = JRM.build_tiny(seed=0)
+        model.backbone.to(device=torch.device(device), dtype=torch_dtype(dtype))
+        model.head.to(device=torch.device(device))
+    else:
+        model = JRM.from_pretrained(checkpoint, device=device, dtype=torch_dtype(dtype))
+    if batch_size is not None:
+        model.config.batch_size = batch_size
+    return model
+
+
+def _recorded_policy(settings: dict, args: argparse.Namespace):
+    """The policy of ``--checkpoint`` (as for ``policy``), else the one the evaluated run recorded."""
+    if args.checkpoint is not None:
+        return _load_policy(args.checkpoint, args.lora, args.device, args.dtype, args.base)
+    if args.lora is not None or args.base is not None:
+        raise ConfigError("--lora / --base: only together with --checkpoint")
+    if settings.get("rl_checkpoint"):
+        return _load_policy(settings["rl_checkpoint"], None, args.device, args.dtype, settings.get("checkpoint"))
+    if not settings.get("checkpoint"):
+        raise ConfigError("the evaluated run recorded no policy checkpoint; pass --checkpoint")
+    return _load_policy(settings["checkpoint"], settings.get("lora"), args.device, args.dtype)
+
+
+def run_self_correct(args: argparse.Namespace):
+    """``self-correct``: Table 3 (or the best-of-N loop) from a previous GEdit run's edits and VIEScores."""
+    from reward.judges.config import JudgeConfig, build_judge
+    from rl.benchmarks.config import PolicyBenchConfig, resolve_image_encoding
+    from rl.benchmarks.gedit import GEditBenchmark
+    from rl.benchmarks.saved_outputs import load_policy_outputs
+    from rl.benchmarks.self_correct import SelfCorrectConfig, run_self_correction, write_self_correction
+
+    if args.loop is not None and args.loop < 2:
+        raise ConfigError(f"--loop: N must be >= 2 (the original and at least one refinement), got {args.loop}")
+    saved = load_policy_outputs(args.eval_dir, args.data)
+    recorded = saved.settings
+    overrides = ["bench=gedit", f"data_dir={args.data or recorded.get('data_dir', '')}"]
+    if args.config is None and recorded.get("parsing"):
+        overrides.append(f"parsing={recorded['parsing']}")
+    overrides += args.overrides
+    cfg = load_config(PolicyBenchConfig, args.config, overrides)
+    if args.judge_config is not None:
+        judge_overrides = [o.removeprefix("judge.") for o in args.overrides if o.startswith("judge.")]
+        cfg.judge = load_config(JudgeConfig, args.judge_config, judge_overrides)
+    edit_keys = {o.split("=", 1)[0].removeprefix("edit.") for o in args.overrides if o.startswith("edit.")}
+    edit_kwargs = {**saved.edit_kwargs, **{k: v for k, v in cfg.edit.as_kwargs().items() if k in edit_keys}}
+    sc_cfg = SelfCorrectConfig(
+        thresholds=tuple(args.thresholds), metric=args.metric,
+        rounds=1 if args.loop is None else args.loop - 1, select="last" if args.loop is None else "best_jrm",
+        max_new_tokens=args.max_new_tokens, max_critique_chars=args.max_critique_chars, batch_size=args.batch_size,
+        rejudge_before=args.rejudge_before,
+    )
+    sc_cfg.validate()
+    default_out = Path(args.eval_dir) / ("self_correct" if args.loop is None else f"loop_{args.loop}")
+    out_dir = Path(args.out) if args.out is not None else default_out
+    bench = GEditBenchmark(cfg.parsing, resolve_image_encoding("gedit", cfg.image_encoding))
+    judge = build_judge(cfg.judge)
+    policy, identity = _recorded_policy(recorded, args)
+    jrm = _load_jrm(args.jrm, args.device, args.dtype, args.jrm_batch_size)
+    settings = {
+        "from": str(Path(args.eval_dir).resolve()), "jrm": args.jrm, "device": args.device, "dtype": args.dtype,
+        "parsing": cfg.parsing, "judge_of_original": recorded.get("judge"), "policy": identity,
+        "edits_dir": str(out_dir / "edits"),
+    }
+    result = run_self_correction(
+        saved.edits, policy, jrm, bench, judge, sc_cfg, seed=saved.seed, edit_kwargs=edit_kwargs,
+        edits_dir=out_dir / "edits", settings=settings,
+    )
+    if recorded.get("judge") not in (None, judge.name):
+        result.notes.append(f"the original VIEScores were judged by {recorded.get('judge')!r}, the results by {judge.name!r}")
+    write_self_correction(result, out_dir)
+    return result
+
+
+def run_analyze(args: argparse.Namespace) -> str:
+    """``analyze``: h of each ``--checkpoint`` on a previous GEdit run's edits; spectra and aligned 3-D PCA."""
+    from editrl.dtypes import torch_dtype
+    from reward.jrm.analysis import compare_checkpoints, summary_lines
+    from rl.benchmarks.saved_outputs import load_policy_outputs
+
+    checkpoints: dict[str, str] = {}
+    for item in args.checkpoint:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--checkpoint must be NAME=DIR, got {item!r}")
+        if name in checkpoints:
+            raise ConfigError(f"--checkpoint: the name {name!r} is given twice")
+        checkpoints[name] = path
+    saved = load_policy_outputs(args.eval_dir, args.data)
+    edits = saved.edits[: args.max_items] if args.max_items is not None else saved.edits
+    samples = [(s.item.load_source(), s.edit, s.item.instruction) for s in edits]
+    out_dir = Path(args.out) if args.out is not None else Path(args.eval_dir) / "analysis"
+    stats = compare_checkpoints(
+        checkpoints, samples, out_dir, args.batch_size, device=args.device, dtype=torch_dtype(args.dtype),
+        labels=[s.item.group for s in edits],
+        settings={"from": str(Path(args.eval_dir).resolve()), "items": [s.item.key for s in edits],
+                  "device": args.device, "dtype": args.dtype},
+    )
+    return "\n".join(summary_lines(stats))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.target == "self-correct":
+            result = run_self_correct(args)
+            print(result.to_markdown())
+            return 0
+        if args.target == "analyze":
+            print(run_analyze(args))
+            return 0
         report = run_policy(args) if args.target == "policy" else run_reward(args)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"evaluate: error: {exc}", file=sys.stderr)
