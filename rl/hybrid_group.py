@@ -8,11 +8,15 @@ drew them (no object-store round trip of latents). ``broadcast`` loads a payload
 ``wait_learn`` checks that every worker reports the same new adapter version.
 
 Faults: a reward actor that dies is restarted and its chunk re-issued (re-sampled under the same seed and
-weights, so the same rollout), as in split placement. A policy worker is not replaced: it holds a rank of the
-process group (its peers would block in the next collective) and the round's rollouts, so its death fails
-the round with :class:`PolicyWorkerLostError`. Every worker is killed first, so no survivor stays blocked in
-a collective and the driver never hangs; the run's placement group is released by ``run_flow_grpo``, and
-``checkpoint.resume=auto`` continues from the last checkpoint with the data position it recorded.
+weights, so the same rollout), as in split placement. A policy worker that dies while the round is sampled or
+scored is replaced between collectives: a new worker on its bundle gets a survivor's adapter, optimizer state
+and version, all workers form a new process group, and every chunk of the round queued on the dead worker
+(its rollouts died with it) is sampled again on the new one (at most ``ray.max_restarts`` replacements per
+run). A policy worker that dies during an update cannot be replaced (its peers wait for it inside a
+collective), nor can the only worker: the round then fails with :class:`PolicyWorkerLostError` after every
+worker is killed, so no survivor stays blocked and the driver never hangs; ``run_flow_grpo`` releases the
+placement group, and ``checkpoint.resume=auto`` continues from the last checkpoint with the data position it
+recorded.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from rl.actor_group import (
 from rl.config import ExperimentConfig
 from rl.hybrid_worker import HybridPolicyWorker
 from rl.placement import PlacementPlan
-from rl.types import LearnChunk, LearnerStats
+from rl.types import LearnChunk, LearnerStats, SampleRequest
 
 logger = logging.getLogger(__name__)
 
@@ -68,18 +72,8 @@ class HybridActorGroup(ActorGroup):
         rc = cfg.ray
         self.cfg = cfg
         self.plan = plan
-        worker_cls = ray.remote(HybridPolicyWorker)
-        world = len(plan.sampler_bundles)
-        self.workers = [
-            worker_cls.options(
-                num_cpus=rc.sampler_num_cpus, num_gpus=rc.sampler_num_gpus, max_restarts=0, max_task_retries=0,
-                scheduling_strategy=plan.strategy(b), runtime_env=runtime_env(cfg),
-            ).remote(
-                cfg.policy, cfg.grpo, rank=rank, world_size=world, torch_threads=rc.torch_threads,
-                policy_registry=policy_registry,
-            )
-            for rank, b in enumerate(plan.sampler_bundles)
-        ]
+        self.policy_registry = policy_registry
+        self.workers = [self._start_worker(rank) for rank in range(len(plan.sampler_bundles))]
         self.samplers = self.workers
         self.learners = self.workers
         self.reward_actors = start_reward_actors(cfg, plan, reward_registry)
@@ -87,6 +81,47 @@ class HybridActorGroup(ActorGroup):
         self.latest_payload_ref: ray.ObjectRef | None = None
         self.reissued_chunks = 0
         self.sync_bytes = 0
+        self.replaced_workers = 0
+        # per rank: how often its worker was replaced, and per chunk (request seed) the rank's count when the
+        # chunk was queued: a chunk queued before its worker was replaced lost its rollout with it
+        self.generation = [0] * len(self.workers)
+        self.submitted_generation: dict[int, int] = {}
+
+    def _start_worker(self, rank: int) -> ray.actor.ActorHandle:
+        """Policy worker ``rank`` on its bundle (not restarted by Ray: :meth:`_replace` rebuilds the group)."""
+        rc = self.cfg.ray
+        return (
+            ray.remote(HybridPolicyWorker)
+            .options(
+                num_cpus=rc.sampler_num_cpus, num_gpus=rc.sampler_num_gpus, max_restarts=0, max_task_retries=0,
+                scheduling_strategy=self.plan.strategy(self.plan.sampler_bundles[rank]), runtime_env=runtime_env(self.cfg),
+            )
+            .remote(
+                self.cfg.policy, self.cfg.grpo, rank=rank, world_size=len(self.plan.sampler_bundles),
+                torch_threads=rc.torch_threads, policy_registry=self.policy_registry,
+            )
+        )
+
+    def _replace(self, dead: int, exc: BaseException) -> None:
+        """Replace dead policy worker ``dead`` between updates: a new worker on its bundle with a survivor's
+        adapter, optimizer state and version, and a new process group of all workers (the old one lost a rank;
+        no collective is in flight while sampling). Without a survivor, or past ``ray.max_restarts``
+        replacements, the round fails (:class:`PolicyWorkerLostError`)."""
+        survivors = [w for rank, w in enumerate(self.workers) if rank != dead]
+        if not survivors or self.replaced_workers >= self.cfg.ray.max_restarts:
+            self._lost(dead, "sampling", exc)
+        self.replaced_workers += 1
+        logger.warning("policy worker %d died (%s); replacing it and rebuilding the process group", dead, type(exc).__name__)
+        try:
+            payload_ref, optimizer_ref = survivors[0].weight_payload.remote(), survivors[0].optimizer_state.remote()
+            self.workers[dead] = self._start_worker(dead)
+            ray.get([w.shutdown.remote() for w in survivors])
+            init_process_group(self.workers, self.cfg.ray.learner_backend)
+            payload = ray.get(payload_ref)
+            ray.get(self.workers[dead].load_state.remote(payload.tensors, ray.get(optimizer_ref), payload.version))
+        except Exception as again:
+            self._lost(dead, "replacing it", again)
+        self.generation[dead] += 1
 
     # -- weights -------------------------------------------------------------------------------------------
     def broadcast(self, payload_ref: ray.ObjectRef | None, num_bytes: int) -> list[ray.ObjectRef]:
@@ -100,18 +135,36 @@ class HybridActorGroup(ActorGroup):
         self._get_all(refs, "loading weights")
 
     # -- sampling and scoring ------------------------------------------------------------------------------
+    def _submit(self, index: int, request: SampleRequest, worker: int) -> PendingChunk:
+        self.submitted_generation[request.seed] = self.generation[worker]
+        return super()._submit(index, request, worker)
+
     def _reissue(self, chunk: PendingChunk, exc: BaseException) -> PendingChunk:
-        """Re-issue a chunk whose reward actor died; a dead policy worker fails the round instead."""
-        worker = self.workers[chunk.worker]
-        try:
-            ray.get(worker.get_version.remote())
-        except RESTART_ERRORS as dead:
-            self._lost(chunk.worker, "sampling", dead)
+        """Re-issue a chunk whose reward actor or policy worker died (the worker replaced first)."""
+        if self.generation[chunk.worker] == self.submitted_generation[chunk.request.seed]:
+            try:
+                ray.get(self.workers[chunk.worker].get_version.remote())
+            except RESTART_ERRORS as dead:
+                self._replace(chunk.worker, dead)
         self.reissued_chunks += 1
         logger.warning("chunk %d failed on bundle %d (%s); re-issuing it", chunk.index, chunk.worker, type(exc).__name__)
         scorer = self.reward_actors[chunk.worker]
         _get_when_alive(lambda: scorer.get_dimensions.remote())
         return self._submit(chunk.index, chunk.request, chunk.worker)
+
+    def gather(
+        self, pending: list[PendingChunk], *, timings: dict[str, float] | None = None, max_reissues: int | None = None
+    ) -> list[GatheredChunk]:
+        """As :meth:`ActorGroup.gather`; chunks already scored on a worker that was replaced since (their
+        rollouts died with it) are sampled again on its replacement, under the same seed and weights."""
+        gathered = super().gather(pending, timings=timings, max_reissues=max_reissues)
+        while lost := [g for g in gathered if self.submitted_generation[g.request.seed] != self.generation[g.worker]]:
+            self.reissued_chunks += len(lost)
+            again = {g.index: g for g in super().gather(
+                [self._submit(g.index, g.request, g.worker) for g in lost], timings=timings, max_reissues=max_reissues
+            )}
+            gathered = [again.get(g.index, g) for g in gathered]
+        return gathered
 
     # -- learning ------------------------------------------------------------------------------------------
     def learn(

@@ -1,4 +1,4 @@
-"""Hybrid placement on a local Ray cluster: update equivalence, a run with resume, a killed policy worker."""
+"""Hybrid placement on a local Ray cluster: update equivalence, a run with resume, killed policy workers."""
 
 import json
 import time
@@ -105,36 +105,49 @@ def test_hybrid_run_writes_rounds_and_checkpoint_and_resumes(tmp_path, ray_clust
 
 
 @pytest.mark.slow
-def test_a_killed_policy_worker_fails_the_round_without_hanging(tmp_path, ray_cluster):
+def test_a_policy_worker_killed_while_sampling_is_replaced_and_its_chunks_reissued(tmp_path, ray_cluster):
+    cfg = toy_config(tmp_path, *HYBRID, "grpo.samples_per_chunk=2")  # 4 chunks: 2 per worker
+    plan = reserve(cfg.ray)
+    actors = HybridActorGroup(cfg, plan)
+    try:
+        payload = ray.get(actors.workers[0].weight_payload.remote())
+        actors.wait_sync(actors.broadcast(ray.put(payload), payload.num_bytes))
+        _, pending = _round(cfg, actors)
+        assert [c.worker for c in pending] == [0, 1, 0, 1]
+        ray.kill(actors.workers[1], no_restart=True)  # its chunks die queued or in flight
+        gathered = actors.gather(pending)
+        assert actors.replaced_workers == 1 and actors.reissued_chunks >= 2
+        assert [g.index for g in gathered] == [0, 1, 2, 3]
+        assert all(torch.isfinite(g.reward.reward).all() for g in gathered)
+        adv = round_advantages([g.request for g in gathered], [g.reward for g in gathered],
+                               num_steps=cfg.policy.num_inference_steps, cfg_grpo=cfg.grpo, step=0)
+        update = actors.wait_learn(actors.learn(gathered, adv.chunks, adv.minibatch_elements, adv.n_kept))
+        assert update.stats.version == 1
+        # the new rank joined the rebuilt group with the survivor's weights: both stepped identically
+        got = [ray.get(w.weight_payload.remote()).tensors for w in actors.workers]
+        assert all(torch.equal(got[0][k], got[1][k]) for k in got[0])
+        assert any(not torch.equal(got[0][k], payload.tensors[k]) for k in got[0])
+    finally:
+        actors.kill_all()
+        plan.remove()
+
+
+@pytest.mark.slow
+def test_a_policy_worker_killed_before_the_update_fails_the_round_without_hanging(tmp_path, ray_cluster):
     cfg = toy_config(tmp_path, *HYBRID)
     plan = reserve(cfg.ray)
     actors = HybridActorGroup(cfg, plan)
     try:
         payload = ray.get(actors.workers[0].weight_payload.remote())
         actors.wait_sync(actors.broadcast(ray.put(payload), payload.num_bytes))
-        # killed while sampling: the chunk cannot be re-issued on a new rank mid-round
-        _, pending = _round(cfg, actors)
-        ray.kill(actors.workers[1], no_restart=True)
-        started = time.monotonic()
-        with pytest.raises(PolicyWorkerLostError, match="policy worker 1 died while sampling.*resume=auto"):
-            actors.gather(pending)
-        assert time.monotonic() - started < 60
-    finally:
-        actors.kill_all()
-        plan.remove()
-
-    # killed before the update: rank 0 would wait in the all-reduce for ever; every worker is stopped instead
-    plan = reserve(cfg.ray)
-    actors = HybridActorGroup(cfg, plan)
-    try:
-        actors.wait_sync(actors.broadcast(ray.put(payload), payload.num_bytes))
         _, pending = _round(cfg, actors)
         gathered = actors.gather(pending)
         adv = round_advantages([g.request for g in gathered], [g.reward for g in gathered],
                                num_steps=cfg.policy.num_inference_steps, cfg_grpo=cfg.grpo, step=0)
+        # rank 0 would wait in the all-reduce for ever; every worker is stopped instead
         ray.kill(actors.workers[1], no_restart=True)
         started = time.monotonic()
-        with pytest.raises(PolicyWorkerLostError, match="policy worker 1 died while learning"):
+        with pytest.raises(PolicyWorkerLostError, match="policy worker 1 died while learning.*resume=auto"):
             actors.wait_learn(actors.learn(gathered, adv.chunks, adv.minibatch_elements, adv.n_kept))
         assert time.monotonic() - started < 60
         with pytest.raises(ray.exceptions.RayActorError):  # the survivor was stopped, not left blocked
