@@ -102,7 +102,11 @@ class RayConfig:
     ``placement: hybrid`` (verl's "hybrid engine"; the GPU presets): ``num_samplers`` bundles, each holding one
     HybridPolicyWorker (``sampler_num_cpus`` / ``sampler_num_gpus``) that samples and then trains the same
     policy in place, and its reward actor; the workers form one torch.distributed group (``learner_backend``)
-    and each trains on the chunks it sampled. No weights travel; the ``learner_*`` keys are unused.
+    and each trains on the chunks it sampled. No weights travel; the ``learner_*`` keys are unused. With
+    ``grpo.max_weight_lag = 1`` the next round is queued on each worker behind its update, so it is still
+    sampled with the new weights while the driver's bookkeeping (scores, advantages, logging) overlaps it.
+    A policy worker lost while sampling is replaced (at most ``max_restarts`` times); one lost during an update
+    fails the round (resume from the last checkpoint), see :mod:`rl.hybrid_group`.
     """
 
     placement: str = "split"  # split | hybrid (see above)

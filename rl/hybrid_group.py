@@ -176,6 +176,8 @@ class HybridActorGroup(ActorGroup):
             mine = [i for i, g in enumerate(gathered) if g.worker == rank]
             keys = [gathered[i].request.seed for i in mine]
             refs.append(worker.learn.remote(keys, [chunks[i] for i in mine], minibatch_elements, num_samples))
+        for g in gathered:  # trained on (or failed with the round): no longer tracked
+            self.submitted_generation.pop(g.request.seed, None)
         return PendingUpdate(stats_ref=refs[0], worker_refs=refs, payload_ref=None)
 
     def wait_learn(self, update: PendingUpdate) -> CompletedUpdate:

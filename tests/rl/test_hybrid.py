@@ -88,15 +88,20 @@ def test_two_hybrid_workers_equal_one_learner_on_the_whole_batch(tmp_path, ray_c
 
 @pytest.mark.slow
 def test_hybrid_run_writes_rounds_and_checkpoint_and_resumes(tmp_path, ray_cluster):
-    cfg = toy_config(tmp_path, *HYBRID, "grpo.num_steps=2", "checkpoint.every_n_steps=1")
+    # max_weight_lag = 1: the next round is queued on each worker behind its update (no stale weights)
+    lag1 = (*HYBRID, "grpo.max_weight_lag=1", "checkpoint.every_n_steps=1")
+    cfg = toy_config(tmp_path, *lag1, "grpo.num_steps=2")
     result = run_flow_grpo(cfg)
     assert result.steps_completed == 2 and result.adapter_version == 2
     assert result.last_checkpoint.name == "step_00000002"
     assert all(s.learner is not None and s.sync_bytes == 0 for s in result.summaries)
+    # each worker re-scores what it drew with the weights it drew them with (on-policy even with lag 1):
+    # ratio 1 up to float32 rounding
+    assert all(s.learner.first_update_ratio_max_dev <= 2.4e-7 for s in result.summaries)
     rounds = [json.loads(line) for line in (cfg.output_path / "rounds.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rounds] == [0, 1]
 
-    more = toy_config(tmp_path, *HYBRID, "grpo.num_steps=3", "checkpoint.every_n_steps=1")
+    more = toy_config(tmp_path, *lag1, "grpo.num_steps=3")
     resumed = run_flow_grpo(more)
     assert resumed.start_step == 2 and resumed.steps_completed == 3 and resumed.adapter_version == 3
     rounds = [json.loads(line) for line in (cfg.output_path / "rounds.jsonl").read_text().splitlines()]
