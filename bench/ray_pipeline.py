@@ -3,8 +3,10 @@
 All run the toy preset (tiny OmniGen2, tiny JRM, toy-world instructions) with the same models and batch:
 (a) ``rl.controller.run_flow_grpo`` in split placement with ``max_weight_lag=1`` (sampling of round k+1
 overlaps learning on round k; scoring of chunk n overlaps sampling of chunk n+1), with 1 and 2 learner
-workers; (b) the same in hybrid placement (``ray.placement=hybrid``, ``max_weight_lag=0``: each policy worker
-samples, then trains its own policy in place; no weight transfer) with 1 and 2 policy workers; (c) the public
+workers; (b) the same in hybrid placement (``ray.placement=hybrid``: each policy worker samples, then trains its own
+policy in place; no weight transfer) with 1 and 2 policy workers, with ``max_weight_lag=1`` (the next round
+queued behind each worker's update: still on-policy, the driver's work overlapped) and, for 2 workers, also
+``max_weight_lag=0`` (the driver waits between rounds); (c) the public
 Flow-GRPO shape: sample, score, learn, load weights, one after the other, in one process. Steady-state rounds
 only (round 0 is warm-up). Reports samples/s of each and their ratio to (c), the time split of each side by
 side, framework overhead (driver bookkeeping, serialisation, scheduling and weight sync, as a fraction of the
@@ -148,9 +150,9 @@ def main(argv: list[str] | None = None) -> dict:
 
         one = ray_run("ray1")
         two = ray_run("ray2", "ray.num_learner_workers=2")
-        hybrid = "ray.placement=hybrid", "grpo.max_weight_lag=0"
-        hyb_one = ray_run("hybrid1", *hybrid, "ray.num_samplers=1")
-        hyb_two = ray_run("hybrid2", *hybrid, "ray.num_samplers=2")
+        hyb_one = ray_run("hybrid1", "ray.placement=hybrid", "ray.num_samplers=1")
+        hyb_two = ray_run("hybrid2", "ray.placement=hybrid", "ray.num_samplers=2")
+        hyb_two_lag0 = ray_run("hybrid2_lag0", "ray.placement=hybrid", "ray.num_samplers=2", "grpo.max_weight_lag=0")
         seq_after = sequential_loop(replace(cfg, output_dir=f"{tmp}/seq2"))
     # the machine is shared: the sequential loop runs before and after the Ray runs and the faster of the
     # two is the baseline (conservative for the speed-up)
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> dict:
     seq_stats["samples_per_s_both_runs"] = [pair[0]["samples_per_s"] for pair in runs]
     ray_one, ray_two = _ray_report(one, seq_stats), _ray_report(two, seq_stats)
     hybrid_one, hybrid_two = _ray_report(hyb_one, seq_stats), _ray_report(hyb_two, seq_stats)
+    hybrid_two_lag0 = _ray_report(hyb_two_lag0, seq_stats)
     report = {
         "preset": "configs/toy.yaml",
         "rounds": steps,
@@ -170,6 +173,7 @@ def main(argv: list[str] | None = None) -> dict:
         "ray_pipeline_2_learners_gloo": ray_two,
         "hybrid_1_worker": hybrid_one,
         "hybrid_2_workers_gloo": hybrid_two,
+        "hybrid_2_workers_gloo_lag0": hybrid_two_lag0,
         "rollout_pickle_bytes": seq["rollout_pickle_bytes"],
         # pickling + unpickling every rollout of a round once, as a fraction of the pipeline's round
         "rollout_serialise_fraction_of_round": (
@@ -191,6 +195,7 @@ COLUMNS = (
     ("split-2", "ray_pipeline_2_learners_gloo"),
     ("hybrid-1", "hybrid_1_worker"),
     ("hybrid-2", "hybrid_2_workers_gloo"),
+    ("hybrid-2/0", "hybrid_2_workers_gloo_lag0"),
 )
 
 

@@ -26,7 +26,7 @@ def test_paper_preset_chain(tmp_path):
     assert cfg.grpo.instructions_per_step * cfg.grpo.group_size == 288
     assert (cfg.policy.lora_rank, cfg.policy.lora_alpha, cfg.policy.num_inference_steps) == (32, 64, 20)
     # hybrid placement: 32 policy workers, one per GPU, each sampling 3 chunks of 3 and training on them
-    assert (cfg.ray.placement, cfg.ray.num_samplers, cfg.grpo.max_weight_lag) == ("hybrid", 32, 0)
+    assert (cfg.ray.placement, cfg.ray.num_samplers, cfg.grpo.max_weight_lag) == ("hybrid", 32, 1)
     assert sum(b.get("GPU", 0) for b in bundle_specs(cfg.ray)) == 32
     assert 288 // cfg.grpo.samples_per_chunk % cfg.ray.num_samplers == 0
     # the public recipe: 2 disjoint minibatches per round, one pass, per-trained-step back-propagation
