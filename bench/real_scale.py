@@ -17,8 +17,9 @@ failure does not hide the others:
 - ``colocated``: a sampler and a :class:`rl.reward_actor.RewardActor` (JRM) on one device: one chunk sampled
                  and scored, peak memory (the preset's 0.5 + 0.5 GPU bundle);
 - ``projection``: one round of ``configs/omnigen2_jrm_32gpu.yaml`` (288 samples, 32 GPUs) from the figures
-                 above, in split placement (24 sampler / 8 learner GPUs, rounds overlapped) and in hybrid
-                 placement (every GPU samples, scores and trains its own share).
+                 above, in split placement (24 sampler / 8 learner GPUs, rounds overlapped; and with the
+                 pools sized from the measured costs, ``split_balanced``) and in hybrid placement (every
+                 GPU samples, scores and trains its own share; the preset's placement).
 
 ``--scale tiny --device cpu`` runs the same code on the tiny configs of ``bench/configs/tiny/`` (a CPU test
 keeps it from rotting). Peak memory: the CUDA allocator's peak on a GPU; on the CPU the peak resident-set
@@ -516,6 +517,13 @@ def phase_colocated(ctx: Context) -> dict[str, Any]:
     }
 
 
+def balanced_sampler_gpus(sample_s: float, score_s: float, learn_s: float, passes: int, *, gpus: int = PRESET_GPUS) -> int:
+    """Sampler GPUs (1 .. gpus-1) of a split placement with the shortest overlapped round for these per-sample
+    seconds (draw, score, one training pass): the pool sizes for ``ray.placement=split`` from measured costs,
+    ``ray.num_samplers`` = the result and ``ray.num_learner_workers`` = ``gpus`` minus it."""
+    return min(range(1, gpus), key=lambda s: max((sample_s + score_s) / s, learn_s * passes / (gpus - s)))
+
+
 def project_round(
     sample_s: float, score_s: float, learn_s: float, passes: int, *, samples: int = PRESET_SAMPLES,
     gpus: int = PRESET_GPUS, sampler_gpus: int = PRESET_SAMPLER_GPUS, rounds: int = PRESET_STEPS,
@@ -525,16 +533,22 @@ def project_round(
     split:  ``sampler_gpus`` GPUs sample and score (co-located), the rest train ``passes`` passes; rounds
             overlap (``max_weight_lag = 1``), so a round takes the slower side; ``busy`` is the share of
             GPU-seconds doing work.
+    split_balanced: the same with the sampler pool sized by :func:`balanced_sampler_gpus` (``sampler_gpus``).
     hybrid: every GPU samples, scores and trains its ``samples / gpus`` samples in place (no idle side).
     """
-    sampler_round = samples / sampler_gpus * (sample_s + score_s)
-    learner_round = samples / (gpus - sampler_gpus) * learn_s * passes
-    split = max(sampler_round, learner_round)
+
+    def split(n_samplers: int) -> dict[str, float]:
+        sampler_round = samples / n_samplers * (sample_s + score_s)
+        learner_round = samples / (gpus - n_samplers) * learn_s * passes
+        round_s = max(sampler_round, learner_round)
+        busy = (n_samplers * sampler_round + (gpus - n_samplers) * learner_round) / (gpus * round_s)
+        return {"sampler_gpus": n_samplers, "sampler_seconds": sampler_round, "learner_seconds": learner_round,
+                "round_seconds": round_s, "busy_fraction": busy, "hours_for_run": round_s * rounds / 3600}
+
     hybrid = samples / gpus * (sample_s + score_s + learn_s * passes)
-    busy = (sampler_gpus * sampler_round + (gpus - sampler_gpus) * learner_round) / (gpus * split)
     return {
-        "split": {"sampler_seconds": sampler_round, "learner_seconds": learner_round, "round_seconds": split,
-                  "busy_fraction": busy, "hours_for_run": split * rounds / 3600},
+        "split": split(sampler_gpus),
+        "split_balanced": split(balanced_sampler_gpus(sample_s, score_s, learn_s, passes, gpus=gpus)),
         "hybrid": {"round_seconds": hybrid, "busy_fraction": 1.0, "hours_for_run": hybrid * rounds / 3600},
     }
 

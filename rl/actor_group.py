@@ -3,6 +3,7 @@
 Samplers and reward actors are restartable (``max_restarts``); a chunk whose sampler or reward actor died is
 re-issued (same request, same seed) after the restarted sampler has been given the latest weights. Learner
 workers are not restarted: a learner failure fails the run, which then resumes from its last checkpoint.
+Hybrid placement (policy workers that sample and learn) is :class:`rl.hybrid_group.HybridActorGroup`.
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ class PendingChunk:
 
 @dataclass
 class GatheredChunk:
-    """A finished chunk: the rollout stays in the object store; the reward result is local."""
+    """A finished chunk: the rollout stays in the object store (split placement) or in the policy worker that
+    drew it (hybrid; ``rollout_ref`` then points to its key there); the reward result is local."""
 
     index: int
     request: SampleRequest
+    worker: int
     rollout_ref: ray.ObjectRef
     scoring_ref: ray.ObjectRef
     reward: RewardResult
@@ -60,12 +63,13 @@ class PendingUpdate:
 
     stats_ref:   -> :class:`LearnerStats` of the round (rank 0's; the workers all-reduce, so all agree).
     worker_refs: one ref per learner worker (rank order; ``worker_refs[0]`` is ``stats_ref``).
-    payload_ref: -> :class:`WeightSyncPayload`, rank 0's adapter after the round (queued after its update).
+    payload_ref: -> :class:`WeightSyncPayload`, rank 0's adapter after the round (queued after its update);
+                 None in hybrid placement (nothing to send).
     """
 
     stats_ref: ray.ObjectRef
     worker_refs: list[ray.ObjectRef]
-    payload_ref: ray.ObjectRef
+    payload_ref: ray.ObjectRef | None
 
 
 @dataclass
@@ -73,11 +77,12 @@ class CompletedUpdate:
     """A finished learner round: its stats and rank 0's new adapter, still in the object store.
 
     stats:       the round's :class:`LearnerStats` (``stats.version`` is the new adapter version).
-    payload_ref: -> :class:`WeightSyncPayload` of that version, to broadcast to the samplers.
+    payload_ref: -> :class:`WeightSyncPayload` of that version, to broadcast to the samplers; None in hybrid
+                 placement (the workers trained their own policies).
     """
 
     stats: LearnerStats
-    payload_ref: ray.ObjectRef
+    payload_ref: ray.ObjectRef | None
 
 
 @dataclass
@@ -113,6 +118,35 @@ def _get_when_alive(call: Callable[[], ray.ObjectRef], timeout_s: float = 600.0)
             time.sleep(0.5)
 
 
+def runtime_env(cfg: ExperimentConfig) -> dict:
+    """Each actor's runtime environment (merged with a ``ray job submit`` job's own, which ray.init may not
+    alter): ``ray.env_vars``."""
+    return {"env_vars": dict(cfg.ray.env_vars)}
+
+
+def start_reward_actors(
+    cfg: ExperimentConfig, plan: PlacementPlan, reward_registry: RewardRegistry | None = None
+) -> list[ray.actor.ActorHandle]:
+    """One restartable reward actor per sampler bundle (sharing it with the sampler or policy worker there)."""
+    rc = cfg.ray
+    reward_cls = ray.remote(RewardActor)
+    return [
+        reward_cls.options(
+            num_cpus=rc.reward_num_cpus, num_gpus=rc.reward_num_gpus, max_restarts=rc.max_restarts,
+            max_task_retries=0, scheduling_strategy=plan.strategy(b), runtime_env=runtime_env(cfg),
+        ).remote(cfg.reward, torch_threads=rc.torch_threads, registry=reward_registry)
+        for b in plan.sampler_bundles
+    ]
+
+
+def init_process_group(workers: list[ray.actor.ActorHandle], backend: str) -> None:
+    """Join ``workers`` (rank order; each with ``rendezvous_address`` / ``init_process_group``) in one
+    torch.distributed group with rank 0 as master; nothing to do for a single worker."""
+    if len(workers) > 1:
+        host, port = ray.get(workers[0].rendezvous_address.remote())
+        ray.get([w.init_process_group.remote(host, port, backend) for w in workers])
+
+
 class ActorGroup:
     """Creates the samplers, reward actors and learner workers of ``cfg`` on ``plan``'s bundles."""
 
@@ -124,44 +158,37 @@ class ActorGroup:
         self.cfg = cfg
         self.plan = plan
         sampler_cls = ray.remote(PolicySampler)
-        reward_cls = ray.remote(RewardActor)
         learner_cls = ray.remote(LearnerWorker)
-        # per-actor runtime environment (merged with a `ray job submit` job's own, which ray.init may not alter)
-        runtime_env = {"env_vars": dict(rc.env_vars)}
+        env = runtime_env(cfg)
         self.samplers = [
             sampler_cls.options(
                 num_cpus=rc.sampler_num_cpus, num_gpus=rc.sampler_num_gpus, max_restarts=rc.max_restarts,
-                max_task_retries=0, scheduling_strategy=plan.strategy(b), runtime_env=runtime_env,
+                max_task_retries=0, scheduling_strategy=plan.strategy(b), runtime_env=env,
             ).remote(
                 cfg.policy, max_weight_lag=cfg.grpo.max_weight_lag, torch_threads=rc.torch_threads,
                 policy_registry=policy_registry,
             )
             for b in plan.sampler_bundles
         ]
-        self.reward_actors = [
-            reward_cls.options(
-                num_cpus=rc.reward_num_cpus, num_gpus=rc.reward_num_gpus, max_restarts=rc.max_restarts,
-                max_task_retries=0, scheduling_strategy=plan.strategy(b), runtime_env=runtime_env,
-            ).remote(cfg.reward, torch_threads=rc.torch_threads, registry=reward_registry)
-            for b in plan.sampler_bundles
-        ]
+        self.reward_actors = start_reward_actors(cfg, plan, reward_registry)
         world = len(plan.learner_bundles)
         self.learners = [
             learner_cls.options(
                 num_cpus=rc.learner_num_cpus, num_gpus=rc.learner_num_gpus, max_restarts=0,
-                scheduling_strategy=plan.strategy(b), runtime_env=runtime_env,
+                scheduling_strategy=plan.strategy(b), runtime_env=env,
             ).remote(
                 cfg.policy, cfg.grpo, rank=rank, world_size=world, torch_threads=rc.torch_threads,
                 policy_registry=policy_registry,
             )
             for rank, b in enumerate(plan.learner_bundles)
         ]
-        if world > 1:
-            host, port = ray.get(self.learners[0].rendezvous_address.remote())
-            ray.get([w.init_process_group.remote(host, port, rc.learner_backend) for w in self.learners])
+        init_process_group(self.learners, rc.learner_backend)
         self.latest_payload_ref: ray.ObjectRef | None = None
         self.reissued_chunks = 0
         self.sync_bytes = 0
+
+    #: whether new weights travel from learners to samplers after each update (False: hybrid placement)
+    transfers_weights = True
 
     # -- weights -------------------------------------------------------------------------------------------
     def broadcast(self, payload_ref: ray.ObjectRef, num_bytes: int) -> list[ray.ObjectRef]:
@@ -242,7 +269,9 @@ class ActorGroup:
                     budget -= 1
                     retry.append(self._reissue(chunk, exc))
                     continue
-                done[chunk.index] = GatheredChunk(chunk.index, chunk.request, chunk.rollout_ref, chunk.scoring_ref, result)
+                done[chunk.index] = GatheredChunk(
+                    chunk.index, chunk.request, chunk.worker, chunk.rollout_ref, chunk.scoring_ref, result
+                )
             todo = retry
         return [done[i] for i in sorted(done)]
 

@@ -94,8 +94,22 @@ class GRPOConfig:
 
 @dataclass
 class RayConfig:
-    """Where the actors run. Samplers and reward actors share bundles (fractional GPUs); learners get theirs."""
+    """Where the actors run.
 
+    ``placement: split`` (the default): ``num_samplers`` PolicySampler actors, each sharing a bundle with its
+    reward actor (fractional GPUs), and ``num_learner_workers`` LearnerWorker actors in bundles of their own;
+    the learner's new LoRA weights are broadcast to the samplers after each round.
+    ``placement: hybrid`` (verl's "hybrid engine"; the GPU presets): ``num_samplers`` bundles, each holding one
+    HybridPolicyWorker (``sampler_num_cpus`` / ``sampler_num_gpus``) that samples and then trains the same
+    policy in place, and its reward actor; the workers form one torch.distributed group (``learner_backend``)
+    and each trains on the chunks it sampled. No weights travel; the ``learner_*`` keys are unused. With
+    ``grpo.max_weight_lag = 1`` the next round is queued on each worker behind its update, so it is still
+    sampled with the new weights while the driver's bookkeeping (scores, advantages, logging) overlaps it.
+    A policy worker lost while sampling is replaced (at most ``max_restarts`` times); one lost during an update
+    fails the round (resume from the last checkpoint), see :mod:`rl.hybrid_group`.
+    """
+
+    placement: str = "split"  # split | hybrid (see above)
     address: str | None = None  # None: join the job's cluster if inside `ray job submit`, else start one
     num_cpus: int | None = None  # for a locally started cluster only
     num_samplers: int = 1
@@ -119,7 +133,13 @@ class RayConfig:
     )
     torch_threads: int = 1  # torch.set_num_threads in every actor
 
+    @property
+    def hybrid(self) -> bool:
+        return self.placement == "hybrid"
+
     def validate(self) -> None:
+        if self.placement not in ("split", "hybrid"):
+            raise ConfigError(f"placement must be split or hybrid, got {self.placement!r}")
         if self.num_samplers < 1:
             raise ConfigError(f"num_samplers must be >= 1, got {self.num_samplers}")
         if self.num_learner_workers < 1:

@@ -10,7 +10,12 @@ current one (samplers use weights one version old); with 0 it is strictly on-pol
 K steps, checkpoints are written every N steps (and at the end), and ``checkpoint.resume=auto`` continues
 after a killed driver at the next round with the data position of the checkpoint: nothing repeated, nothing
 skipped.
+
+Placement (``ray.placement``): ``split`` runs samplers and learners as separate actors and ``_sync`` sends the
+new LoRA weights to the samplers; ``hybrid`` (:mod:`rl.hybrid_group`) runs one policy worker per bundle that
+samples and trains the same policy in place, so ``_sync`` sends nothing and only the versions are checked.
 """
+
 
 from __future__ import annotations
 
@@ -43,8 +48,9 @@ from rl.data import InstructionDataset, load_reference_images
 from rl.failure_budget import FailureBudget
 from rl.hook_registry import HookRegistry, build_eval_hooks, default_hook_registry
 from rl.hooks import EvalHook
+from rl.hybrid_group import HybridActorGroup
 from rl.logging import RunLogger
-from rl.placement import reserve
+from rl.placement import PlacementPlan, reserve
 from rl.preflight import RunInputs, preflight
 from rl.remote_proxies import RemotePolicy, RemoteRewardModel
 from rl.types import LearnChunk, RewardResult, RoundAdvantages, RoundSummary, RoundTiming, SampleRequest
@@ -248,7 +254,8 @@ class FlowGRPORun:
         """Give every sampler the learner's starting weights (fresh or restored) and wait until they hold them."""
         payload = self.actors.initial_payload()
         self.version = payload.version
-        self.sync_bytes = payload.num_bytes
+        # bytes sent after each update: the adapter in split placement, nothing in hybrid
+        self.sync_bytes = payload.num_bytes if self.actors.transfers_weights else 0
         self.actors.wait_sync(self.actors.broadcast(ray.put(payload), self.sync_bytes))
 
     def _checkpoint(self, completed_steps: int, run_id: str) -> None:
@@ -437,6 +444,15 @@ class FlowGRPORun:
         return result
 
 
+def start_actors(
+    cfg: ExperimentConfig, plan: PlacementPlan, reward_registry: RewardRegistry | None = None,
+    policy_registry: PolicyRegistry | None = None,
+) -> ActorGroup:
+    """The run's actors on ``plan``: split placement (samplers + learners) or hybrid (``ray.placement``)."""
+    group = HybridActorGroup if cfg.ray.hybrid else ActorGroup
+    return group(cfg, plan, reward_registry, policy_registry)
+
+
 def run_flow_grpo(
     cfg: ExperimentConfig,
     reward_registry: RewardRegistry | None = None,
@@ -460,7 +476,7 @@ def run_flow_grpo(
     )
     ensure_ray(cfg.ray)
     plan = reserve(cfg.ray)
-    actors = ActorGroup(cfg, plan, reward_registry, policy_registry)
+    actors = start_actors(cfg, plan, reward_registry, policy_registry)
     try:
         return FlowGRPORun(cfg, actors, inputs, hook_registry).run()
     finally:

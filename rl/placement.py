@@ -2,7 +2,9 @@
 
 Bundle i < num_samplers holds sampler i and reward actor i: their fractional GPUs add up to at most one GPU,
 so they share a device and the reward model scores chunk n while the policy samples chunk n+1. Bundles after
-that hold one learner worker each. On CPU-only clusters the bundles hold CPU fractions only.
+that hold one learner worker each (split placement only; with ``ray.placement: hybrid`` there are none: the
+policy worker of bundle i is sampler and learner rank i). On CPU-only clusters the bundles hold CPU fractions
+only.
 """
 
 from __future__ import annotations
@@ -38,10 +40,16 @@ def _bundle(cpus: float, gpus: float) -> dict[str, float]:
 
 
 def bundle_specs(cfg: RayConfig) -> list[dict[str, float]]:
-    """The resource bundles: samplers (+ co-located reward actors) first, then learner workers."""
+    """The resource bundles: samplers / hybrid policy workers (+ co-located reward actors) first, then learner
+    workers (split placement)."""
     sampler = _bundle(cfg.sampler_num_cpus + cfg.reward_num_cpus, cfg.sampler_num_gpus + cfg.reward_num_gpus)
     learner = _bundle(cfg.learner_num_cpus, cfg.learner_num_gpus)
-    return [dict(sampler) for _ in range(cfg.num_samplers)] + [dict(learner) for _ in range(cfg.num_learner_workers)]
+    return [dict(sampler) for _ in range(cfg.num_samplers)] + [dict(learner) for _ in range(num_learner_bundles(cfg))]
+
+
+def num_learner_bundles(cfg: RayConfig) -> int:
+    """Bundles of their own for learner workers: ``num_learner_workers`` in split placement, none in hybrid."""
+    return 0 if cfg.hybrid else cfg.num_learner_workers
 
 
 def reserve(cfg: RayConfig, *, timeout_s: float = 600.0) -> PlacementPlan:
@@ -55,4 +63,4 @@ def reserve(cfg: RayConfig, *, timeout_s: float = 600.0) -> PlacementPlan:
             f"{timeout_s:.0f}s; check ray.* resources against the cluster"
         )
     n = cfg.num_samplers
-    return PlacementPlan(group, list(range(n)), list(range(n, n + cfg.num_learner_workers)))
+    return PlacementPlan(group, list(range(n)), list(range(n, n + num_learner_bundles(cfg))))

@@ -39,15 +39,19 @@ class PolicySampler:
     policy_cfg:      the experiment's ``policy`` section; ``policy_cfg.kind`` is looked up in ``policy_registry``
                      (default: the built-in kinds), whose builder sets the policy's sampling defaults from it.
     max_weight_lag:  how many versions the sampler's weights may lag the learner's.
+    policy:          an already built policy to sample with (hybrid placement: the learner's own, trained in
+                     place, whose adapter counts as loaded); None builds one from ``policy_cfg``.
     """
 
     def __init__(
-        self, policy_cfg: Any, *, max_weight_lag: int, torch_threads: int = 1, policy_registry: PolicyRegistry | None = None
+        self, policy_cfg: Any, *, max_weight_lag: int, torch_threads: int = 1,
+        policy_registry: PolicyRegistry | None = None, policy: RLPolicy | None = None,
     ) -> None:
         torch.set_num_threads(torch_threads)
         self.max_weight_lag = max_weight_lag
-        self.policy: RLPolicy = build_policy(policy_cfg, policy_registry)
-        self._has_weights = False  # the built adapter is not the learner's until the first load_weights
+        self.policy: RLPolicy = policy if policy is not None else build_policy(policy_cfg, policy_registry)
+        # a built adapter is not the learner's until the first load_weights; a shared one is the learner's
+        self._has_weights = policy is not None
 
     @property
     def version(self) -> int:

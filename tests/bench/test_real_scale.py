@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.real_scale import PHASES, PhaseTimeout, finite_numbers, project_round, time_limit
+from bench.real_scale import (
+    PHASES,
+    PhaseTimeout,
+    balanced_sampler_gpus,
+    finite_numbers,
+    project_round,
+    time_limit,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 # Ray and wandb made unimportable: the benchmark must run on a bare GPU machine
@@ -50,6 +57,14 @@ def test_round_projection_from_the_measured_h200_figures():
     two = project_round(2.15, 0.074, 5.4, passes=2)
     assert two["split"]["round_seconds"] == pytest.approx(36 * 5.4 * 2)  # the learners bound the round
     assert two["split"]["busy_fraction"] < 0.5 and one["hybrid"]["busy_fraction"] == 1.0
+    # pool sizes from the measured costs: learning is ~2.4x drawing + scoring, so 10 of 32 GPUs sample
+    # (6 with two passes); still no shorter than hybrid, where no GPU waits for the other side
+    balanced = one["split_balanced"]
+    assert balanced["sampler_gpus"] == balanced_sampler_gpus(2.15, 0.074, 5.4, 1) == 10
+    assert two["split_balanced"]["sampler_gpus"] == 6
+    assert balanced["round_seconds"] < one["split"]["round_seconds"]
+    assert balanced["round_seconds"] == pytest.approx(max(288 / 10 * 2.224, 288 / 22 * 5.4))
+    assert one["hybrid"]["round_seconds"] <= balanced["round_seconds"]
 
 
 def test_a_phase_past_its_limit_is_stopped():

@@ -7,6 +7,7 @@ import pytest
 
 from editrl.config import ConfigError
 from rl.config import load_experiment_config
+from rl.placement import bundle_specs
 from tests.rl.helpers import REPO, TOY, toy_config
 
 
@@ -24,7 +25,10 @@ def test_paper_preset_chain(tmp_path):
     cfg = load_experiment_config(REPO / "configs" / "omnigen2_jrm_32gpu.yaml", local)
     assert cfg.grpo.instructions_per_step * cfg.grpo.group_size == 288
     assert (cfg.policy.lora_rank, cfg.policy.lora_alpha, cfg.policy.num_inference_steps) == (32, 64, 20)
-    assert cfg.ray.num_samplers + cfg.ray.num_learner_workers == 32
+    # hybrid placement: 32 policy workers, one per GPU, each sampling 3 chunks of 3 and training on them
+    assert (cfg.ray.placement, cfg.ray.num_samplers, cfg.grpo.max_weight_lag) == ("hybrid", 32, 1)
+    assert sum(b.get("GPU", 0) for b in bundle_specs(cfg.ray)) == 32
+    assert 288 // cfg.grpo.samples_per_chunk % cfg.ray.num_samplers == 0
     # the public recipe: 2 disjoint minibatches per round, one pass, per-trained-step back-propagation
     assert (cfg.grpo.num_updates_per_step, cfg.grpo.num_epochs_per_step, cfg.grpo.learner_micro_batch) == (2, 1, 0)
     ablation = load_experiment_config(REPO / "configs" / "ablation_jrm_alpha0.yaml", local)
@@ -44,6 +48,7 @@ def test_paper_preset_chain(tmp_path):
         ("grpo.beta=abc", "grpo.beta"),
         ("grpo.num_epochs_per_step=0", "grpo.num_epochs_per_step"),
         ("grpo.learner_micro_batch=-1", "grpo.learner_micro_batch"),
+        ("ray.placement=fused", "ray.placement"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, override, named):
