@@ -27,8 +27,9 @@ failure does not hide the others:
                  and a :class:`rl.learner.LearnerWorker` (one copy on the device, as on a hybrid GPU): s/sample and
                  peak memory of sampling one chunk, and of one learner pass per ``family_micro_batches`` setting
                  (the preset's 2 minibatches, reference + policy forward and backward per trained step), the
-                 first-update ratio, the resident weights and each component's parameter count. A failure (OOM,
-                 time limit) is recorded in the family's entry with the figures measured before it.
+                 first-update ratio, the resident weights and each component's parameter count, and (with the
+                 ``reward`` phase's JRM s/pair) the family's 32-GPU round projected as in ``projection``. A
+                 failure (OOM, time limit) is recorded in the family's entry with the figures measured before it.
 
 ``--scale tiny --device cpu`` runs the same code on the tiny configs of ``bench/configs/tiny/`` (a CPU test
 keeps it from rotting; the families' tiny configs are :mod:`policies.diffusers_tiny`'s sizes). Each config's
@@ -794,6 +795,15 @@ def phase_family(ctx: Context, family: str) -> dict[str, Any]:
             "seconds_per_pass": m["seconds"], "seconds_per_sample": m["seconds"] / n,
             "cold_seconds": m["cold_seconds"], "achieved_tflop_s": _tflops(m["flops"], m["seconds"]),
             "peak_memory_gib": m["peak_memory_gib"], "ratio_max_dev_after_updates": m["result"].ratio_max_dev,
+        }
+    jrm = ctx.results.get("reward", {}).get("jrm")  # JRM's s/pair when the reward phase ran (and succeeded)
+    passes = [v for k, v in learner_figures.items() if k.startswith("micro_batch_") and "error" not in v]
+    if isinstance(jrm, dict) and passes:
+        sample_s, score_s = figures["sampler"]["seconds_per_sample"], jrm["seconds_per_pair"]
+        learn_s = min(v["seconds_per_sample"] for v in passes)
+        figures["projection"] = {
+            "inputs": {"sample_seconds": sample_s, "score_seconds": score_s, "learn_seconds_per_pass": learn_s},
+            "one_pass_per_round": project_round(sample_s, score_s, learn_s, passes=1),
         }
     return figures
 

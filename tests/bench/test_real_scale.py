@@ -60,6 +60,7 @@ def test_tiny_scale_runs_every_phase_with_finite_figures(tmp_path):
         assert learner["micro_batch_0"]["seconds_per_sample"] > 0 and learner["micro_batch_0"]["peak_memory_gib"] >= 0
         assert learner["first_update_ratio_max_dev"] <= 1e-5  # the learner re-scores the sampler's own rollout
         assert figures["lora_parameters_million"] > 0 and f"-- family_{family}" in proc.stdout
+        assert figures["projection"]["one_pass_per_round"]["hybrid"]["round_seconds"] > 0
     assert phases["family_flux_kontext"]["settings"]["guidance_scale"] == 2.5  # the presets' policy sections
     assert phases["family_qwen_image_edit"]["settings"]["guidance_scale"] == 4.0
     assert "family_phase_timeout_s" in report and "component_configs_verified" in report
