@@ -735,6 +735,8 @@ def phase_family(ctx: Context, family: str) -> dict[str, Any]:
     """One diffusers policy family at this scale: build, sample one chunk, train it (see the module docstring).
 
     Figures go into ``ctx.partial`` as they are measured, so an OOM or the time limit keeps what came before.
+    ``max_rows_per_backward`` counts (sample, trained step) rows; Qwen-Image-Edit's true CFG runs two transformer
+    rows (instruction and negative prompt) for each inside ``cfg_range`` (every step in its preset).
     """
     scale, n, figures = ctx.scale, ctx.scale.samples_per_chunk, ctx.partial
     cfg = family_policy_config(family, scale, ctx.device)
