@@ -35,8 +35,8 @@ failure does not hide the others:
 keeps it from rotting; the families' tiny configs are :mod:`policies.diffusers_tiny`'s sizes). Each config's
 ``_source`` names the file it copies and ``_verified`` says which values were checked against a copy of the
 released config.json (the rest are from memory); both go to the JSON report. Peak memory: the CUDA allocator's
-peak on a GPU; on the CPU the peak resident-set growth during the measured call. Only torch, transformers, diffusers, peft and omegaconf are needed (no Ray,
-no wandb). The local tokenizer is a byte-level BPE: texts take about twice as many tokens as with Qwen's.
+peak on a GPU; on the CPU the peak resident-set growth during the measured call. Only torch, transformers,
+diffusers, peft and omegaconf are needed (no Ray, no wandb). The local tokenizer is a byte-level BPE: texts take about twice as many tokens as with Qwen's.
 Writes ``runs/bench/real_scale.json`` (``real_scale_tiny.json`` for the tiny scale) and prints a table.
 """
 
