@@ -36,7 +36,8 @@ keeps it from rotting; the families' tiny configs are :mod:`policies.diffusers_t
 ``_source`` names the file it copies and ``_verified`` says which values were checked against a copy of the
 released config.json (the rest are from memory); both go to the JSON report. Peak memory: the CUDA allocator's
 peak on a GPU; on the CPU the peak resident-set growth during the measured call. Only torch, transformers,
-diffusers, peft and omegaconf are needed (no Ray, no wandb). The local tokenizer is a byte-level BPE: texts take about twice as many tokens as with Qwen's.
+diffusers, peft and omegaconf are needed (no Ray, no wandb). The local tokenizer is a byte-level BPE: texts
+take about twice as many tokens as with Qwen's.
 Writes ``runs/bench/real_scale.json`` (``real_scale_tiny.json`` for the tiny scale) and prints a table.
 """
 
@@ -332,7 +333,8 @@ def build_qwen_image_edit_pipeline(configs: dict[str, dict[str, Any]], device: t
     processor = TinyQwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer)
     config = _qwen_config(Qwen2_5_VLConfig, raw, tokenizer)
     with torch.device(device):
-        transformer = _built(QwenImageTransformer2DModel(**configs["qwen_image_transformer"]), device, dtype, unzero=True)
+        transformer = QwenImageTransformer2DModel(**configs["qwen_image_transformer"])
+        transformer = _built(transformer, device, dtype, unzero=True)
         vae = _built(AutoencoderKLQwenImage(**configs["qwen_image_vae"]), device, dtype)
         text_encoder = _built(Qwen2_5_VLForConditionalGeneration(config), device, dtype)
     return QwenImageEditPipeline(

@@ -54,7 +54,8 @@ def test_tiny_scale_runs_every_phase_with_finite_figures(tmp_path):
     assert "-- projection" in proc.stdout
     for family in FAMILIES:
         figures = phases[f"family_{family}"]
-        assert figures["preset"] == f"configs/{family}_jrm_32gpu.yaml" and figures["settings"]["lora_target_modules"] == 8
+        assert figures["preset"] == f"configs/{family}_jrm_32gpu.yaml"
+        assert figures["settings"]["lora_target_modules"] == 8
         assert figures["sampler"]["seconds_per_sample"] > 0 and figures["sampler"]["peak_memory_gib"] >= 0
         learner = figures["learner"]
         assert learner["micro_batch_0"]["seconds_per_sample"] > 0 and learner["micro_batch_0"]["peak_memory_gib"] >= 0
