@@ -33,6 +33,9 @@ bench: setup
 	$(PY) -m bench.run_all
 
 # Real sizes, random weights, one GPU (install the CUDA torch first); JSON in runs/bench/real_scale.json.
+# Phases: OmniGen2's sampler, learner, reward, jrm_train, colocated, projection, then the diffusers families
+# family_flux_kontext (FLUX.1 Kontext 12B) and family_qwen_image_edit (Qwen-Image-Edit 20B): s/sample and
+# learner peak memory each; pick some with ARGS="--phases family_flux_kontext family_qwen_image_edit".
 # `make test` runs the same code at --scale tiny on the CPU (tests/bench/test_real_scale.py).
 bench-gpu: setup
 	$(PY) -m bench.real_scale --scale real --device cuda $(ARGS)

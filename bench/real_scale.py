@@ -19,12 +19,26 @@ failure does not hide the others:
 - ``projection``: one round of ``configs/omnigen2_jrm_32gpu.yaml`` (288 samples, 32 GPUs) from the figures
                  above, in split placement (24 sampler / 8 learner GPUs, rounds overlapped; and with the
                  pools sized from the measured costs, ``split_balanced``) and in hybrid placement (every
-                 GPU samples, scores and trains its own share; the preset's placement).
+                 GPU samples, scores and trains its own share; the preset's placement);
+- ``family_flux_kontext`` / ``family_qwen_image_edit``: the diffusers policy families at their released sizes
+                 (FLUX.1 Kontext [dev]: 12B transformer, FLUX VAE, CLIP-L + T5-v1.1-XXL; Qwen-Image-Edit: 20B
+                 transformer, its VAE, Qwen2.5-VL-7B), random weights built on the device, each with its preset's
+                 policy section (``configs/<family>_jrm_32gpu.yaml``: guidance, noise level, LoRA targets, text
+                 length), built once through the policy registry and shared by a :class:`rl.sampler.PolicySampler`
+                 and a :class:`rl.learner.LearnerWorker` (one copy on the device, as on a hybrid GPU): s/sample and
+                 peak memory of sampling one chunk, and of one learner pass per ``family_micro_batches`` setting
+                 (the preset's 2 minibatches, reference + policy forward and backward per trained step), the
+                 first-update ratio, the resident weights and each component's parameter count, and (with the
+                 ``reward`` phase's JRM s/pair) the family's 32-GPU round projected as in ``projection``. A
+                 failure (OOM, time limit) is recorded in the family's entry with the figures measured before it.
 
 ``--scale tiny --device cpu`` runs the same code on the tiny configs of ``bench/configs/tiny/`` (a CPU test
-keeps it from rotting). Peak memory: the CUDA allocator's peak on a GPU; on the CPU the peak resident-set
-growth during the measured call. Only torch, transformers, diffusers, peft and omegaconf are needed (no Ray,
-no wandb). The local tokenizer is a byte-level BPE: texts take about twice as many tokens as with Qwen's.
+keeps it from rotting; the families' tiny configs are :mod:`policies.diffusers_tiny`'s sizes). Each config's
+``_source`` names the file it copies and ``_verified`` says which values were checked against a copy of the
+released config.json (the rest are from memory); both go to the JSON report. Peak memory: the CUDA allocator's
+peak on a GPU; on the CPU the peak resident-set growth during the measured call. Only torch, transformers,
+diffusers, peft and omegaconf are needed (no Ray, no wandb). The local tokenizer is a byte-level BPE: texts
+take about twice as many tokens as with Qwen's.
 Writes ``runs/bench/real_scale.json`` (``real_scale_tiny.json`` for the tiny scale) and prints a table.
 """
 
@@ -39,29 +53,48 @@ import signal
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from diffusers import AutoencoderKL
+from diffusers import (
+    AutoencoderKL,
+    AutoencoderKLQwenImage,
+    FlowMatchEulerDiscreteScheduler,
+    FluxKontextPipeline,
+    FluxTransformer2DModel,
+    QwenImageEditPipeline,
+    QwenImageTransformer2DModel,
+)
+from omegaconf import OmegaConf
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import (
+    CLIPTextConfig,
+    CLIPTextModel,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen3VLConfig,
     Qwen3VLForConditionalGeneration,
+    T5Config,
+    T5EncoderModel,
 )
 
 from bench.reward_speed import PeakRSS, generative_scorer
+from editrl.config import _read_yaml_chain, validate_tree
 from editrl.io import atomic_write_json
 from editrl.tiny_qwen_vl import QWEN3_VL_CHAT_TEMPLATE, build_tiny_image_processor
-from editrl.tiny_tokenizer import build_tiny_qwen_tokenizer
+from editrl.tiny_tokenizer import QWEN_VL_CHAT_TEMPLATE, build_tiny_qwen_tokenizer
+from policies.diffusers_policy import DiffusersEditPolicy, configure_adapter
+from policies.diffusers_tiny import FLUX_SCHEDULER_CONFIG, QWEN_SCHEDULER_CONFIG, TinyQwen2VLProcessor
+from policies.flux_kontext import FluxKontextPolicy
 from policies.omnigen2.config import OmniGen2PolicyConfig
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
 from policies.omnigen2.scheduler import OmniGen2FlowMatchScheduler
 from policies.omnigen2.transformer import OmniGen2Transformer2DModel
+from policies.policy_config import PolicyConfig
+from policies.qwen_image_edit import QwenImageEditPolicy
 from policies.registry import PolicyRegistry, default_policy_registry
 from policies.rollout import Rollout
 from reward.editreward import EDITREWARD_TOKEN, EditRewardModel
@@ -77,8 +110,17 @@ from rl.sampler import PolicySampler
 from rl.types import LearnChunk, SampleRequest, WeightSyncPayload
 
 CONFIGS = Path(__file__).resolve().parent / "configs"
-COMPONENTS = ("omnigen2_transformer", "flux_vae", "qwen2_5_vl_3b", "qwen3_vl_8b")
-PHASES = ("sampler", "learner", "reward", "jrm_train", "colocated", "projection")
+PRESETS = Path(__file__).resolve().parents[1] / "configs"
+COMPONENTS = (
+    "omnigen2_transformer", "flux_vae", "qwen2_5_vl_3b", "qwen3_vl_8b",
+    "flux_kontext_transformer", "clip_l_text", "t5_xxl_encoder",
+    "qwen_image_transformer", "qwen_image_vae", "qwen2_5_vl_7b",
+)
+#: The diffusers policy families measured at their released sizes (phase ``family_<name>``, preset
+#: ``configs/<name>_jrm_32gpu.yaml``).
+FAMILIES = ("flux_kontext", "qwen_image_edit")
+PHASES = ("sampler", "learner", "reward", "jrm_train", "colocated", "projection",
+          *(f"family_{family}" for family in FAMILIES))
 INSTRUCTION = "Replace the red car with a blue bicycle and keep the street, the lighting and the background unchanged."
 #: Dense bf16 peak (TFLOP/s) of the GPUs the targets are stated for, to report the achieved fraction.
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
@@ -98,6 +140,10 @@ class Scale:
     repeats:            timed calls per measurement (after one cold call).
     phase_timeout_s:    wall-clock limit of each phase.
     gradient_checkpointing: in the learner's transformer and the JRM training step.
+    family_micro_batches: ``grpo.learner_micro_batch`` settings the family phases run (0 = per trained step,
+                        the presets' setting).
+    family_repeats:     timed calls per family measurement (after the cold call, which is the first update).
+    family_timeout_s:   wall-clock limit of each family phase (build, sampling and learning of a 12B/20B model).
     """
 
     name: str
@@ -116,11 +162,15 @@ class Scale:
     repeats: int
     phase_timeout_s: float
     gradient_checkpointing: bool
+    family_micro_batches: tuple[int, ...] = (0,)
+    family_repeats: int = 1
+    family_timeout_s: float = 1200.0
 
 
 SCALES = {
     "real": Scale("real", torch.bfloat16, 512, 20, 0.6, 6, (0, 6, 12), 200_704, 512, 300, 2, 32, 64, 2, 600.0, True),
-    "tiny": Scale("tiny", torch.float32, 32, 4, 0.5, 4, (0, 10**6), 64 * 64, 16, 40, 2, 4, 8, 1, 60.0, True),
+    "tiny": Scale("tiny", torch.float32, 32, 4, 0.5, 4, (0, 10**6), 64 * 64, 16, 40, 2, 4, 8, 1, 60.0, True,
+                  family_timeout_s=60.0),
 }
 
 #: The 32-GPU preset's round (configs/omnigen2_jrm_32gpu.yaml).
@@ -225,6 +275,135 @@ def policy_config(scale: Scale, device: torch.device) -> OmniGen2PolicyConfig:
     )
 
 
+# -- the diffusers policy families ---------------------------------------------------------------------------
+
+#: Qwen2-VL's released image-processor pixel budget (``preprocessor_config.json``: 56^2 .. 28^2 * 16384; from
+#: memory): a 512^2 reference becomes 504^2 pixels, 324 vision tokens.
+QWEN_VL_MIN_PIXELS, QWEN_VL_MAX_PIXELS = 3136, 12_845_056
+
+
+def _vocab(raw: dict[str, Any], tokenizer: Any) -> int:
+    """The config's vocabulary size, or the local tokenizer's when larger (tiny configs say 0)."""
+    return max(int(raw.get("vocab_size", 0)), len(tokenizer))
+
+
+def _built(module: torch.nn.Module, device: torch.device, dtype: torch.dtype, unzero: bool = False) -> torch.nn.Module:
+    """``module`` cast to ``dtype`` right after it is built (so one component at a time is ever in float32);
+    ``unzero``: give its all-zero matrices small values first (:func:`unzero_weights_`; not on ``meta``)."""
+    if unzero and device.type != "meta":
+        unzero_weights_(module)
+    return module.to(dtype)
+
+
+def build_flux_kontext_pipeline(configs: dict[str, dict[str, Any]], device: torch.device,
+                                dtype: torch.dtype) -> FluxKontextPipeline:
+    """``FluxKontextPipeline`` at the configs' sizes (transformer, FLUX VAE, CLIP-L, T5-v1.1-XXL encoder), random
+    weights built on ``device`` (``meta``: shapes only), the released scheduler config, the local tokenizer for
+    both text encoders (CLIP's limited to its 77 positions)."""
+    clip_raw, t5_raw = configs["clip_l_text"], configs["t5_xxl_encoder"]
+    clip_tokenizer = build_tiny_qwen_tokenizer()
+    clip_tokenizer.model_max_length = int(clip_raw["max_position_embeddings"])
+    t5_tokenizer = build_tiny_qwen_tokenizer()
+    pad = clip_tokenizer.pad_token_id
+    # eos = pad: CLIP's pooled output is read at the first padding position, i.e. the end of the text
+    clip_config = CLIPTextConfig(**{**clip_raw, "vocab_size": _vocab(clip_raw, clip_tokenizer), "pad_token_id": pad,
+                                    "bos_token_id": pad, "eos_token_id": pad})
+    t5_config = T5Config(**{**t5_raw, "vocab_size": _vocab(t5_raw, t5_tokenizer), "pad_token_id": pad,
+                            "decoder_start_token_id": pad})
+    with torch.device(device):
+        transformer = _built(FluxTransformer2DModel(**configs["flux_kontext_transformer"]), device, dtype, unzero=True)
+        vae = _built(AutoencoderKL(**configs["flux_vae"]), device, dtype)
+        clip = _built(CLIPTextModel(clip_config), device, dtype)
+        t5 = _built(T5EncoderModel(t5_config), device, dtype)
+    return FluxKontextPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(**FLUX_SCHEDULER_CONFIG), vae=vae, text_encoder=clip,
+        tokenizer=clip_tokenizer, text_encoder_2=t5, tokenizer_2=t5_tokenizer, transformer=transformer,
+    )
+
+
+def build_qwen_image_edit_pipeline(configs: dict[str, dict[str, Any]], device: torch.device,
+                                   dtype: torch.dtype) -> QwenImageEditPipeline:
+    """``QwenImageEditPipeline`` at the configs' sizes (transformer, Qwen-Image VAE, Qwen2.5-VL text encoder with
+    its vision tower), random weights built on ``device`` (``meta``: shapes only), the released scheduler config,
+    the local tokenizer in a Qwen2-VL processor with the released pixel budget."""
+    tokenizer = build_tiny_qwen_tokenizer()
+    tokenizer.chat_template = QWEN_VL_CHAT_TEMPLATE
+    raw = configs["qwen2_5_vl_7b"]
+    image_processor = build_tiny_image_processor(raw["vision_config"].get("patch_size", 14),
+                                                 min_pixels=QWEN_VL_MIN_PIXELS, max_pixels=QWEN_VL_MAX_PIXELS)
+    processor = TinyQwen2VLProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    config = _qwen_config(Qwen2_5_VLConfig, raw, tokenizer)
+    with torch.device(device):
+        transformer = QwenImageTransformer2DModel(**configs["qwen_image_transformer"])
+        transformer = _built(transformer, device, dtype, unzero=True)
+        vae = _built(AutoencoderKLQwenImage(**configs["qwen_image_vae"]), device, dtype)
+        text_encoder = _built(Qwen2_5_VLForConditionalGeneration(config), device, dtype)
+    return QwenImageEditPipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(**QWEN_SCHEDULER_CONFIG), vae=vae, text_encoder=text_encoder,
+        tokenizer=tokenizer, processor=processor, transformer=transformer,
+    )
+
+
+FAMILY_PIPELINES: dict[str, Callable[[dict[str, dict[str, Any]], torch.device, torch.dtype], Any]] = {
+    "flux_kontext": build_flux_kontext_pipeline, "qwen_image_edit": build_qwen_image_edit_pipeline,
+}
+
+
+def build_family_policy(family: str, configs: dict[str, dict[str, Any]], cfg: PolicyConfig) -> DiffusersEditPolicy:
+    """The family's policy (what ``build_flux_kontext`` / ``build_qwen_image_edit`` make of a checkpoint) around a
+    pipeline of the configs' sizes with random weights: moved and cast, LoRA and gradient checkpointing as
+    ``cfg`` says, sampling defaults from ``cfg``."""
+    pipe = FAMILY_PIPELINES[family](configs, torch.device(cfg.device), cfg.torch_dtype)
+    if family == "flux_kontext":
+        policy: DiffusersEditPolicy = FluxKontextPolicy(
+            pipe, sampling=cfg.sampling_settings(), max_sequence_length=cfg.flux_kontext.max_sequence_length)
+    else:
+        section = cfg.qwen_image_edit
+        policy = QwenImageEditPolicy(pipe, sampling=cfg.sampling_settings(), negative_prompt=section.negative_prompt,
+                                     max_sequence_length=section.max_sequence_length)
+    policy.to(cfg.device, cfg.torch_dtype)
+    return configure_adapter(policy, cfg)
+
+
+def family_policy_config(family: str, scale: Scale, device: torch.device) -> PolicyConfig:
+    """The ``policy`` section of ``configs/<family>_jrm_32gpu.yaml`` (its ``base:`` chain merged), with kind
+    ``bench`` (built by :func:`build_family_policy`) and this scale's device, dtype, steps, size and LoRA."""
+    node = OmegaConf.structured(PolicyConfig)
+    for layer in _read_yaml_chain(PRESETS / f"{family}_jrm_32gpu.yaml"):
+        if "policy" in layer:
+            node = OmegaConf.merge(node, layer["policy"])
+    node = OmegaConf.merge(node, {
+        "kind": "bench", "checkpoint": None, "lora_checkpoint": None, "device": str(device),
+        "dtype": {torch.bfloat16: "bfloat16", torch.float32: "float32"}[scale.dtype],
+        "num_inference_steps": scale.num_steps, "height": scale.image_side, "width": scale.image_side,
+        "lora_rank": scale.lora_rank, "lora_alpha": scale.lora_alpha,
+        "gradient_checkpointing": scale.gradient_checkpointing,
+    })
+    cfg = OmegaConf.to_object(node)
+    validate_tree(cfg)
+    return cfg
+
+
+def component_parameters(pipe: Any) -> dict[str, float]:
+    """Parameters (billions) of each ``torch.nn.Module`` component of a diffusers pipeline."""
+    return {name: sum(p.numel() for p in module.parameters()) / 1e9
+            for name, module in pipe.components.items() if isinstance(module, torch.nn.Module)}
+
+
+class BuildOnce:
+    """A policy-registry builder that builds on the first call and returns that same policy afterwards, so a
+    sampler and a learner share one copy on the device (a GPU holds one 20B policy, not two)."""
+
+    def __init__(self, build: Callable[[Any], Any]) -> None:
+        self.build = build
+        self.policy: Any = None
+
+    def __call__(self, cfg: Any) -> Any:
+        if self.policy is None:
+            self.policy = self.build(cfg)
+        return self.policy
+
+
 # -- measuring -----------------------------------------------------------------------------------------------
 
 class PhaseTimeout(TimeoutError):
@@ -286,13 +465,13 @@ class PeakMemory:
 def measured(fn: Callable[[], Any], device: torch.device, repeats: int) -> dict[str, Any]:
     """One cold call under a FLOP counter, then ``repeats`` timed calls with their peak memory.
 
-    Returns seconds (median of the timed calls), cold_seconds, flops (of one call), peak_memory_gib and the
-    last call's result under ``result``.
+    Returns seconds (median of the timed calls), cold_seconds, flops (of one call), peak_memory_gib, the
+    last call's result under ``result`` and the cold call's under ``cold_result``.
     """
     _sync(device)
     start = time.perf_counter()
     with FlopCounterMode(display=False) as counter:
-        fn()
+        cold_result = fn()
     _sync(device)
     cold = time.perf_counter() - start
     times, result = [], None
@@ -305,7 +484,7 @@ def measured(fn: Callable[[], Any], device: torch.device, repeats: int) -> dict[
             times.append(time.perf_counter() - start)
     return {
         "seconds": statistics.median(times), "cold_seconds": cold, "flops": float(counter.get_total_flops()),
-        "peak_memory_gib": memory.gib, "result": result,
+        "peak_memory_gib": memory.gib, "result": result, "cold_result": cold_result,
     }
 
 
@@ -333,6 +512,8 @@ class Context:
     device: torch.device
     configs: dict[str, dict[str, Any]]
     results: dict[str, dict[str, Any]]
+    #: figures the running phase has measured so far (kept in its entry if a later step fails)
+    partial: dict[str, Any] = field(default_factory=dict)
 
     def policy_registry(self) -> PolicyRegistry:
         return default_policy_registry().extended(bench=lambda cfg: build_policy(self.configs, cfg))
@@ -566,9 +747,89 @@ def phase_projection(ctx: Context) -> dict[str, Any]:
     }
 
 
+def phase_family(ctx: Context, family: str) -> dict[str, Any]:
+    """One diffusers policy family at this scale: build, sample one chunk, train it (see the module docstring).
+
+    Figures go into ``ctx.partial`` as they are measured, so an OOM or the time limit keeps what came before.
+    ``max_rows_per_backward`` counts (sample, trained step) rows; Qwen-Image-Edit's true CFG runs two transformer
+    rows (instruction and negative prompt) for each inside ``cfg_range`` (every step in its preset).
+    """
+    scale, n, figures = ctx.scale, ctx.scale.samples_per_chunk, ctx.partial
+    cfg = family_policy_config(family, scale, ctx.device)
+    figures["preset"] = f"configs/{family}_jrm_32gpu.yaml"
+    figures["settings"] = {
+        "num_steps": cfg.num_inference_steps, "side": cfg.height, "noise_level": cfg.noise_level,
+        "guidance_scale": cfg.text_guidance_scale, "lora_rank": cfg.lora_rank,
+        "lora_target_modules": len(cfg.lora_target_modules), "samples_per_chunk": n,
+    }
+    once = BuildOnce(lambda c: build_family_policy(family, ctx.configs, c))
+    registry = default_policy_registry().extended(bench=once)
+    # the preset's update: the chunk's samples in 2 minibatches (one optimizer step each), one pass
+    grpo = GRPOConfig(timestep_fraction=scale.timestep_fraction, num_updates_per_step=2, num_epochs_per_step=1)
+    start = time.perf_counter()
+    learner = LearnerWorker(cfg, grpo, policy_registry=registry)
+    sampler = PolicySampler(cfg, max_weight_lag=0, policy_registry=registry)  # the same policy object
+    sampler.load_weights(learner.weight_payload())
+    _sync(ctx.device)
+    figures["build_seconds"] = time.perf_counter() - start
+    _free(ctx.device)
+    figures["parameters_billion"] = component_parameters(once.policy.pipe)
+    figures["lora_parameters_million"] = sum(p.numel() for p in learner.params) / 1e6
+    if ctx.device.type == "cuda":
+        figures["resident_gib_after_build"] = torch.cuda.memory_allocated(ctx.device) / 2**30
+
+    request = _request(scale, n)
+    m = measured(lambda: sampler.sample(request), ctx.device, scale.family_repeats)
+    rollout = m["result"][0]
+    figures["sampler"] = {
+        "seconds_per_chunk": m["seconds"], "seconds_per_sample": m["seconds"] / n, "cold_seconds": m["cold_seconds"],
+        "tflop_per_sample": m["flops"] / n / 1e12, "achieved_tflop_s": _tflops(m["flops"], m["seconds"]),
+        "peak_memory_gib": m["peak_memory_gib"], "text_tokens": int(rollout.conditions.text_hidden_states.shape[1]),
+        "image_tokens_per_row": 2 * (rollout.latents.shape[-1] // 2) * (rollout.latents.shape[-2] // 2),
+    }
+    del m
+    _free(ctx.device)
+
+    chunk = _learn_chunk(rollout, scale, grpo.num_updates_per_step)
+    k = chunk.step_indices.shape[1]
+    elements = minibatch_element_counts(chunk.minibatch, grpo.num_updates_per_step, k)
+    learner_figures: dict[str, Any] = {"trained_steps_per_sample": k}
+    figures["learner"] = learner_figures
+    for micro_batch in scale.family_micro_batches:
+        learner.grpo = replace(grpo, learner_micro_batch=micro_batch)
+        key = f"micro_batch_{micro_batch}"
+        try:
+            # the cold call is the first update on the chunk's own fresh rollout: its ratio is 1 up to rounding
+            m = measured(lambda: learner.learn([rollout], [chunk], elements, n), ctx.device, scale.family_repeats)
+        except torch.OutOfMemoryError as exc:
+            learner_figures[key] = {"error": f"out of memory: {str(exc).splitlines()[0]}"}
+            continue
+        finally:
+            _free(ctx.device)
+        if "first_update_ratio_max_dev" not in learner_figures:
+            learner_figures["first_update_ratio_max_dev"] = m["cold_result"].first_update_ratio_max_dev
+        learner_figures[key] = {
+            "max_rows_per_backward": min(micro_batch or n // grpo.num_updates_per_step, max(elements)),
+            "seconds_per_pass": m["seconds"], "seconds_per_sample": m["seconds"] / n,
+            "cold_seconds": m["cold_seconds"], "achieved_tflop_s": _tflops(m["flops"], m["seconds"]),
+            "peak_memory_gib": m["peak_memory_gib"], "ratio_max_dev_after_updates": m["result"].ratio_max_dev,
+        }
+    jrm = ctx.results.get("reward", {}).get("jrm")  # JRM's s/pair when the reward phase ran (and succeeded)
+    passes = [v for k, v in learner_figures.items() if k.startswith("micro_batch_") and "error" not in v]
+    if isinstance(jrm, dict) and passes:
+        sample_s, score_s = figures["sampler"]["seconds_per_sample"], jrm["seconds_per_pair"]
+        learn_s = min(v["seconds_per_sample"] for v in passes)
+        figures["projection"] = {
+            "inputs": {"sample_seconds": sample_s, "score_seconds": score_s, "learn_seconds_per_pass": learn_s},
+            "one_pass_per_round": project_round(sample_s, score_s, learn_s, passes=1),
+        }
+    return figures
+
+
 PHASE_FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
     "sampler": phase_sampler, "learner": phase_learner, "reward": phase_reward, "jrm_train": phase_jrm_train,
     "colocated": phase_colocated, "projection": phase_projection,
+    **{f"family_{family}": (lambda ctx, family=family: phase_family(ctx, family)) for family in FAMILIES},
 }
 
 
@@ -578,22 +839,27 @@ def run(scale_name: str, device: torch.device, phases: tuple[str, ...], phase_ti
     """Run ``phases`` in order, each under its limit; a failing phase records its error and the next runs."""
     scale = SCALES[scale_name]
     limit = phase_timeout_s or scale.phase_timeout_s
-    sources = {name: json.loads((CONFIGS / scale_name / f"{name}.json").read_text()).get("_source", "")
-               for name in COMPONENTS}
+    family_limit = phase_timeout_s or scale.family_timeout_s
+    notes = {name: json.loads((CONFIGS / scale_name / f"{name}.json").read_text()) for name in COMPONENTS}
     report: dict[str, Any] = {
         "scale": scale_name, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "dtype": str(scale.dtype), "phase_timeout_s": limit,
-        "component_configs": sources, "phases": {},
+        "family_phase_timeout_s": family_limit,
+        "component_configs": {name: raw.get("_source", "") for name, raw in notes.items()},
+        "component_configs_verified": {name: raw["_verified"] for name, raw in notes.items() if "_verified" in raw},
+        "phases": {},
     }
     ctx = Context(scale, device, load_component_configs(scale_name), report["phases"])
     for name in phases:
         start = time.perf_counter()
+        ctx.partial = {}
         try:
-            with time_limit(limit):
+            with time_limit(family_limit if name.startswith("family_") else limit):
                 figures = PHASE_FUNCTIONS[name](ctx)
-        except Exception as exc:  # one failing phase must not hide the others' figures
-            figures = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        except Exception as exc:  # one failing phase must not hide the others' figures (nor its own so far)
+            figures = {**ctx.partial, "error": f"{type(exc).__name__}: {exc}"[:500]}
+        ctx.partial = {}
         _free(device)
         report["phases"][name] = {"wall_seconds": time.perf_counter() - start, **figures}
     return report

@@ -1,5 +1,6 @@
 """`make bench-gpu`'s code path on the tiny configs and the CPU: every phase runs and reports finite figures,
-without Ray or wandb importable; the round projection and the per-phase time limit."""
+without Ray or wandb importable (the diffusers policy families included); the real configs build the released
+sizes (on the meta device); the round projection and the per-phase time limit."""
 
 from __future__ import annotations
 
@@ -10,12 +11,18 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.real_scale import (
+    CONFIGS,
+    FAMILIES,
+    FAMILY_PIPELINES,
     PHASES,
     PhaseTimeout,
     balanced_sampler_gpus,
+    component_parameters,
     finite_numbers,
+    load_component_configs,
     project_round,
     time_limit,
 )
@@ -46,6 +53,40 @@ def test_tiny_scale_runs_every_phase_with_finite_figures(tmp_path):
     assert phases["colocated"]["scores_finite"] == 1.0
     assert phases["projection"]["one_pass_per_round"]["hybrid"]["round_seconds"] > 0
     assert "-- projection" in proc.stdout
+    for family in FAMILIES:
+        figures = phases[f"family_{family}"]
+        assert figures["preset"] == f"configs/{family}_jrm_32gpu.yaml"
+        assert figures["settings"]["lora_target_modules"] == 8
+        assert figures["sampler"]["seconds_per_sample"] > 0 and figures["sampler"]["peak_memory_gib"] >= 0
+        learner = figures["learner"]
+        assert learner["micro_batch_0"]["seconds_per_sample"] > 0 and learner["micro_batch_0"]["peak_memory_gib"] >= 0
+        assert learner["first_update_ratio_max_dev"] <= 1e-5  # the learner re-scores the sampler's own rollout
+        assert figures["lora_parameters_million"] > 0 and f"-- family_{family}" in proc.stdout
+        assert figures["projection"]["one_pass_per_round"]["hybrid"]["round_seconds"] > 0
+    assert phases["family_flux_kontext"]["settings"]["guidance_scale"] == 2.5  # the presets' policy sections
+    assert phases["family_qwen_image_edit"]["settings"]["guidance_scale"] == 4.0
+    assert "family_phase_timeout_s" in report and "component_configs_verified" in report
+
+
+# parameters of the released models (diffusers / transformers classes at the real configs)
+RELEASED_PARAMETERS = {
+    "flux_kontext": {"transformer": 11_901_408_320, "text_encoder_2": 4_762_310_656, "text_encoder": 123_060_480,
+                     "vae": 83_819_683},
+    "qwen_image_edit": {"transformer": 20_430_401_088, "text_encoder": 8_292_166_656, "vae": 126_892_531},
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_real_family_configs_build_the_released_sizes(family):
+    # shapes only (meta device): FLUX.1 Kontext's 12B transformer and T5-XXL, Qwen-Image's 20B and Qwen2.5-VL-7B
+    pipe = FAMILY_PIPELINES[family](load_component_configs("real"), torch.device("meta"), torch.bfloat16)
+    counts = {name: round(billions * 1e9) for name, billions in component_parameters(pipe).items()}
+    assert counts == pytest.approx(RELEASED_PARAMETERS[family], rel=1e-6)
+    assert pipe.transformer.dtype == torch.bfloat16
+    # each real config says which of its values were checked against a copy of the released config.json
+    for name in {"flux_kontext": ("flux_kontext_transformer", "clip_l_text", "t5_xxl_encoder"),
+                 "qwen_image_edit": ("qwen_image_transformer", "qwen_image_vae", "qwen2_5_vl_7b")}[family]:
+        assert json.loads((CONFIGS / "real" / f"{name}.json").read_text())["_verified"]
 
 
 def test_round_projection_from_the_measured_h200_figures():
