@@ -17,7 +17,7 @@ from policies.qwen_image_edit import QwenImageEditPolicy, true_cfg
 from policies.registry import build_policy
 from policies.sd3 import sd3_sde_step, sd3_sigmas
 
-TINY = ["height=32", "width=32", "num_inference_steps=4", "lora_rank=4", "lora_alpha=8", "noise_level=0.8"]
+TINY = ["tiny=true", "height=32", "width=32", "num_inference_steps=4", "lora_rank=4", "lora_alpha=8", "noise_level=0.8"]
 FAMILIES = {
     "flux_kontext": [*TINY, "kind=flux_kontext", "text_guidance_scale=2.5", "flux_kontext.max_sequence_length=16"],
     "qwen_image_edit": [*TINY, "kind=qwen_image_edit", "text_guidance_scale=4.0", "cfg_range=[0.0,0.6]"],

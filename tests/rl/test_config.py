@@ -20,7 +20,7 @@ def test_toy_preset_and_overrides(tmp_path):
 def test_paper_preset_chain(tmp_path):
     # the paper preset names cluster paths; blank them so it loads here
     (tmp_path / "x.jsonl").write_text("")
-    local = ["policy.checkpoint=null", "jrm.model.backbone=null", f"data.train_path={tmp_path}/x.jsonl"]
+    local = ["policy.checkpoint=null", "policy.tiny=true", "jrm.model.backbone=null", "jrm.model.tiny=true", f"data.train_path={tmp_path}/x.jsonl"]
     cfg = load_experiment_config(REPO / "configs" / "omnigen2_jrm_32gpu.yaml", local)
     assert cfg.grpo.instructions_per_step * cfg.grpo.group_size == 288
     assert (cfg.policy.lora_rank, cfg.policy.lora_alpha, cfg.policy.num_inference_steps) == (32, 64, 20)
