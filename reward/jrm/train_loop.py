@@ -123,7 +123,7 @@ def setup_worker(cfg: JRMTrainConfig, rank: int, world_size: int, device: torch.
     """Load data, build (or resume) the model, optimizer, schedule and sampler of one worker."""
     plan = ParallelPlan(cfg.strategy, world_size)
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    train_pairs, held_pairs, data_lines = load_training_data(cfg.data, cfg.seed)
+    train_pairs, held_pairs, data_lines = load_training_data(cfg.data, cfg.seed, cfg.alpha)
     resume_from = resolve_resume(cfg)
     seed_worker(cfg.seed + rank)
     start_init = JRMModelInit(checkpoint=str(resume_from / MODEL_DIR)) if resume_from else cfg.model
