@@ -8,6 +8,7 @@ pair x 8 accumulation steps = 64 pairs per optimizer step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from editrl.config import ConfigError
@@ -151,6 +152,10 @@ class JRMTrainConfig:
     data: JRMDataConfig = field(default_factory=JRMDataConfig)
     annotate: JRMAnnotateConfig = field(default_factory=JRMAnnotateConfig)  # writes data.rationales first
     output_dir: str = "runs/jrm"
+    # true: output_dir is on storage every node mounts (NFS, Lustre, ...), given as an absolute path. Required for
+    # a multi-node stage 1 -> stage 2 run (rl/shared_storage.py checks it from every node before stage 1): a
+    # relative output_dir resolves inside each node's copy of the job's working directory
+    shared_output_dir: bool = False
     alpha: float = 0.7  # L = (1 - alpha) * L_rank + alpha * L_LM; 0 = the discriminative baseline
     # JRM evaluation prompt (reward.jrm.prompts): "paper" (appendix C, one row per dimension) or "compact" (one
     # joint row, tiny models). null: "paper" for model.backbone, model.tiny_prompt for a tiny model, the
@@ -201,6 +206,11 @@ class JRMTrainConfig:
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.shared_output_dir and not Path(self.output_dir).is_absolute():
+            raise ConfigError(
+                f"output_dir: must be an absolute path on shared storage with shared_output_dir=true, got "
+                f"{self.output_dir!r} (a relative path resolves inside each node's copy of the working directory)"
+            )
         if self.annotate.enabled and not self.data.rationales:
             raise ConfigError("data.rationales: annotate.enabled needs the path of the rationale file it writes")
         from reward.jrm.loss import LM_REDUCTIONS, RANK_LOSSES
