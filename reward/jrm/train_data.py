@@ -140,12 +140,16 @@ def drop_overlong(
 
 
 def check_stage1_data(cfg: Any) -> None:
-    """What a stage-1 run (a :class:`JRMTrainConfig`) can check in seconds before any cluster starts: the pair
-    file exists and parses, and alpha > 0 has rationales to learn from (inline columns, ``data.rationales``, or
+    """What a stage-1 run (a :class:`JRMTrainConfig`) can check in seconds before any cluster starts: the model
+    directory exists, the pair file exists and parses, and alpha > 0 has rationales to learn from (inline columns, ``data.rationales``, or
     the annotation step that will write it). Errors name the key relative to the JRM config (``data.*``)."""
     from reward.jrm.data import PairDataError
 
     data = cfg.data
+    for key in ("checkpoint", "backbone"):
+        path = getattr(cfg.model, key)
+        if path and not Path(path).is_dir():
+            raise ConfigError(f"model.{key}: not a local directory: {path!r}")
     if not data.train_pairs or not Path(data.train_pairs).is_file():
         raise ConfigError(f"data.train_pairs: preference-pair file not found: {data.train_pairs!r}")
     if cfg.alpha == 0.0:
