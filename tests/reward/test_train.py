@@ -193,6 +193,11 @@ def test_resume_from_mid_run_checkpoint_reaches_the_same_weights(tmp_path):
     run_worker(interrupted)
     log = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3, 4]
+    # how joint the run was: every training pair had both rationales, every edit of a step was supervised
+    metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert metrics["rationales"] == {"pairs": 9, "both_sides": 9, "one_side": 0, "no_side": 0}
+    first = json.loads((tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()[0])
+    assert first["train/lm_sides"] == 2 * 4  # 4 pairs per step, both sides
     straight = load_file(tmp_path / "straight" / "final" / "backbone" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "final" / "backbone" / "model.safetensors")
     assert straight.keys() == resumed.keys()
