@@ -103,7 +103,7 @@ def run_annotation(cfg: JRMTrainConfig) -> AnnotationSummary | None:
     """
     if not cfg.annotate.enabled:
         return None
-    from reward.jrm.annotate import annotate_pairs
+    from reward.jrm.annotate import annotate_pairs, pending_edits
     from reward.jrm.teachers.config import build_teacher
 
     job = cfg.annotate
@@ -111,6 +111,10 @@ def run_annotation(cfg: JRMTrainConfig) -> AnnotationSummary | None:
         raise ConfigError("annotate.teacher and data.rationales: both are required when annotate.enabled")
     quick = replace(cfg.data, image_check="exists" if cfg.data.image_check == "decode" else cfg.data.image_check)
     train, _, _ = load_pair_split(quick, cfg.seed)
+    if not pending_edits(train, cfg.data.rationales, job.retry_rejected):  # complete: no teacher (nor its key)
+        summary = AnnotationSummary(out_path=cfg.data.rationales, already_done=2 * len(train))
+        logger.info("annotation: %s", summary.summary())
+        return summary
     teacher = build_teacher(job.teacher)
     try:
         summary = annotate_pairs(

@@ -357,6 +357,13 @@ def test_stage1_annotates_missing_rationales_with_the_configured_teacher(tmp_pat
     again = run_annotation(cfg)
     assert again is not None and again.already_done == 6 and again.written_rejected == 2
     assert _ChatHandler.seen and all("server error please" in json.dumps(body) for _, _, body in _ChatHandler.seen)
+    # once complete, a rerun neither asks nor even builds the teacher (no endpoint, no key needed)
+    rows = [json.loads(line) for line in rationales.read_text().splitlines()]
+    rationales.write_text("".join(json.dumps({**r, "status": "ok", "rationale": "{}"}) + "\n" for r in rows))
+    _ChatHandler.seen = []
+    broken = TeacherConfig(kind="openai", base_url="http://127.0.0.1:1/v1", model="m", api_key_env="NO_SUCH_KEY_ENV")
+    done = run_annotation(replace(cfg, annotate=replace(cfg.annotate, teacher=broken)))
+    assert done is not None and done.already_done == 8 and not _ChatHandler.seen
     with pytest.raises(ConfigError, match=r"data\.rationales: annotate\.enabled"):
         load_config(JRMTrainConfig, None, ["annotate.enabled=true", "annotate.teacher.model=m"])
     with pytest.raises(ConfigError, match=r"annotate\.teacher: required"):
