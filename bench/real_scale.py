@@ -268,7 +268,7 @@ def build_editreward(configs: dict[str, dict[str, Any]], scale: Scale, device: t
 def policy_config(scale: Scale, device: torch.device) -> OmniGen2PolicyConfig:
     """The preset's policy section at this scale (kind ``bench``, built by :func:`build_policy`)."""
     return OmniGen2PolicyConfig(
-        kind="bench", device=str(device), dtype={torch.bfloat16: "bfloat16", torch.float32: "float32"}[scale.dtype],
+        kind="bench", tiny=True, device=str(device),  # no checkpoint: build_policy makes random weights dtype={torch.bfloat16: "bfloat16", torch.float32: "float32"}[scale.dtype],
         lora_rank=scale.lora_rank, lora_alpha=scale.lora_alpha, num_inference_steps=scale.num_steps,
         height=scale.image_side, width=scale.image_side, max_input_pixels=scale.image_side**2,
         max_input_side_length=scale.image_side, gradient_checkpointing=scale.gradient_checkpointing,

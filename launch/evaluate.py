@@ -162,7 +162,8 @@ def _load_policy(checkpoint: str, lora: str | None, device: str, dtype: str, bas
     if base is not None:
         raise ConfigError("--base: only with an RL run or checkpoint as --checkpoint")
     cfg = OmniGen2PolicyConfig(
-        checkpoint=None if checkpoint == TINY else checkpoint, lora_checkpoint=lora, device=device, dtype=dtype,
+        checkpoint=None if checkpoint == TINY else checkpoint, tiny=checkpoint == TINY, lora_checkpoint=lora,
+        device=device, dtype=dtype,
     )
     cfg.validate()
     return build_pipeline(cfg), {"checkpoint": checkpoint, "lora": lora}
@@ -178,7 +179,8 @@ def _load_reward(args: argparse.Namespace):
     if checkpoint is None:
         raise ConfigError(f"--checkpoint is required for --reward {kind} (a directory, or '{TINY}')")
     cfg = RewardModelConfig(
-        kind=kind, checkpoint=None if checkpoint == TINY else checkpoint, device=device, dtype=dtype, batch_size=batch_size,
+        kind=kind, checkpoint=None if checkpoint == TINY else checkpoint, tiny=checkpoint == TINY, device=device,
+        dtype=dtype, batch_size=batch_size,
     )
     cfg.validate()
     return build_reward_model(cfg)

@@ -40,9 +40,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def stage1_runs(cfg: ExperimentConfig) -> bool:
+    """Whether stage 1 trains a JRM: ``train_jrm`` and no ``reward.checkpoint`` given."""
+    return cfg.train_jrm and not cfg.reward.checkpoint
+
+
 def run_stage1(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Train JRM (``cfg.jrm``) when asked to and no reward checkpoint is given; point the reward at it."""
-    if not cfg.train_jrm or cfg.reward.checkpoint:
+    """Train JRM (``cfg.jrm``) when asked to and no reward checkpoint is given; point the reward at it (an
+    absolute path: the driver resolves ``jrm.output_dir``; on several nodes it is shared storage)."""
+    if not stage1_runs(cfg):
         return cfg
     from reward.jrm.train import train_jrm
 
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_experiment_config(args.config, args.overrides)
         # before stage 1, not after it; the resume check waits for stage 1 when it will set reward.checkpoint
-        preflight(cfg, hook_registry=hooks, check_resume=not (cfg.train_jrm and not cfg.reward.checkpoint))
+        preflight(cfg, hook_registry=hooks, check_resume=not stage1_runs(cfg))
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -69,8 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"input error: {exc}", file=sys.stderr)
         return 2
     from rl.controller import ensure_ray, run_flow_grpo
+    from rl.shared_storage import alive_ray_nodes, require_shared_output
 
     ensure_ray(cfg.ray)
+    if stage1_runs(cfg):
+        try:  # the final JRM must reach the reward actors on every node: shared storage, checked from each
+            require_shared_output(cfg.jrm.output_dir, cfg.jrm.shared_output_dir, alive_ray_nodes())
+        except ConfigError as exc:
+            print(f"config error: {exc}", file=sys.stderr)
+            return 2
     cfg = run_stage1(cfg)
     result = run_flow_grpo(cfg, hook_registry=hooks)
     final = result.summaries[-1] if result.summaries else None

@@ -7,7 +7,7 @@ declared, so OmegaConf rejects a misspelt one by its dotted name whichever kind 
 
 What each family reads of the shared keys:
 
-- all:             checkpoint, lora_checkpoint, tiny_seed, device, dtype, use_lora, lora_rank, lora_alpha,
+- all:             checkpoint, tiny, lora_checkpoint, tiny_seed, device, dtype, use_lora, lora_rank, lora_alpha,
                    lora_target_modules, num_inference_steps, noise_level, height, width, gradient_checkpointing.
 - omnigen2:        also text_guidance_scale, image_guidance_scale, cfg_range (dual CFG), negative_prompt,
                    max_input_pixels, max_input_side_length, max_sequence_length.

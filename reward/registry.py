@@ -2,7 +2,8 @@
 
 Built-in kinds: ``jrm`` (the joint model), ``jrm_alpha0`` (the same architecture trained with alpha = 0, the
 paper's discriminative baseline; loading is identical, the kind records which one is meant and checks the
-checkpoint's alpha), ``editreward``. ``checkpoint: null`` builds a tiny random model (tests, toy world).
+checkpoint's alpha), ``editreward``. ``checkpoint: null`` with ``tiny: true`` builds a tiny random model (tests,
+toy world); ``checkpoint: null`` alone is an error naming the key.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class RewardModelConfig:
     """Which reward model to build and where it runs.
 
     kind:           a registered kind ("jrm", "jrm_alpha0", "editreward", or one registered later).
-    checkpoint:     local directory, or null for a tiny random model.
+    checkpoint:     local directory; null only with ``tiny: true`` (or when stage 1 fills it in, ``train_jrm``).
+    tiny:           with ``checkpoint`` null, build a tiny random model (tests, toy world); a given checkpoint wins.
     base_model:     EditReward only: local Qwen-VL directory with config/tokenizer/processor, if the
                     checkpoint directory lacks them.
     device, dtype:  where and in which precision the backbone runs ("float32", "bfloat16", "float16").
@@ -41,6 +43,7 @@ class RewardModelConfig:
 
     kind: str = "jrm"
     checkpoint: str | None = None
+    tiny: bool = False
     base_model: str | None = None
     device: str = "cpu"
     dtype: str = "float32"
@@ -85,8 +88,18 @@ class RewardRegistry(Registry[RewardFactory]):
         return self.get(cfg.kind)(cfg)
 
 
+def require_checkpoint_or_tiny(cfg: RewardModelConfig) -> None:
+    """A built-in reward model needs ``checkpoint`` unless the config asks for a tiny one (``tiny: true``)."""
+    if cfg.checkpoint is None and not cfg.tiny:
+        raise ConfigError(
+            f"checkpoint: reward kind {cfg.kind!r} needs a local checkpoint directory; set tiny=true for a tiny "
+            "random model"
+        )
+
+
 def _build_jrm(cfg: RewardModelConfig, expect_alpha_zero: bool) -> JRM:
     dtype = DTYPES[cfg.dtype]
+    require_checkpoint_or_tiny(cfg)
     if cfg.checkpoint is None:
         model = JRM.build_tiny(seed=cfg.seed, config=tiny_jrm_config(cfg.prompt or COMPACT))
         if expect_alpha_zero:
@@ -108,6 +121,7 @@ def _build_jrm(cfg: RewardModelConfig, expect_alpha_zero: bool) -> JRM:
 
 def _build_editreward(cfg: RewardModelConfig) -> EditRewardModel:
     dtype = DTYPES[cfg.dtype]
+    require_checkpoint_or_tiny(cfg)
     if cfg.checkpoint is None:
         model = EditRewardModel.build_tiny(seed=cfg.seed)
         model.backbone.to(device=cfg.device, dtype=dtype)

@@ -265,6 +265,18 @@ class ExperimentConfig:
         default_registry().require(self.reward.kind)  # custom kinds: pass a registry to run_flow_grpo instead
         if self.train_jrm and self.reward.kind not in JRM_KINDS:
             raise ConfigError(f"train_jrm is set but reward.kind is {self.reward.kind!r} (needs one of {JRM_KINDS})")
+        if self.reward.checkpoint is None and not self.reward.tiny and not self.train_jrm:
+            raise ConfigError(
+                "reward.checkpoint: required (a local checkpoint directory), unless train_jrm=true trains it in "
+                "stage 1; set reward.tiny=true for a tiny random model"
+            )
+        if self.train_jrm and self.reward.checkpoint is None:
+            model = self.jrm.model
+            if not (model.checkpoint or model.backbone or model.tiny):
+                raise ConfigError(
+                    "jrm.model.backbone: stage 1 (train_jrm) needs a local Qwen3-VL directory (or jrm.model.checkpoint; "
+                    "jrm.model.tiny=true for a tiny random JRM)"
+                )
         if self.data.train_path == "???" or not self.data.train_path:
             raise ConfigError("data.train_path must be set")
 

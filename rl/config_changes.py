@@ -34,6 +34,12 @@ MUTABLE_KEYS: tuple[str, ...] = (
     "grpo.learner_micro_batch",
     "reward.device",
     "reward.batch_size",
+    # never change what is trained: tiny only permits a null checkpoint (which meant tiny before the key existed);
+    # how stage 1 writes its rationales and whether its output directory is shared storage
+    "policy.tiny",
+    "reward.tiny",
+    "jrm.annotate.",
+    "jrm.shared_output_dir",
 )
 
 

@@ -60,6 +60,20 @@ def check_input_paths(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"checkpoint.resume: must be auto, never or a checkpoint directory; {resume!r} is not one")
 
 
+def check_stage1_inputs(cfg: ExperimentConfig) -> None:
+    """When stage 1 will run (``train_jrm`` and no ``reward.checkpoint``): its pair file, its rationales for
+    alpha > 0 (:func:`reward.jrm.train_data.check_stage1_data`), and where its final JRM goes (errors name the
+    ``jrm.*`` key)."""
+    if not cfg.train_jrm or cfg.reward.checkpoint:
+        return
+    from reward.jrm.train_data import check_stage1_data
+
+    try:
+        check_stage1_data(cfg.jrm)
+    except ConfigError as exc:
+        raise ConfigError(f"jrm.{exc}") from None
+
+
 def config_tree(cfg: ExperimentConfig) -> dict:
     """The resolved config as plain containers (what a checkpoint's ``config.yaml`` holds)."""
     return OmegaConf.to_container(OmegaConf.structured(cfg))  # type: ignore[return-value]
@@ -106,6 +120,7 @@ def preflight(
     (policy_registry or default_policy_registry()).require(cfg.policy.kind, "policy.kind")
     require_eval_hook_kinds(cfg.eval_hooks, hook_registry or default_hook_registry())
     check_input_paths(cfg)
+    check_stage1_inputs(cfg)
     records = read_instruction_jsonl(
         cfg.data.train_path, allow_outside=cfg.data.allow_outside_paths, decode_workers=cfg.data.decode_workers
     )

@@ -96,7 +96,7 @@ def load_rl_policy(
     """Rebuild the policy of the RL checkpoint ``path`` names (:func:`find_rl_checkpoint`) with its adapter.
 
     base:      an OmniGen2 directory to use instead of the run's ``policy.checkpoint`` (another mount, say);
-    tiny_base: use the tiny random-config base instead (``policy.checkpoint = null``, the run's ``tiny_seed``).
+    tiny_base: use the tiny random-config base instead (``policy.checkpoint = null``, ``policy.tiny = true``, the run's ``tiny_seed``).
     The adapter is loaded strictly (keys and shapes must match the run's LoRA); the policy's
     ``adapter_version`` is the one the run had at that step.
     """
@@ -105,7 +105,7 @@ def load_rl_policy(
         raise FileNotFoundError(f"{path}: not an RL run directory or checkpoint (no {STATE_FILE}, no checkpoints/)")
     cfg = policy_config_of(checkpoint)
     if tiny_base:
-        cfg = replace(cfg, checkpoint=None)
+        cfg = replace(cfg, checkpoint=None, tiny=True)
     elif base is not None:
         cfg = replace(cfg, checkpoint=base)
     cfg = replace(cfg, lora_checkpoint=None, device=device, dtype=dtype, gradient_checkpointing=False)

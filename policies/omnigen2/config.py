@@ -21,7 +21,10 @@ class OmniGen2PolicyConfig:
 
     kind:                the policy family (a kind of ``policies.registry``; "omnigen2" builds this one).
     checkpoint:          local directory in the official layout (transformer/, vae/, mllm/, processor/,
-                         scheduler/), or None for a tiny random-config pipeline (tests, toy world).
+                         scheduler/); required unless ``tiny`` is true.
+    tiny:                with ``checkpoint`` null, build a tiny random-config pipeline (tests, toy world); a
+                         missing checkpoint without it is an error naming ``checkpoint``, never a silent tiny model.
+                         A given ``checkpoint`` wins (stages that fill it in keep ``tiny`` as it was).
     lora_checkpoint:     optional local LoRA directory (see ``policies.omnigen2.lora``) loaded after add_lora.
     tiny_seed:           seed of the tiny pipeline when ``checkpoint`` is None.
     cfg_range:           [start, end]: CFG applies at step i when start <= i/T <= end.
@@ -32,6 +35,7 @@ class OmniGen2PolicyConfig:
 
     kind: str = "omnigen2"
     checkpoint: str | None = None
+    tiny: bool = False
     lora_checkpoint: str | None = None
     tiny_seed: int = 0
     device: str = "cpu"
@@ -88,6 +92,10 @@ class OmniGen2PolicyConfig:
             raise ConfigError(f"max_input_side_length: must be >= 16, got {self.max_input_side_length}")
         if self.max_sequence_length < 8:
             raise ConfigError(f"max_sequence_length: must be >= 8, got {self.max_sequence_length}")
+        if self.checkpoint is None and not self.tiny:
+            raise ConfigError(
+                "checkpoint: required (a local model directory); set tiny=true for a tiny random-config model"
+            )
 
     def sampling_settings(self) -> SamplingSettings:
         """The sampling part of this config: the pipeline's defaults (the one carrier from config to sampling)."""

@@ -57,6 +57,10 @@ def add_lora(model: nn.Module, *, rank: int, alpha: float, target_modules: Seque
     A is drawn (peft's Kaiming-uniform init) from a CPU generator seeded with ``seed``, not from the process's
     global RNG, so every process that builds the adapter — and every rerun — starts from the same A. (B = 0 hides
     a different A in the outputs, but not in the gradients of B: runs would diverge from the first update.)
+
+    The adapter is kept in float32 whatever the base runs in (bf16 at real scale), so its weights, gradients and
+    AdamW state are fp32: lr-sized updates of a bf16 LoRA would round away. peft casts the layer input to the
+    adapter's dtype and the sum back to the base layer's, so the forward stays in the base dtype.
     """
     if has_lora(model):
         raise ValueError("the model already has a LoRA adapter")
@@ -66,6 +70,8 @@ def add_lora(model: nn.Module, *, rank: int, alpha: float, target_modules: Seque
     inject_adapter_in_model(config, model, adapter_name=ADAPTER_NAME)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
+        for param in _adapter_parameters(model).values():
+            param.data = param.data.to(torch.float32)
         for name, param in _adapter_parameters(model).items():
             if "lora_A" in name:
                 weight = torch.empty(param.shape, dtype=torch.float32)

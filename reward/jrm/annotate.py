@@ -113,6 +113,22 @@ def _read_finished(out_path: Path, repair: bool = True) -> tuple[dict[str, dict[
     return finished, torn
 
 
+def _is_done(finished: dict[str, dict[str, Any]], key: str, retry_rejected: bool) -> bool:
+    """Whether the edit ``key`` needs no teacher call: ok, or rejected for invalid answers (unless
+    ``retry_rejected``); an edit that failed on a teacher error is always asked again."""
+    row = finished.get(key)
+    if row is None or row.get("status") == "ok":
+        return row is not None
+    teacher_failed = any("teacher_error" in reason for reason in row.get("reasons", []))
+    return not (retry_rejected or teacher_failed)
+
+
+def pending_edits(pairs: Sequence[PreferencePair], out_jsonl: str | Path, retry_rejected: bool = False) -> int:
+    """How many edits of ``pairs`` :func:`annotate_pairs` would still ask the teacher about (read-only)."""
+    finished, _ = _read_finished(Path(out_jsonl), repair=False)
+    return sum(not _is_done(finished, f"{p.record_id}/{k}", retry_rejected) for p in pairs for k, _ in SIDES)
+
+
 @dataclass
 class _Unit:
     """One edit to annotate: a pair's side with its requests per dimension."""
@@ -224,11 +240,7 @@ def annotate_pairs(
     reasons: Counter[str] = Counter()
 
     def is_done(key: str) -> bool:
-        row = finished.get(key)
-        if row is None or row.get("status") == "ok":
-            return row is not None
-        teacher_failed = any("teacher_error" in reason for reason in row.get("reasons", []))
-        return not (retry_rejected or teacher_failed)
+        return _is_done(finished, key, retry_rejected)
 
     todo = [p for p in pairs if not all(is_done(f"{p.record_id}/{k}") for k, _ in SIDES)]
     summary.already_done = 2 * (len(pairs) - len(todo))

@@ -32,7 +32,8 @@ class RewardHead(nn.Module):
     """MLP ``Linear(H, M) -> GELU -> Dropout -> Linear(M, 2D)``, always run in float32.
 
     The backbone may run in bf16; ``h`` is cast to fp32 before the head so the scores and their gradients
-    keep full precision (DESIGN.md section 1).
+    keep full precision (DESIGN.md section 1). Autocast is switched off inside the head: under a bf16 autocast
+    (the trainer's ``precision: bf16``) ``nn.Linear`` would otherwise run in bf16 whatever its input dtype.
     """
 
     def __init__(self, hidden_size: int, num_dimensions: int = 2, mlp_size: int = 1024, dropout: float = 0.0):
@@ -48,6 +49,7 @@ class RewardHead(nn.Module):
 
     def forward(self, h: torch.Tensor) -> HeadOutput:
         """h: (B, H) any float dtype -> HeadOutput with (B, D) fp32 fields."""
-        out = self.mlp(h.float())
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            out = self.mlp(h.float())
         mu, log_sigma = out.split(self.num_dimensions, dim=-1)
         return HeadOutput(mu=mu, log_sigma=log_sigma.clamp(*LOG_SIGMA_RANGE))

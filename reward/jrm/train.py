@@ -31,8 +31,9 @@ import torch
 
 from editrl.config import ConfigError, to_yaml
 from editrl.io import atomic_write_json
+from reward.jrm.annotate import AnnotationSummary
 from reward.jrm.train_config import JRMDataConfig, JRMModelInit, JRMTrainConfig
-from reward.jrm.train_data import load_training_data
+from reward.jrm.train_data import load_pair_split, load_training_data
 from reward.jrm.train_loop import run_worker
 
 logger = logging.getLogger(__name__)
@@ -86,10 +87,47 @@ def with_absolute_paths(cfg: JRMTrainConfig) -> JRMTrainConfig:
 
 def _check_pairs_before_ray(cfg: JRMTrainConfig) -> None:
     """Read every pair file once in the driver (records, columns, paths; images decode in the workers), so a
-    malformed file or a wrong image root fails before the cluster starts; logs the load report."""
+    malformed file, a wrong image root, or alpha > 0 without rationales fails before the cluster starts; logs
+    the load report (with the rationale counts)."""
     quick = replace(cfg.data, image_check="exists" if cfg.data.image_check == "decode" else cfg.data.image_check)
-    for line in load_training_data(quick, cfg.seed)[2]:
+    for line in load_training_data(quick, cfg.seed, cfg.alpha)[2]:
         logger.info("preference data: %s", line)
+
+
+def run_annotation(cfg: JRMTrainConfig) -> AnnotationSummary | None:
+    """``annotate.enabled``: have the configured teacher write ``data.rationales`` for the training pairs.
+
+    Resumable (:func:`reward.jrm.annotate.annotate_pairs`): an existing file's finished edits are skipped, so a
+    complete file costs one read and no teacher call. Rejected edits are counted in the returned summary (and
+    logged); their pairs train without a rationale. None when the step is disabled.
+    """
+    if not cfg.annotate.enabled:
+        return None
+    from reward.jrm.annotate import annotate_pairs, pending_edits
+    from reward.jrm.teachers.config import build_teacher
+
+    job = cfg.annotate
+    if job.teacher is None or not cfg.data.rationales:
+        raise ConfigError("annotate.teacher and data.rationales: both are required when annotate.enabled")
+    quick = replace(cfg.data, image_check="exists" if cfg.data.image_check == "decode" else cfg.data.image_check)
+    train, _, _ = load_pair_split(quick, cfg.seed)
+    if not pending_edits(train, cfg.data.rationales, job.retry_rejected):  # complete: no teacher (nor its key)
+        summary = AnnotationSummary(out_path=cfg.data.rationales, already_done=2 * len(train))
+        logger.info("annotation: %s", summary.summary())
+        return summary
+    teacher = build_teacher(job.teacher)
+    try:
+        summary = annotate_pairs(
+            train, teacher, cfg.data.rationales, max_retries=job.max_retries, batch_size=job.batch_size,
+            max_pixels=job.max_pixels, max_regions=job.max_regions, retry_rejected=job.retry_rejected,
+            template=job.template, progress=cfg.progress_bar,
+        )
+    finally:
+        close = getattr(teacher, "close", None)
+        if callable(close):
+            close()
+    logger.info("annotation: %s", summary.summary())
+    return summary
 
 
 def train_jrm(cfg: JRMTrainConfig) -> TrainResult:
@@ -102,6 +140,7 @@ def train_jrm(cfg: JRMTrainConfig) -> TrainResult:
     if not cfg.data.train_pairs:
         raise ConfigError("data.train_pairs: a preference-pair file is required")
     cfg = with_absolute_paths(cfg)
+    run_annotation(cfg)
     _check_pairs_before_ray(cfg)
     out_dir = Path(cfg.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,11 @@ pair x 8 accumulation steps = 64 pairs per optimizer step.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 from editrl.config import ConfigError
+from reward.jrm.teachers.config import TeacherConfig
 
 
 @dataclass
@@ -94,6 +96,40 @@ class JRMDataConfig:
 
 
 @dataclass
+class JRMAnnotateConfig:
+    """Stage 1's own annotation step (:mod:`reward.jrm.annotate`): a teacher VLM writes ``data.rationales``.
+
+    enabled:        before training, annotate the training pairs into ``data.rationales`` (which must be set).
+                    The job is resumable: finished edits are skipped, so a complete file costs one read; a
+                    torn last line is redone. Rejected edits (invalid answers after ``max_retries``) are counted
+                    and logged, and their pairs train without a rationale (counted in the load report).
+    teacher:        the teacher (``reward.jrm.teachers.config.TeacherConfig``): ``kind: openai`` (an
+                    OpenAI-compatible endpoint, ``base_url`` + ``model``, key from ``api_key_env``) or
+                    ``kind: transformers`` (a local VLM directory, ``model_dir``). Required when enabled.
+    max_retries / batch_size / max_pixels / max_regions / retry_rejected / template: as the annotation job's.
+    """
+
+    enabled: bool = False
+    teacher: TeacherConfig | None = None
+    max_retries: int = 2
+    batch_size: int = 8
+    max_pixels: int | None = 200_704
+    max_regions: int | None = 16
+    retry_rejected: bool = False
+    template: str = "project"
+
+    def validate(self) -> None:
+        if self.enabled and self.teacher is None:
+            raise ConfigError("teacher: required when annotate.enabled (teacher.kind: openai | transformers)")
+        if self.max_retries < 0 or self.batch_size < 1:
+            raise ConfigError("max_retries must be >= 0 and batch_size >= 1")
+        from reward.jrm.teachers.prompts import TEACHER_TEMPLATES
+
+        if self.template not in TEACHER_TEMPLATES:
+            raise ConfigError(f"template: must be one of {list(TEACHER_TEMPLATES)}, got {self.template!r}")
+
+
+@dataclass
 class JRMTrainConfig:
     """Stage-1 JRM training on Ray Train (one worker per GPU; CPU: one worker with gloo).
 
@@ -114,7 +150,12 @@ class JRMTrainConfig:
 
     model: JRMModelInit = field(default_factory=JRMModelInit)
     data: JRMDataConfig = field(default_factory=JRMDataConfig)
+    annotate: JRMAnnotateConfig = field(default_factory=JRMAnnotateConfig)  # writes data.rationales first
     output_dir: str = "runs/jrm"
+    # true: output_dir is on storage every node mounts (NFS, Lustre, ...), given as an absolute path. Required for
+    # a multi-node stage 1 -> stage 2 run (rl/shared_storage.py checks it from every node before stage 1): a
+    # relative output_dir resolves inside each node's copy of the job's working directory
+    shared_output_dir: bool = False
     alpha: float = 0.7  # L = (1 - alpha) * L_rank + alpha * L_LM; 0 = the discriminative baseline
     # JRM evaluation prompt (reward.jrm.prompts): "paper" (appendix C, one row per dimension) or "compact" (one
     # joint row, tiny models). null: "paper" for model.backbone, model.tiny_prompt for a tiny model, the
@@ -165,6 +206,13 @@ class JRMTrainConfig:
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.shared_output_dir and not Path(self.output_dir).is_absolute():
+            raise ConfigError(
+                f"output_dir: must be an absolute path on shared storage with shared_output_dir=true, got "
+                f"{self.output_dir!r} (a relative path resolves inside each node's copy of the working directory)"
+            )
+        if self.annotate.enabled and not self.data.rationales:
+            raise ConfigError("data.rationales: annotate.enabled needs the path of the rationale file it writes")
         from reward.jrm.loss import LM_REDUCTIONS, RANK_LOSSES
         from reward.jrm.prompts import PROMPT_STYLES
 

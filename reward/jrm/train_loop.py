@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ from reward.jrm.parallel import ParallelPlan, as_local_tensor
 from reward.jrm.rng import seed_worker
 from reward.jrm.schedule import warmup_cosine_schedule
 from reward.jrm.train_config import JRMModelInit, JRMTrainConfig
-from reward.jrm.train_data import drop_overlong, load_training_data
+from reward.jrm.train_data import RationaleCoverage, drop_overlong, load_training_data
 
 Reporter = Callable[[dict[str, float]], None]
 
@@ -123,7 +123,7 @@ def setup_worker(cfg: JRMTrainConfig, rank: int, world_size: int, device: torch.
     """Load data, build (or resume) the model, optimizer, schedule and sampler of one worker."""
     plan = ParallelPlan(cfg.strategy, world_size)
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    train_pairs, held_pairs, data_lines = load_training_data(cfg.data, cfg.seed)
+    train_pairs, held_pairs, data_lines = load_training_data(cfg.data, cfg.seed, cfg.alpha)
     resume_from = resolve_resume(cfg)
     seed_worker(cfg.seed + rank)
     start_init = JRMModelInit(checkpoint=str(resume_from / MODEL_DIR)) if resume_from else cfg.model
@@ -198,7 +198,7 @@ def accumulate_gradients(run: WorkerRun, shard: list[int], autocast: AbstractCon
 
     cfg = run.cfg
     accumulation = cfg.grad_accumulation_steps
-    sums = {"loss": 0.0, "rank": 0.0, "lm": 0.0}
+    sums = {"loss": 0.0, "rank": 0.0, "lm": 0.0, "lm_sides": 0.0}
     for m in range(accumulation):
         micro = shard[m * cfg.per_device_batch_size : (m + 1) * cfg.per_device_batch_size]
         loaded = [load_images(run.train_pairs[i], cfg.data.max_pixels) for i in micro]
@@ -212,6 +212,7 @@ def accumulate_gradients(run: WorkerRun, shard: list[int], autocast: AbstractCon
         sums["loss"] += float(out.total.detach()) / accumulation
         sums["rank"] += float(out.rank) / accumulation
         sums["lm"] += float(out.lm) / accumulation
+        sums["lm_sides"] += out.lm_sequences  # edits of this worker's share that had a rationale
     return sums
 
 
@@ -231,6 +232,7 @@ def train_step(run: WorkerRun, autocast: AbstractContextManager[Any]) -> dict[st
         "train/loss": losses["loss"],
         "train/rank_loss": losses["rank"],
         "train/lm_loss": losses["lm"],
+        "train/lm_sides": losses["lm_sides"],  # rank 0's edits with a rationale this step (the others: L_rank only)
         "train/grad_norm": float(grad_norm),
         "train/lr": run.scheduler.get_last_lr()[0],
         "epoch": float(run.sampler.state.epoch),
@@ -277,8 +279,10 @@ def finish(run: WorkerRun, writer: ModelWriter, last_metrics: dict[str, float]) 
     write_dir_atomically(run.out_dir / "final", lambda tmp: writer.save(tmp, model_state))
     final = {"step": float(run.progress.step), **last_metrics}
     objective = {"alpha": run.cfg.alpha, "rank_loss": run.cfg.rank_loss, "lm_reduction": run.cfg.lm_reduction}
+    coverage = asdict(RationaleCoverage.of(run.train_pairs))  # how joint the run really was
     atomic_write_json(
-        run.out_dir / "metrics.json", {"final": final, "objective": objective, "history": run.progress.history}
+        run.out_dir / "metrics.json",
+        {"final": final, "objective": objective, "rationales": coverage, "history": run.progress.history},
     )
     return final
 

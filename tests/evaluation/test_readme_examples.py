@@ -38,7 +38,7 @@ def readme_evaluation_commands() -> list[list[str]]:
 
 def write_tiny_rl_run(output_dir: Path) -> dict[int, dict[str, torch.Tensor]]:
     """A tiny RL run with checkpoints at steps 1 and 2 (different adapters); returns step -> adapter."""
-    policy_cfg = PolicyConfig(height=32, width=32, num_inference_steps=2, lora_rank=4, lora_alpha=8)
+    policy_cfg = PolicyConfig(tiny=True, height=32, width=32, num_inference_steps=2, lora_rank=4, lora_alpha=8)
     config_yaml = to_yaml(ExperimentConfig(output_dir=str(output_dir), policy=policy_cfg))
     initial = build_pipeline(policy_cfg).adapter_state_dict()
     adapters = {}

@@ -17,7 +17,7 @@ from policies.qwen_image_edit import QwenImageEditPolicy, true_cfg
 from policies.registry import build_policy
 from policies.sd3 import sd3_sde_step, sd3_sigmas
 
-TINY = ["height=32", "width=32", "num_inference_steps=4", "lora_rank=4", "lora_alpha=8", "noise_level=0.8"]
+TINY = ["tiny=true", "height=32", "width=32", "num_inference_steps=4", "lora_rank=4", "lora_alpha=8", "noise_level=0.8"]
 FAMILIES = {
     "flux_kontext": [*TINY, "kind=flux_kontext", "text_guidance_scale=2.5", "flux_kontext.max_sequence_length=16"],
     "qwen_image_edit": [*TINY, "kind=qwen_image_edit", "text_guidance_scale=4.0", "cfg_range=[0.0,0.6]"],
@@ -210,7 +210,7 @@ def test_flux_kontext_loads_a_local_diffusers_folder_in_bf16(tmp_path):
     build_tiny_flux_kontext(0).save_pretrained(tmp_path / "kontext")
     policy = build_policy(_cfg("flux_kontext", f"checkpoint={tmp_path / 'kontext'}", "dtype=bfloat16"))
     assert policy.dtype == torch.bfloat16 and policy.pipe.text_encoder_2.dtype == torch.bfloat16
-    assert all(p.dtype == torch.bfloat16 for p in policy.trainable_parameters())
+    assert all(p.dtype == torch.float32 for p in policy.trainable_parameters())  # the LoRA stays fp32
     rollout = policy.sample_with_logprob(_sources()[:1], INSTRUCTIONS[:1], generator=torch.Generator().manual_seed(0))
     assert torch.isfinite(rollout.log_probs).all() and rollout.latents.dtype == torch.float32
     with torch.no_grad():
@@ -254,3 +254,27 @@ def test_gradient_checkpointing_gives_the_same_gradients(kind):
         grads.append(torch.cat([p.grad.flatten() for p in policy.trainable_parameters()]))
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[1], grads[0], atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["omnigen2", "flux_kontext", "qwen_image_edit"])
+def test_lora_weights_gradients_and_adam_state_stay_fp32_on_a_bf16_base(kind):
+    base = ["tiny=true", "height=32", "width=32", "num_inference_steps=3", "lora_rank=4", "lora_alpha=8",
+            "dtype=bfloat16", "max_input_pixels=1024", "max_input_side_length=32"]
+    policy = build_policy(load_config(PolicyConfig, None, base if kind == "omnigen2" else [*FAMILIES[kind], "dtype=bfloat16"]))
+    frozen = [p for p in policy.transformer.parameters() if not p.requires_grad]
+    assert frozen and all(p.dtype == torch.bfloat16 for p in frozen if p.is_floating_point())
+    params = policy.trainable_parameters()
+    assert params and all(p.dtype == torch.float32 for p in params)
+    rollout = policy.sample_with_logprob(_sources()[:1], INSTRUCTIONS[:1], generator=torch.Generator().manual_seed(0))
+    assert torch.isfinite(rollout.log_probs).all()
+    before = [p.detach().clone() for p in params]
+    optimizer = torch.optim.AdamW(params, lr=1e-3)
+    policy.logprob(rollout, torch.tensor([[0, 1]])).log_prob.sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in params)
+    optimizer.step()
+    states = [optimizer.state[p] for p in params]
+    assert all(s["exp_avg"].dtype == torch.float32 and s["exp_avg_sq"].dtype == torch.float32 for s in states)
+    assert any(not torch.equal(b, p) for b, p in zip(before, params)) and all(p.dtype == torch.float32 for p in params)
+    state = policy.adapter_state()
+    policy.load_adapter_state(state)  # a weight sync keeps the fp32 adapter
+    assert all(p.dtype == torch.float32 for p in policy.trainable_parameters())

@@ -14,7 +14,7 @@ from policies.omnigen2.tiny import TINY_SAMPLING, build_tiny_pipeline
 from policies.registry import PolicyRegistry, build_policy, default_policy_registry
 from policies.settings import SamplingSettings
 
-TINY_OVERRIDES = ["height=32", "width=32", "num_inference_steps=3", "lora_rank=4", "lora_alpha=8"]
+TINY_OVERRIDES = ["tiny=true", "height=32", "width=32", "num_inference_steps=3", "lora_rank=4", "lora_alpha=8"]
 
 
 def test_registry_has_the_built_in_kinds_and_unknown_kind_names_policy_kind():

@@ -148,7 +148,9 @@ def test_config_validation_and_build_pipeline_with_lora_checkpoint(tmp_path):
         load_config(OmniGen2PolicyConfig, None, ["cfg_range=[0.7,0.2]"])
     with pytest.raises(ConfigError, match="checkpoint"):
         load_config(OmniGen2PolicyConfig, None, [f"checkpoint={tmp_path / 'absent'}"])
-    overrides = ["height=32", "width=32", "num_inference_steps=3", "lora_rank=4", "lora_alpha=8"]
+    with pytest.raises(ConfigError, match="checkpoint: required .*tiny=true"):
+        load_config(OmniGen2PolicyConfig, None, [])  # a missing checkpoint is never a silent tiny model
+    overrides = ["tiny=true", "height=32", "width=32", "num_inference_steps=3", "lora_rank=4", "lora_alpha=8"]
     cfg = load_config(OmniGen2PolicyConfig, None, overrides)
     assert (cfg.num_inference_steps, cfg.noise_level, cfg.text_guidance_scale, cfg.image_guidance_scale) == (
         3, 0.9, 4.0, 2.0)

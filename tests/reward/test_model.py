@@ -102,6 +102,23 @@ def test_bf16_backbone_keeps_fp32_head_and_scores():
     assert torch.isfinite(scores.mu).all()
 
 
+def test_head_runs_in_fp32_under_a_bf16_autocast():
+    model = JRM.build_tiny(seed=0)
+    model.backbone.to(torch.bfloat16)
+    h = torch.randn(3, model.head.mlp[0].in_features).to(torch.bfloat16)
+    reference = model.head(h)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = model.head(h)
+        batch = model.build_inputs([solid((1, 2, 3))] * 2, [solid((200, 0, 0)), solid((0, 9, 9))], ["a", "b"])
+        scores = model(batch).scores
+    assert all(p.dtype == torch.float32 for p in model.head.parameters())
+    assert inside.mu.dtype == torch.float32 and torch.equal(inside.mu, reference.mu)
+    assert torch.equal(inside.log_sigma, reference.log_sigma)
+    assert scores.mu.dtype == torch.float32
+    inside.mu.sum().backward()
+    assert all(p.grad.dtype == torch.float32 for p in model.head.parameters())
+
+
 def test_non_finite_score_raises_and_explain_reports_parse_errors():
     model = JRM.build_tiny(seed=3)
     explanations = model.explain(SOURCES[:1], EDITS[:1], INSTRUCTIONS[:1], max_new_tokens=4)

@@ -19,17 +19,23 @@ def test_config_validation_names_the_key(tmp_path):
     with pytest.raises(ConfigError, match="unknown reward model kind 'oracle'"):
         build_reward_model(RewardModelConfig(kind="oracle"))
     with pytest.raises(ConfigError, match="combine"):
-        build_reward_model(RewardModelConfig(kind="jrm", combine="aesthetics"))
+        build_reward_model(RewardModelConfig(kind="jrm", combine="aesthetics", tiny=True))
+
+
+def test_a_missing_checkpoint_is_an_error_unless_tiny_is_set():
+    for kind in ("jrm", "jrm_alpha0", "editreward"):
+        with pytest.raises(ConfigError, match="checkpoint: .*tiny=true"):
+            build_reward_model(RewardModelConfig(kind=kind))
 
 
 def test_builtin_kinds_build_tiny_models_and_apply_combine(tmp_path):
-    jrm = build_reward_model(RewardModelConfig(kind="jrm", combine="visual_quality", batch_size=1))
+    jrm = build_reward_model(RewardModelConfig(kind="jrm", combine="visual_quality", batch_size=1, tiny=True))
     assert isinstance(jrm, JRM) and not jrm.training
     scores = jrm.score([solid((1, 2, 3))] * 2, [solid((200, 0, 0)), solid((0, 200, 0))], ["a", "b"])
     torch.testing.assert_close(scores.reward, scores.column("visual_quality"))
-    assert isinstance(build_reward_model(RewardModelConfig(kind="editreward")), EditRewardModel)
+    assert isinstance(build_reward_model(RewardModelConfig(kind="editreward", tiny=True)), EditRewardModel)
 
-    baseline = build_reward_model(RewardModelConfig(kind="jrm_alpha0"))
+    baseline = build_reward_model(RewardModelConfig(kind="jrm_alpha0", tiny=True))
     assert baseline.config.alpha == 0.0
     jrm.save_pretrained(tmp_path / "jrm")  # alpha 0.7
     with pytest.raises(ConfigError, match="alpha=0.7"):

@@ -21,6 +21,7 @@ from reward.jrm.train_config import JRMDataConfig, JRMModelInit, JRMTrainConfig
 from reward.jrm.train_data import drop_overlong, sequence_length_bound
 from reward.jrm.train_loop import planned_steps, run_worker
 from reward.registry import RewardModelConfig, build_reward_model
+from tests.reward.test_annotate import chat_server  # noqa: F401 (the scripted OpenAI-compatible server fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -192,6 +193,11 @@ def test_resume_from_mid_run_checkpoint_reaches_the_same_weights(tmp_path):
     run_worker(interrupted)
     log = [json.loads(line)["step"] for line in (tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()]
     assert log == [1, 2, 3, 4]
+    # how joint the run was: every training pair had both rationales, every edit of a step was supervised
+    metrics = json.loads((tmp_path / "resumed" / "metrics.json").read_text())
+    assert metrics["rationales"] == {"pairs": 9, "both_sides": 9, "one_side": 0, "no_side": 0}
+    first = json.loads((tmp_path / "resumed" / "train_log.jsonl").read_text().splitlines()[0])
+    assert first["train/lm_sides"] == 2 * 4  # 4 pairs per step, both sides
     straight = load_file(tmp_path / "straight" / "final" / "backbone" / "model.safetensors")
     resumed = load_file(tmp_path / "resumed" / "final" / "backbone" / "model.safetensors")
     assert straight.keys() == resumed.keys()
@@ -295,3 +301,70 @@ def test_a_broken_pair_file_fails_before_the_ray_cluster_starts(tmp_path):
     with pytest.raises(PairDataError, match=r"pairs\.jsonl:5"):
         train_jrm(cfg)
     assert not ray.is_initialized()
+
+
+def test_alpha_above_zero_without_rationales_is_an_error_naming_the_key(tmp_path):
+    from reward.jrm.train_data import check_stage1_data, load_training_data
+
+    pairs = make_colour_pairs(tmp_path / "data", 4)
+    cfg = _cfg(pairs, tmp_path / "out", alpha=0.7)
+    with pytest.raises(ConfigError, match=r"data\.rationales: alpha=0\.7 > 0 .*none of the 3 training pairs"):
+        load_training_data(cfg.data, cfg.seed, cfg.alpha)
+    with pytest.raises(ConfigError, match=r"data\.rationales"):
+        check_stage1_data(cfg)
+    with pytest.raises(ConfigError, match=r"data\.rationales"):
+        train_jrm(cfg)  # before the Ray cluster starts
+    missing = replace(cfg, data=replace(cfg.data, rationales=str(tmp_path / "absent.jsonl")))
+    with pytest.raises(ConfigError, match=r"data\.rationales: .*absent\.jsonl not found"):
+        check_stage1_data(missing)
+    check_stage1_data(replace(cfg, alpha=0.0))  # the ranking-only baseline needs none
+    # a pair without a rationale is counted in the load report, not silently an alpha = 0 pair
+    text = pairs.read_text().splitlines()
+    with_one = make_colour_pairs(tmp_path / "mixed", 4, rationales=True)
+    mixed = with_one.read_text().splitlines()
+    with_one.write_text("\n".join([mixed[0], mixed[1], *(line for line in text[2:])]) + "\n")
+    partial = replace(cfg, data=replace(cfg.data, train_pairs=str(with_one), held_out_fraction=0.0,
+                                        image_check="none"))
+    train, _, lines = load_training_data(partial.data, partial.seed, partial.alpha)
+    assert len(train) == 4
+    assert "rationales: 2/4 training pairs with both sides, 0 with one, 2 without any (4 side(s) train L_rank only)" in lines
+
+
+def test_stage1_annotates_missing_rationales_with_the_configured_teacher(tmp_path, chat_server):  # noqa: F811
+    from reward.jrm.teachers.config import TeacherConfig
+    from reward.jrm.train import run_annotation
+    from reward.jrm.train_config import JRMAnnotateConfig
+    from reward.jrm.train_data import check_stage1_data, load_training_data
+    from tests.reward.test_annotate import _ChatHandler
+
+    pairs = make_colour_pairs(tmp_path / "data", 4)
+    lines = pairs.read_text().splitlines()
+    lines[3] = lines[3].replace("make the square red", "server error please")  # the server answers HTTP 500
+    pairs.write_text("\n".join(lines) + "\n")
+    rationales = tmp_path / "rationales.jsonl"
+    teacher = TeacherConfig(kind="openai", base_url=chat_server, model="judge", api_key_env=None, timeout_s=10)
+    cfg = _cfg(pairs, tmp_path / "out", alpha=0.7, data=JRMDataConfig(
+        train_pairs=str(pairs), held_out_fraction=0.0, max_pixels=1024, image_check="exists",
+        rationales=str(rationales)), annotate=JRMAnnotateConfig(enabled=True, teacher=teacher, max_retries=0, batch_size=2))
+    check_stage1_data(cfg)  # the file does not exist yet, the annotation step will write it
+    summary = run_annotation(cfg)
+    assert summary is not None and summary.written_ok == 6 and summary.written_rejected == 2
+    assert summary.rejection_reasons == {"teacher_error": 4}  # 2 edits x 2 dimensions
+    train, _, report = load_training_data(cfg.data, cfg.seed, cfg.alpha)
+    assert "rationales: 3/4 training pairs with both sides, 0 with one, 1 without any" in report[-1]
+    # resumable: a rerun asks only for what failed on a teacher error, never again for finished edits
+    _ChatHandler.seen = []
+    again = run_annotation(cfg)
+    assert again is not None and again.already_done == 6 and again.written_rejected == 2
+    assert _ChatHandler.seen and all("server error please" in json.dumps(body) for _, _, body in _ChatHandler.seen)
+    # once complete, a rerun neither asks nor even builds the teacher (no endpoint, no key needed)
+    rows = [json.loads(line) for line in rationales.read_text().splitlines()]
+    rationales.write_text("".join(json.dumps({**r, "status": "ok", "rationale": "{}"}) + "\n" for r in rows))
+    _ChatHandler.seen = []
+    broken = TeacherConfig(kind="openai", base_url="http://127.0.0.1:1/v1", model="m", api_key_env="NO_SUCH_KEY_ENV")
+    done = run_annotation(replace(cfg, annotate=replace(cfg.annotate, teacher=broken)))
+    assert done is not None and done.already_done == 8 and not _ChatHandler.seen
+    with pytest.raises(ConfigError, match=r"data\.rationales: annotate\.enabled"):
+        load_config(JRMTrainConfig, None, ["annotate.enabled=true", "annotate.teacher.model=m"])
+    with pytest.raises(ConfigError, match=r"annotate\.teacher: required"):
+        load_config(JRMTrainConfig, None, ["annotate.enabled=true", "data.rationales=r.jsonl"])

@@ -28,3 +28,14 @@ def test_identical_configs_have_no_changes():
     cfg = {"grpo": {"learning_rate": 1e-3}, "eval_hooks": [{"kind": "x"}]}
     changes = compare_configs(cfg, {"grpo": {"learning_rate": 1e-3}, "eval_hooks": [{"kind": "x"}]})
     assert changes.mutable == () and changes.fixed == ()
+
+
+def test_a_run_from_before_the_tiny_and_annotate_keys_resumes():
+    old = {"policy": {"checkpoint": None}, "reward": {"checkpoint": "/x/final"}, "jrm": {"alpha": 0.7}}
+    new = {
+        "policy": {"checkpoint": None, "tiny": True}, "reward": {"checkpoint": "/x/final", "tiny": False},
+        "jrm": {"alpha": 0.7, "shared_output_dir": True, "annotate": {"enabled": True, "teacher": None}},
+    }
+    changes = compare_configs(old, new)
+    assert not changes.fixed and len(changes.mutable) == 5
+    assert compare_configs({"jrm": {"alpha": 0.7}}, {"jrm": {"alpha": 0.0}}).fixed  # alpha still fixed

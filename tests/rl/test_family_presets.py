@@ -12,7 +12,7 @@ from tests.rl.helpers import REPO
 )
 def test_family_preset_chain(tmp_path, preset, kind, guidance):
     # the presets name cluster paths; blank them so they load here
-    local = ["policy.checkpoint=null", "jrm.model.backbone=null", f"data.train_path={tmp_path}/x.jsonl"]
+    local = ["policy.checkpoint=null", "policy.tiny=true", "jrm.model.backbone=null", "jrm.model.tiny=true", f"data.train_path={tmp_path}/x.jsonl"]
     cfg = load_experiment_config(REPO / "configs" / preset, local)
     paper = load_experiment_config(REPO / "configs" / "omnigen2_jrm_32gpu.yaml", local)
     assert cfg.policy.kind == kind and cfg.policy.text_guidance_scale == guidance

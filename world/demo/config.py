@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from editrl.config import ConfigError
+from policies.policy_config import PolicyConfig
 from reward.jrm.train_config import JRMDataConfig, JRMModelInit, JRMTrainConfig
+from reward.registry import RewardModelConfig
 from rl.config import DataConfig, ExperimentConfig
 from world.pretrain import PretrainConfig
 from world.tasks import EDIT_TYPES
@@ -34,7 +36,11 @@ def _demo_jrm() -> JRMTrainConfig:
 
 
 def _demo_experiment() -> ExperimentConfig:
-    return ExperimentConfig(output_dir="${output_dir}/rl", data=DataConfig(train_path=RL_INSTRUCTIONS))
+    """The demo's RL run: the tiny model classes (its stages fill policy.checkpoint and reward.checkpoint)."""
+    return ExperimentConfig(
+        output_dir="${output_dir}/rl", data=DataConfig(train_path=RL_INSTRUCTIONS),
+        policy=PolicyConfig(tiny=True), reward=RewardModelConfig(tiny=True),
+    )
 
 
 @dataclass
