@@ -268,7 +268,8 @@ def build_editreward(configs: dict[str, dict[str, Any]], scale: Scale, device: t
 def policy_config(scale: Scale, device: torch.device) -> OmniGen2PolicyConfig:
     """The preset's policy section at this scale (kind ``bench``, built by :func:`build_policy`)."""
     return OmniGen2PolicyConfig(
-        kind="bench", tiny=True, device=str(device),  # no checkpoint: build_policy makes random weights dtype={torch.bfloat16: "bfloat16", torch.float32: "float32"}[scale.dtype],
+        # no checkpoint (tiny=True): build_policy makes random weights at this scale's sizes
+        kind="bench", tiny=True, device=str(device), dtype={torch.bfloat16: "bfloat16", torch.float32: "float32"}[scale.dtype],
         lora_rank=scale.lora_rank, lora_alpha=scale.lora_alpha, num_inference_steps=scale.num_steps,
         height=scale.image_side, width=scale.image_side, max_input_pixels=scale.image_side**2,
         max_input_side_length=scale.image_side, gradient_checkpointing=scale.gradient_checkpointing,
@@ -373,7 +374,7 @@ def family_policy_config(family: str, scale: Scale, device: torch.device) -> Pol
         if "policy" in layer:
             node = OmegaConf.merge(node, layer["policy"])
     node = OmegaConf.merge(node, {
-        "kind": "bench", "checkpoint": None, "lora_checkpoint": None, "device": str(device),
+        "kind": "bench", "checkpoint": None, "tiny": True, "lora_checkpoint": None, "device": str(device),
         "dtype": {torch.bfloat16: "bfloat16", torch.float32: "float32"}[scale.dtype],
         "num_inference_steps": scale.num_steps, "height": scale.image_side, "width": scale.image_side,
         "lora_rank": scale.lora_rank, "lora_alpha": scale.lora_alpha,
