@@ -28,7 +28,7 @@ from policies.omnigen2 import lora
 from policies.omnigen2.guidance import cfg_active
 from policies.omnigen2.image_processing import normalize_edit_inputs, to_rgb8
 from policies.omnigen2.sde import draw_noise, sde_noise_std
-from policies.rollout import EditConditions, Rollout, StepLogProbs
+from policies.rollout import EditConditions, Rollout, StepLogProbs, rollout_from_steps
 from policies.sd3 import sd3_sde_step, sd3_sigmas
 from policies.settings import SamplingSettings
 
@@ -215,21 +215,8 @@ class DiffusersEditPolicy:
             x = step.prev_sample
             latents.append(x)
             log_probs.append(step.log_prob)
-        trajectory, step_log_probs = torch.stack(latents, dim=1), torch.stack(log_probs, dim=1)
-        if not (torch.isfinite(trajectory).all() and torch.isfinite(step_log_probs).all()):
-            raise FloatingPointError("sampling produced non-finite latents or log-probs")
-        return Rollout(
-            latents=trajectory.cpu(),
-            log_probs=step_log_probs.cpu(),
-            timesteps=grid.cpu(),
-            conditions=conditions.to("cpu"),
-            images=self.decode_latents(x).cpu(),
-            noise_level=float(settings.noise_level),
-            text_guidance_scale=float(settings.text_guidance_scale),
-            image_guidance_scale=float(settings.image_guidance_scale),
-            cfg_range=settings.cfg_range,
-            adapter_version=self.adapter_version,
-            instructions=list(cleaned),
+        return rollout_from_steps(
+            latents, log_probs, grid, conditions, self.decode_latents(x), settings, self.adapter_version, cleaned
         )
 
     def sample_with_logprob(self, sources, instructions, settings: SamplingSettings | None = None, *,

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from policies.settings import SamplingSettings
+
 
 @dataclass
 class EditConditions:
@@ -91,6 +93,38 @@ class Rollout:
     adapter_version: int = 0
     instructions: list[str] = field(default_factory=list)
     group_ids: torch.Tensor | None = None
+
+
+def rollout_from_steps(
+    latents: list[torch.Tensor],
+    log_probs: list[torch.Tensor],
+    timesteps: torch.Tensor,
+    conditions: EditConditions,
+    images: torch.Tensor,
+    settings: SamplingSettings,
+    adapter_version: int,
+    instructions: list[str],
+) -> Rollout:
+    """Stack a sampled trajectory into a CPU :class:`Rollout`, refusing non-finite latents or log-probs.
+
+    latents: T+1 tensors (B, C, H, W), x_0 (noise) ... x_T; log_probs: T tensors (B,); timesteps: (T+1,).
+    """
+    trajectory, step_log_probs = torch.stack(latents, dim=1), torch.stack(log_probs, dim=1)
+    if not (torch.isfinite(trajectory).all() and torch.isfinite(step_log_probs).all()):
+        raise FloatingPointError("sampling produced non-finite latents or log-probs")
+    return Rollout(
+        latents=trajectory.cpu(),
+        log_probs=step_log_probs.cpu(),
+        timesteps=timesteps.cpu(),
+        conditions=conditions.to("cpu"),
+        images=images.cpu(),
+        noise_level=float(settings.noise_level),
+        text_guidance_scale=float(settings.text_guidance_scale),
+        image_guidance_scale=float(settings.image_guidance_scale),
+        cfg_range=settings.cfg_range,
+        adapter_version=adapter_version,
+        instructions=list(instructions),
+    )
 
 
 @dataclass
