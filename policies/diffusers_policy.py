@@ -11,7 +11,8 @@ adapter state) is here. Each sample has exactly one reference image, resized to 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from editrl.dtypes import torch_dtype as to_torch_dtype
-from policies.base import AdapterState, Generators
+from policies.base import Generators
 from policies.images import tensor_to_pil
 from policies.omnigen2 import lora
 from policies.omnigen2.guidance import cfg_active
@@ -41,7 +42,7 @@ def load_local_pipeline(pipeline_class: type[DiffusionPipeline], local_dir: str 
     return pipeline_class.from_pretrained(root, dtype=to_torch_dtype(dtype), local_files_only=True)
 
 
-class DiffusersEditPolicy:
+class DiffusersEditPolicy(lora.TransformerLoRAMixin, ABC):
     """An RL editing policy around a diffusers pipeline (``policies.base.RLPolicy``); subclasses give the family.
 
     ``pipe`` is the family's diffusers pipeline (its transformer, VAE, text encoders, tokenizers, scheduler and
@@ -71,20 +72,23 @@ class DiffusersEditPolicy:
         """C of the unpacked latents (B, C, h, w)."""
         return self.transformer.config.in_channels // 4
 
+    @abstractmethod
     def encode_conditions(self, references: Sequence[Image.Image], instructions: Sequence[str], height: int,
                           width: int) -> EditConditions:
         """Prompt embeddings and the reference latent (C, h, w) of each sample, references at height x width."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def velocity(self, latents: torch.Tensor, sigmas: torch.Tensor, conditions: EditConditions,
                  guided: torch.Tensor, guidance_scale: float) -> torch.Tensor:
         """SD3 velocity under the family's guidance. latents (N, C, h, w), sigmas (N,), guided (N,) bool (rows
         inside ``cfg_range``). Returns (N, C, h, w) float32, differentiable w.r.t. the adapter."""
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def decode_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """(B, C, h, w) latents -> (B, 3, H, W) float32 images in [0, 1]."""
-        raise NotImplementedError
+        ...
 
     # ------------------------------------------------------------------ devices
 
@@ -116,39 +120,6 @@ class DiffusersEditPolicy:
         """Add a peft LoRA adapter to the transformer (output unchanged at init); only it trains."""
         self.lora_config = lora.add_lora(self.transformer, rank=rank, alpha=alpha, target_modules=target_modules,
                                          seed=seed)
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        """The LoRA parameters (what the learner optimises)."""
-        return lora.lora_parameters(self.transformer)
-
-    def adapter_state(self) -> AdapterState:
-        """Detached CPU copies of the LoRA tensors, with their version."""
-        return AdapterState(tensors=lora.adapter_state_dict(self.transformer), version=self.adapter_version)
-
-    def load_adapter_state(self, state: AdapterState) -> None:
-        """Set the LoRA tensors (strict) and ``adapter_version``."""
-        self.load_adapter_state_dict(state.tensors)
-        self.adapter_version = state.version
-
-    def load_adapter_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        """Set the LoRA tensors (strict), leaving ``adapter_version`` alone."""
-        lora.load_adapter_state_dict(self.transformer, tensors)
-
-    def save_lora(self, directory: str | Path) -> None:
-        """Save the adapter in peft's layout (``adapter_config.json`` + ``adapter_model.safetensors``)."""
-        if self.lora_config is None:
-            raise ValueError("no LoRA adapter to save; call add_lora() or load_lora() first")
-        lora.save_lora(self.transformer, self.lora_config, directory)
-
-    def load_lora(self, directory: str | Path) -> None:
-        """Load an adapter directory (peft or diffusers layout), adding the adapter if there is none."""
-        self.lora_config = lora.load_lora(self.transformer, directory, self.lora_config)
-
-    @contextlib.contextmanager
-    def adapter_disabled(self) -> Iterator[None]:
-        """Inside the block the transformer runs without LoRA (the reference policy)."""
-        with lora.adapter_disabled(self.transformer):
-            yield
 
     # ------------------------------------------------------------------ helpers for families
 

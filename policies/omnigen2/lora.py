@@ -5,7 +5,8 @@ The adapter tensors are keyed like peft's ``get_peft_model_state_dict`` (module 
 directory is peft's layout — ``adapter_config.json`` + ``adapter_model.safetensors`` with keys prefixed
 ``base_model.model.`` — so ``peft.PeftModel.from_pretrained(transformer, dir)`` reads it. Reading also
 accepts diffusers' ``pytorch_lora_weights.safetensors`` (keys prefixed ``transformer.``, rank/alpha/targets
-in its ``lora_adapter_metadata``).
+in its ``lora_adapter_metadata``). :class:`TransformerLoRAMixin` gives a policy holding ``transformer`` /
+``lora_config`` / ``adapter_version`` these operations as methods (OmniGen2 and the diffusers families share it).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import math
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from peft import LoraConfig, inject_adapter_in_model
@@ -26,6 +28,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_json
+from policies.base import AdapterState
 
 ADAPTER_NAME = "default"
 PEFT_WEIGHTS = "adapter_model.safetensors"
@@ -231,3 +234,49 @@ def load_lora(model: nn.Module, directory: str | Path, config: LoraConfig | None
         config = saved
     load_adapter_state_dict(model, tensors)
     return config
+
+
+class TransformerLoRAMixin:
+    """LoRA parameters, adapter state with its version, peft save/load and the adapter-off context."""
+
+    transformer: torch.nn.Module
+    lora_config: Any
+    adapter_version: int
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """The LoRA parameters (what the learner optimises)."""
+        return lora_parameters(self.transformer)
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Detached CPU copy of the LoRA tensors (without version; see :meth:`adapter_state`)."""
+        return adapter_state_dict(self.transformer)
+
+    def load_adapter_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
+        """Set the LoRA tensors (strict) and leave ``adapter_version`` alone (plain checkpoint loading, e.g.
+        for evaluation; RL syncs go through :meth:`load_adapter_state`)."""
+        load_adapter_state_dict(self.transformer, tensors)
+
+    def adapter_state(self) -> AdapterState:
+        """Detached CPU copies of the LoRA tensors, with their version."""
+        return AdapterState(tensors=self.adapter_state_dict(), version=self.adapter_version)
+
+    def load_adapter_state(self, state: AdapterState) -> None:
+        """Set the LoRA tensors (strict) and ``adapter_version`` (recorded in later rollouts)."""
+        self.load_adapter_state_dict(state.tensors)
+        self.adapter_version = state.version
+
+    def save_lora(self, directory: str | Path) -> None:
+        """Save the adapter in peft's layout (``adapter_config.json`` + ``adapter_model.safetensors``)."""
+        if self.lora_config is None:
+            raise ValueError("no LoRA adapter to save; call add_lora() or load_lora() first")
+        save_lora(self.transformer, self.lora_config, directory)
+
+    def load_lora(self, directory: str | Path) -> None:
+        """Load an adapter directory (peft or diffusers layout), adding the adapter if there is none."""
+        self.lora_config = load_lora(self.transformer, directory, self.lora_config)
+
+    @contextlib.contextmanager
+    def adapter_disabled(self) -> Iterator[None]:
+        """Inside the block the transformer runs without LoRA (the reference policy)."""
+        with adapter_disabled(self.transformer):
+            yield

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,7 +27,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, Qwen2_5_VLForCo
 
 from editrl.dtypes import torch_dtype as to_torch_dtype
 from editrl.io import atomic_replace_dir, atomic_save_safetensors, atomic_write_json
-from policies.base import AdapterState, Generators
+from policies.base import Generators
 from policies.omnigen2 import lora
 from policies.omnigen2.guidance import GuidanceMode, cfg_active, combine_guidance, guidance_mode
 from policies.omnigen2.image_processing import (
@@ -59,7 +59,7 @@ def _pad_right(hidden: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[t
     return hidden, mask
 
 
-class OmniGen2EditPipeline:
+class OmniGen2EditPipeline(lora.TransformerLoRAMixin):
     """OmniGen2 editing policy: ``sample_with_logprob`` (SDE rollouts), ``logprob`` (re-scoring, differentiable
     w.r.t. LoRA), ``edit`` (ODE), LoRA management; implements ``policies.base.RLPolicy`` (and ``EditingPolicy``).
 
@@ -204,44 +204,6 @@ class OmniGen2EditPipeline:
     ) -> None:
         """Add a LoRA adapter to the transformer (output unchanged at init, A seeded by ``seed``); only it trains."""
         self.lora_config = lora.add_lora(self.transformer, rank=rank, alpha=alpha, target_modules=target_modules, seed=seed)
-
-    def trainable_parameters(self) -> list[torch.nn.Parameter]:
-        """The LoRA parameters (what the learner optimises)."""
-        return lora.lora_parameters(self.transformer)
-
-    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
-        """Detached CPU copy of the LoRA tensors (without version; see :meth:`adapter_state`)."""
-        return lora.adapter_state_dict(self.transformer)
-
-    def load_adapter_state_dict(self, tensors: Mapping[str, torch.Tensor]) -> None:
-        """Set the LoRA tensors (strict) and leave ``adapter_version`` alone (plain checkpoint loading, e.g.
-        for evaluation; RL syncs go through :meth:`load_adapter_state`)."""
-        lora.load_adapter_state_dict(self.transformer, tensors)
-
-    def adapter_state(self) -> AdapterState:
-        """Detached CPU copies of the LoRA tensors, with their version."""
-        return AdapterState(tensors=self.adapter_state_dict(), version=self.adapter_version)
-
-    def load_adapter_state(self, state: AdapterState) -> None:
-        """Set the LoRA tensors (strict) and ``adapter_version`` (recorded in later rollouts)."""
-        lora.load_adapter_state_dict(self.transformer, state.tensors)
-        self.adapter_version = state.version
-
-    def save_lora(self, directory: str | Path) -> None:
-        """Save the adapter in peft's layout (``adapter_config.json`` + ``adapter_model.safetensors``)."""
-        if self.lora_config is None:
-            raise ValueError("no LoRA adapter to save; call add_lora() or load_lora() first")
-        lora.save_lora(self.transformer, self.lora_config, directory)
-
-    def load_lora(self, directory: str | Path) -> None:
-        """Load an adapter directory (peft or diffusers layout), adding the adapter if there is none."""
-        self.lora_config = lora.load_lora(self.transformer, directory, self.lora_config)
-
-    @contextlib.contextmanager
-    def adapter_disabled(self) -> Iterator[None]:
-        """Inside the block the transformer runs without LoRA (the reference policy)."""
-        with lora.adapter_disabled(self.transformer):
-            yield
 
     # ------------------------------------------------------------------ conditioning and VAE
 
