@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 from diffusers import (
-    AutoencoderKL,
     AutoencoderKLQwenImage,
     FlowMatchEulerDiscreteScheduler,
     FluxKontextPipeline,
@@ -32,6 +31,7 @@ from transformers import (
 
 from editrl.tiny_qwen_vl import build_tiny_qwen2_5_vl
 from editrl.tiny_tokenizer import QWEN_VL_CHAT_TEMPLATE, build_tiny_qwen_tokenizer
+from policies.omnigen2.tiny import randomize_zero_init, tiny_flux_vae
 
 #: FLUX.1 Kontext's released scheduler config (``scheduler/scheduler_config.json``).
 FLUX_SCHEDULER_CONFIG = {
@@ -66,15 +66,6 @@ class TinyQwen2VLProcessor(Qwen2VLProcessor):
         if argument is None and argument_name == "video_processor":
             return None
         return super().check_argument_for_proper_class(argument_name, argument)
-
-
-def _randomize_zero_init(module: torch.nn.Module) -> None:
-    """Give the all-zero parameters (adaLN-zero gates, output heads) small random values, so the velocity of an
-    untrained tiny model is not identically zero and every attention layer (hence LoRA) affects it."""
-    with torch.no_grad():
-        for param in module.parameters():
-            if not torch.any(param):
-                param.normal_(0.0, 0.1)
 
 
 def build_tiny_flux_kontext(seed: int = 0, *, latent_channels: int = 4, text_dim: int = 32) -> FluxKontextPipeline:
@@ -125,22 +116,8 @@ def build_tiny_flux_kontext(seed: int = 0, *, latent_channels: int = 4, text_dim
             guidance_embeds=True,
             axes_dims_rope=(4, 6, 6),
         )
-        _randomize_zero_init(transformer)
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            block_out_channels=(8, 16, 16),
-            layers_per_block=1,
-            latent_channels=latent_channels,
-            norm_num_groups=4,
-            sample_size=32,
-            scaling_factor=0.3611,
-            shift_factor=0.1159,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-        )
+        randomize_zero_init(transformer)
+        vae = tiny_flux_vae(latent_channels)
     finally:
         torch.random.set_rng_state(state)
     return FluxKontextPipeline(
@@ -174,7 +151,7 @@ def build_tiny_qwen_image_edit(seed: int = 0, *, latent_channels: int = 4, text_
             guidance_embeds=False,
             axes_dims_rope=(4, 6, 6),
         )
-        _randomize_zero_init(transformer)
+        randomize_zero_init(transformer)
         vae = AutoencoderKLQwenImage(
             base_dim=8,
             z_dim=latent_channels,

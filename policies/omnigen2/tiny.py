@@ -32,6 +32,34 @@ TINY_SAMPLING = SamplingSettings(
 )
 
 
+def randomize_zero_init(module: torch.nn.Module) -> None:
+    """Give the all-zero parameters (adaLN-zero gates, output heads) small random values, so the velocity of an
+    untrained tiny model is not identically zero and every attention layer (hence LoRA) affects it."""
+    with torch.no_grad():
+        for param in module.parameters():
+            if not torch.any(param):
+                param.normal_(0.0, 0.1)
+
+
+def tiny_flux_vae(latent_channels: int) -> AutoencoderKL:
+    """A tiny FLUX-style ``AutoencoderKL`` (3 levels of 8/16/16 channels, FLUX's scaling and shift factors)."""
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        block_out_channels=(8, 16, 16),
+        layers_per_block=1,
+        latent_channels=latent_channels,
+        norm_num_groups=4,
+        sample_size=32,
+        scaling_factor=0.3611,
+        shift_factor=0.1159,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+    )
+
+
 def _tiny_mllm(tokenizer, hidden_size: int) -> Qwen2_5_VLForConditionalGeneration:
     """A 2-layer Qwen2.5-VL with a 1-block vision tower, ids matching the tiny tokenizer."""
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
@@ -111,25 +139,8 @@ def build_tiny_pipeline(
             timestep_scale=1000.0,
         )
         if not official_init:
-            with torch.no_grad():
-                for param in transformer.parameters():
-                    if not torch.any(param):
-                        param.normal_(0.0, 0.1)
-        vae = AutoencoderKL(
-            in_channels=3,
-            out_channels=3,
-            down_block_types=("DownEncoderBlock2D",) * 3,
-            up_block_types=("UpDecoderBlock2D",) * 3,
-            block_out_channels=(8, 16, 16),
-            layers_per_block=1,
-            latent_channels=latent_channels,
-            norm_num_groups=4,
-            sample_size=32,
-            scaling_factor=0.3611,
-            shift_factor=0.1159,
-            use_quant_conv=False,
-            use_post_quant_conv=False,
-        )
+            randomize_zero_init(transformer)
+        vae = tiny_flux_vae(latent_channels)
     finally:
         torch.random.set_rng_state(generator_state)
     return OmniGen2EditPipeline(
