@@ -52,6 +52,7 @@ import math
 import signal
 import statistics
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -836,34 +837,59 @@ PHASE_FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 # -- driver --------------------------------------------------------------------------------------------------
 
-def run(scale_name: str, device: torch.device, phases: tuple[str, ...], phase_timeout_s: float | None = None) -> dict[str, Any]:
-    """Run ``phases`` in order, each under its limit; a failing phase records its error and the next runs."""
+def run(scale_name: str, device: torch.device, phases: tuple[str, ...], phase_timeout_s: float | None = None, *,
+        family_timeout_s: float | None = None, total_timeout_s: float | None = None,
+        on_phase: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run ``phases`` in order, each under its limit; a failing phase records its error and the next runs.
+
+    ``total_timeout_s`` caps the whole run (a phase gets at most what is left; a phase with under 10 s left is
+    skipped and says so), so a lease of fixed length ends with a report; ``on_phase(report)`` is called after
+    every phase (the CLI writes the JSON then, so a killed run keeps the phases it finished).
+    """
     scale = SCALES[scale_name]
     limit = phase_timeout_s or scale.phase_timeout_s
-    family_limit = phase_timeout_s or scale.family_timeout_s
+    family_limit = family_timeout_s or phase_timeout_s or scale.family_timeout_s
     notes = {name: json.loads((CONFIGS / scale_name / f"{name}.json").read_text()) for name in COMPONENTS}
     report: dict[str, Any] = {
         "scale": scale_name, "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "torch": torch.__version__, "dtype": str(scale.dtype), "phase_timeout_s": limit,
-        "family_phase_timeout_s": family_limit,
+        "family_phase_timeout_s": family_limit, "total_timeout_s": total_timeout_s,
         "component_configs": {name: raw.get("_source", "") for name, raw in notes.items()},
         "component_configs_verified": {name: raw["_verified"] for name, raw in notes.items() if "_verified" in raw},
         "phases": {},
     }
     ctx = Context(scale, device, load_component_configs(scale_name), report["phases"])
+    run_start = time.perf_counter()
     for name in phases:
+        own_limit = family_limit if name.startswith("family_") else limit
+        left = math.inf if total_timeout_s is None else total_timeout_s - (time.perf_counter() - run_start)
+        if left < MIN_PHASE_SECONDS:
+            report["phases"][name] = {"skipped": f"{max(left, 0.0):.0f} s of the run's {total_timeout_s:.0f} s left"}
+            continue
         start = time.perf_counter()
         ctx.partial = {}
         try:
-            with time_limit(family_limit if name.startswith("family_") else limit):
+            with time_limit(min(own_limit, left)):
                 figures = PHASE_FUNCTIONS[name](ctx)
         except Exception as exc:  # one failing phase must not hide the others' figures (nor its own so far)
-            figures = {**ctx.partial, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            figures = {**ctx.partial, "error": f"{type(exc).__name__}: {exc}"[:500], "where": _where(exc)}
         ctx.partial = {}
         _free(device)
         report["phases"][name] = {"wall_seconds": time.perf_counter() - start, **figures}
+        if on_phase is not None:
+            on_phase(report)
     return report
+
+
+#: A phase that would get less than this many seconds of the run's total is skipped rather than started.
+MIN_PHASE_SECONDS = 10.0
+
+
+def _where(exc: BaseException, frames: int = 4) -> list[str]:
+    """The innermost ``frames`` of the exception's traceback as ``file:line in function`` (for a remote run)."""
+    stack = traceback.extract_tb(exc.__traceback__)[-frames:]
+    return [f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}" for frame in stack]
 
 
 def _rows(prefix: str, value: Any) -> Iterator[tuple[str, str]]:
@@ -891,11 +917,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--phases", nargs="+", choices=PHASES, default=list(PHASES))
     parser.add_argument("--phase-timeout", type=float, default=None, help="seconds per phase (default: the scale's)")
+    parser.add_argument("--family-timeout", type=float, default=None,
+                        help="seconds per family phase (default: --phase-timeout, else the scale's)")
+    parser.add_argument("--total-timeout", type=float, default=None,
+                        help="seconds for the whole run; later phases get what is left, or are skipped")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: runs/bench/real_scale[_tiny].json)")
     args = parser.parse_args(argv)
-    report = run(args.scale, torch.device(args.device), tuple(args.phases), args.phase_timeout)
     out = args.out or Path("runs/bench") / ("real_scale.json" if args.scale == "real" else f"real_scale_{args.scale}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(report: dict[str, Any]) -> None:
+        atomic_write_json(out, report)
+        name, figures = next(reversed(report["phases"].items()))
+        print(table({**report, "phases": {name: figures}}).split("\n", 1)[1], flush=True)
+
+    report = run(args.scale, torch.device(args.device), tuple(args.phases), args.phase_timeout,
+                 family_timeout_s=args.family_timeout, total_timeout_s=args.total_timeout, on_phase=save)
     atomic_write_json(out, report)
     print(table(report))
     print(f"wrote {out}")
