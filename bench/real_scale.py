@@ -53,7 +53,8 @@ import signal
 import statistics
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections import ChainMap
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,7 @@ from diffusers import (
 )
 from omegaconf import OmegaConf
 from PIL import Image
+from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import (
     CLIPTextConfig,
@@ -138,7 +140,8 @@ class Scale:
     generated_tokens:   tokens the generative scorer is forced to produce.
     rationale_tokens:   rationale length per side in the JRM training step; ``train_pairs`` pairs per step.
     lora_rank / lora_alpha: the policy's adapter.
-    repeats:            timed calls per measurement (after one cold call).
+    repeats:            timed calls per measurement (after one cold call); ``learner_repeats`` for a learner
+                        pass (default ``repeats``; a real-size pass takes tens of seconds).
     phase_timeout_s:    wall-clock limit of each phase.
     gradient_checkpointing: in the learner's transformer and the JRM training step.
     family_micro_batches: ``grpo.learner_micro_batch`` settings the family phases run (0 = per trained step,
@@ -163,13 +166,15 @@ class Scale:
     repeats: int
     phase_timeout_s: float
     gradient_checkpointing: bool
+    learner_repeats: int | None = None
     family_micro_batches: tuple[int, ...] = (0,)
     family_repeats: int = 1
     family_timeout_s: float = 1200.0
 
 
 SCALES = {
-    "real": Scale("real", torch.bfloat16, 512, 20, 0.6, 6, (0, 6, 12), 200_704, 512, 300, 2, 32, 64, 2, 600.0, True),
+    "real": Scale("real", torch.bfloat16, 512, 20, 0.6, 6, (0, 12), 200_704, 512, 300, 2, 32, 64, 2, 600.0, True,
+                  learner_repeats=1),
     "tiny": Scale("tiny", torch.float32, 32, 4, 0.5, 4, (0, 10**6), 64 * 64, 16, 40, 2, 4, 8, 1, 60.0, True,
                   family_timeout_s=60.0),
 }
@@ -464,16 +469,20 @@ class PeakMemory:
             self.gib = self._rss.delta_mib / 1024
 
 
-def measured(fn: Callable[[], Any], device: torch.device, repeats: int) -> dict[str, Any]:
-    """One cold call under a FLOP counter, then ``repeats`` timed calls with their peak memory.
+def measured(fn: Callable[[], Any], device: torch.device, repeats: int, *, count_flops: bool = True) -> dict[str, Any]:
+    """One cold call, ``repeats`` timed calls with their peak memory, then (``count_flops``) one call under a
+    FLOP counter.
 
-    Returns seconds (median of the timed calls), cold_seconds, flops (of one call), peak_memory_gib, the
-    last call's result under ``result`` and the cold call's under ``cold_result``.
+    The counted call comes last and its failure is recorded, not raised: torch's FLOP counter keeps every
+    intermediate alive (a learner pass under it peaks at about 9x its memory, measured on the CPU), and older
+    torch versions reject grouped-query attention (:func:`gqa_flop_mapping` covers that). Returns seconds
+    (median of the timed calls), cold_seconds, flops (of one call; None when not counted, with
+    ``flops_error`` saying why), peak_memory_gib, the last timed call's result under ``result`` and the cold
+    call's under ``cold_result``.
     """
     _sync(device)
     start = time.perf_counter()
-    with FlopCounterMode(display=False) as counter:
-        cold_result = fn()
+    cold_result = fn()
     _sync(device)
     cold = time.perf_counter() - start
     times, result = [], None
@@ -484,14 +493,66 @@ def measured(fn: Callable[[], Any], device: torch.device, repeats: int) -> dict[
             result = fn()
             _sync(device)
             times.append(time.perf_counter() - start)
-    return {
-        "seconds": statistics.median(times), "cold_seconds": cold, "flops": float(counter.get_total_flops()),
-        "peak_memory_gib": memory.gib, "result": result, "cold_result": cold_result,
-    }
+    figures = {"seconds": statistics.median(times), "cold_seconds": cold, "flops": None,
+               "peak_memory_gib": memory.gib, "result": result, "cold_result": cold_result}
+    if count_flops:
+        try:
+            with FlopCounterMode(display=False, custom_mapping=gqa_flop_mapping()) as counter:
+                fn()
+            figures["flops"] = float(counter.get_total_flops())
+        except (AssertionError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+            figures["flops_error"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:300]
+            _free(device)
+    else:
+        figures["flops_error"] = "not counted (the FLOP counter multiplies a training pass's memory)"
+    return figures
 
 
-def _tflops(flops: float, seconds: float) -> float:
-    return flops / max(seconds, 1e-9) / 1e12
+def _expand_heads(query_shape: tuple[int, ...], shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A key/value shape ``(B, H_kv, S, D)`` with the query's head count ``H_q`` (what GQA broadcasts to)."""
+    return (shape[0], query_shape[1], *shape[2:])
+
+
+def sdpa_gqa_forward_flops(query_shape: tuple[int, ...], key_shape: tuple[int, ...], value_shape: tuple[int, ...],
+                           *args: Any, **kwargs: Any) -> int:
+    """FLOPs of one attention forward, q ``(B, H_q, L, D)``, k ``(B, H_kv, S, D)``, v ``(B, H_kv, S, D_v)``:
+    ``2·B·H_q·L·S·D + 2·B·H_q·L·S·D_v`` (QK^T and AV, the key/value heads broadcast to the query's)."""
+    return flop_counter.sdpa_flop_count(query_shape, _expand_heads(query_shape, key_shape),
+                                        _expand_heads(query_shape, value_shape))
+
+
+def sdpa_gqa_backward_flops(grad_out_shape: tuple[int, ...], query_shape: tuple[int, ...], key_shape: tuple[int, ...],
+                            value_shape: tuple[int, ...], *args: Any, **kwargs: Any) -> int:
+    """FLOPs of one attention backward (torch's count for the key/value heads broadcast to the query's)."""
+    return flop_counter.sdpa_backward_flop_count(grad_out_shape, query_shape, _expand_heads(query_shape, key_shape),
+                                                 _expand_heads(query_shape, value_shape))
+
+
+def gqa_flop_mapping() -> dict[Any, Callable[..., int]]:
+    """FLOP formulas for the fused attention kernels that accept fewer key/value heads than query heads
+    (torch before 2.13 asserts equal heads); each kernel's first arguments are (q, k, v), and its backward's
+    (grad_out, q, k, v)."""
+    aten = torch.ops.aten
+    forward = ["_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention",
+               "_scaled_dot_product_cudnn_attention"]
+    mapping: dict[Any, Callable[..., int]] = {}
+    for name in forward:
+        if hasattr(aten, name):
+            mapping[getattr(aten, name)] = sdpa_gqa_forward_flops
+        if hasattr(aten, f"{name}_backward"):
+            mapping[getattr(aten, f"{name}_backward")] = sdpa_gqa_backward_flops
+    return mapping
+
+
+def _tflops(flops: float | None, seconds: float) -> float | None:
+    return None if flops is None else flops / max(seconds, 1e-9) / 1e12
+
+
+def _flop_figures(m: dict[str, Any], samples: int = 1) -> dict[str, Any]:
+    """``tflop_per_sample`` and ``achieved_tflop_s`` of a :func:`measured` result, or why there are none."""
+    if m["flops"] is None:
+        return {"flops_error": m.get("flops_error", "not counted")}
+    return {"tflop_per_sample": m["flops"] / samples / 1e12, "achieved_tflop_s": _tflops(m["flops"], m["seconds"])}
 
 
 def _noise_image(side: int, seed: int) -> Image.Image:
@@ -513,7 +574,7 @@ class Context:
     scale: Scale
     device: torch.device
     configs: dict[str, dict[str, Any]]
-    results: dict[str, dict[str, Any]]
+    results: Mapping[str, dict[str, Any]]
     #: figures the running phase has measured so far (kept in its entry if a later step fails)
     partial: dict[str, Any] = field(default_factory=dict)
 
@@ -536,15 +597,14 @@ def phase_sampler(ctx: Context) -> dict[str, Any]:
     m = measured(lambda: sampler.sample(request), ctx.device, ctx.scale.repeats)
     figures = {
         "samples_per_chunk": n, "seconds_per_chunk": m["seconds"], "seconds_per_sample": m["seconds"] / n,
-        "cold_seconds": m["cold_seconds"], "tflop_per_sample": m["flops"] / n / 1e12,
-        "achieved_tflop_s": _tflops(m["flops"], m["seconds"]), "peak_memory_gib": m["peak_memory_gib"],
+        "cold_seconds": m["cold_seconds"], **_flop_figures(m, n), "peak_memory_gib": m["peak_memory_gib"],
     }
-    return {**figures, **_utilisation(ctx.device, figures["achieved_tflop_s"])}
+    return {**figures, **_utilisation(ctx.device, figures.get("achieved_tflop_s"))}
 
 
-def _utilisation(device: torch.device, tflop_s: float) -> dict[str, float]:
+def _utilisation(device: torch.device, tflop_s: float | None) -> dict[str, float]:
     """The fraction of the GPU's dense bf16 peak, when the GPU is one of :data:`BF16_PEAK_TFLOPS`."""
-    if device.type != "cuda":
+    if device.type != "cuda" or tflop_s is None:
         return {}
     name = torch.cuda.get_device_name(device)
     peak = next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
@@ -584,7 +644,8 @@ def phase_learner(ctx: Context) -> dict[str, Any]:
         learner.grpo = replace(grpo, learner_micro_batch=micro_batch)
         key = f"micro_batch_{micro_batch}"
         try:
-            m = measured(lambda: learner.learn([rollout], [chunk], elements, n), ctx.device, scale.repeats)
+            m = measured(lambda: learner.learn([rollout], [chunk], elements, n), ctx.device,
+                         scale.learner_repeats or scale.repeats, count_flops=False)
         except torch.OutOfMemoryError as exc:
             figures[key] = {"error": f"out of memory: {str(exc).splitlines()[0]}"}
             continue
@@ -594,8 +655,7 @@ def phase_learner(ctx: Context) -> dict[str, Any]:
             "max_rows_per_backward": min(micro_batch or n // grpo.num_updates_per_step, max(elements)),
             "seconds_per_pass": m["seconds"],
             "seconds_per_sample": m["seconds"] / n, "cold_seconds": m["cold_seconds"],
-            "achieved_tflop_s": _tflops(m["flops"], m["seconds"]), "peak_memory_gib": m["peak_memory_gib"],
-            "ratio_max_dev_after_updates": m["result"].ratio_max_dev,
+            "peak_memory_gib": m["peak_memory_gib"], "ratio_max_dev_after_updates": m["result"].ratio_max_dev,
         }
     return figures
 
@@ -615,9 +675,10 @@ def phase_reward(ctx: Context) -> dict[str, Any]:
         "generative": generative_scorer(jrm, sources, edits, instructions, tokens=scale.generated_tokens),
         "two_pass": lambda: editreward.score(sources, edits, instructions),
     }
-    figures: dict[str, Any] = {"pairs_per_batch": n, "generated_tokens": scale.generated_tokens}
+    figures = ctx.partial  # kept if a later scorer fails
+    figures.update(pairs_per_batch=n, generated_tokens=scale.generated_tokens)
     for name, fn in scorers.items():
-        m = measured(fn, ctx.device, scale.repeats)
+        m = measured(fn, ctx.device, scale.repeats, count_flops=False)
         figures[name] = {"seconds_per_pair": m["seconds"] / n, "peak_memory_gib": m["peak_memory_gib"]}
     jrm_s = figures["jrm"]["seconds_per_pair"]
     figures["speedup_jrm_vs_generative"] = figures["generative"]["seconds_per_pair"] / jrm_s
@@ -673,7 +734,7 @@ def phase_jrm_train(ctx: Context) -> dict[str, Any]:
     return {
         "pairs": n, "rationale_tokens": scale.rationale_tokens, "seconds_per_step": m["seconds"],
         "seconds_per_pair": m["seconds"] / n, "cold_seconds": m["cold_seconds"],
-        "achieved_tflop_s": _tflops(m["flops"], m["seconds"]), "peak_memory_gib": m["peak_memory_gib"],
+        **_flop_figures(m, n), "peak_memory_gib": m["peak_memory_gib"],
         "loss": m["result"],
     }
 
@@ -738,9 +799,13 @@ def project_round(
 
 def phase_projection(ctx: Context) -> dict[str, Any]:
     results = ctx.results
-    sample_s = results["sampler"]["seconds_per_sample"]
-    score_s = results["reward"]["jrm"]["seconds_per_pair"]
-    settings = [v for k, v in results["learner"].items() if k.startswith("micro_batch_") and "error" not in v]
+    sample_s = results.get("sampler", {}).get("seconds_per_sample")
+    score_s = results.get("reward", {}).get("jrm", {}).get("seconds_per_pair")
+    settings = [v for k, v in results.get("learner", {}).items() if k.startswith("micro_batch_") and "error" not in v]
+    missing = [what for what, value in (("sampler.seconds_per_sample", sample_s), ("reward.jrm.seconds_per_pair", score_s),
+                                        ("learner.micro_batch_*.seconds_per_sample", settings)) if not value]
+    if missing:
+        raise ValueError(f"the projection needs figures that earlier phases did not measure: {', '.join(missing)}")
     learn_s = min(s["seconds_per_sample"] for s in settings)
     return {
         "inputs": {"sample_seconds": sample_s, "score_seconds": score_s, "learn_seconds_per_pass": learn_s},
@@ -785,7 +850,7 @@ def phase_family(ctx: Context, family: str) -> dict[str, Any]:
     rollout = m["result"][0]
     figures["sampler"] = {
         "seconds_per_chunk": m["seconds"], "seconds_per_sample": m["seconds"] / n, "cold_seconds": m["cold_seconds"],
-        "tflop_per_sample": m["flops"] / n / 1e12, "achieved_tflop_s": _tflops(m["flops"], m["seconds"]),
+        **_flop_figures(m, n),
         "peak_memory_gib": m["peak_memory_gib"], "text_tokens": int(rollout.conditions.text_hidden_states.shape[1]),
         "image_tokens_per_row": 2 * (rollout.latents.shape[-1] // 2) * (rollout.latents.shape[-2] // 2),
     }
@@ -802,7 +867,8 @@ def phase_family(ctx: Context, family: str) -> dict[str, Any]:
         key = f"micro_batch_{micro_batch}"
         try:
             # the cold call is the first update on the chunk's own fresh rollout: its ratio is 1 up to rounding
-            m = measured(lambda: learner.learn([rollout], [chunk], elements, n), ctx.device, scale.family_repeats)
+            m = measured(lambda: learner.learn([rollout], [chunk], elements, n), ctx.device, scale.family_repeats,
+                         count_flops=False)
         except torch.OutOfMemoryError as exc:
             learner_figures[key] = {"error": f"out of memory: {str(exc).splitlines()[0]}"}
             continue
@@ -813,7 +879,7 @@ def phase_family(ctx: Context, family: str) -> dict[str, Any]:
         learner_figures[key] = {
             "max_rows_per_backward": min(micro_batch or n // grpo.num_updates_per_step, max(elements)),
             "seconds_per_pass": m["seconds"], "seconds_per_sample": m["seconds"] / n,
-            "cold_seconds": m["cold_seconds"], "achieved_tflop_s": _tflops(m["flops"], m["seconds"]),
+            "cold_seconds": m["cold_seconds"],
             "peak_memory_gib": m["peak_memory_gib"], "ratio_max_dev_after_updates": m["result"].ratio_max_dev,
         }
     jrm = ctx.results.get("reward", {}).get("jrm")  # JRM's s/pair when the reward phase ran (and succeeded)
@@ -839,12 +905,15 @@ PHASE_FUNCTIONS: dict[str, Callable[[Context], dict[str, Any]]] = {
 
 def run(scale_name: str, device: torch.device, phases: tuple[str, ...], phase_timeout_s: float | None = None, *,
         family_timeout_s: float | None = None, total_timeout_s: float | None = None,
-        on_phase: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        on_phase: Callable[[dict[str, Any]], None] | None = None,
+        inputs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Run ``phases`` in order, each under its limit; a failing phase records its error and the next runs.
 
     ``total_timeout_s`` caps the whole run (a phase gets at most what is left; a phase with under 10 s left is
     skipped and says so), so a lease of fixed length ends with a report; ``on_phase(report)`` is called after
-    every phase (the CLI writes the JSON then, so a killed run keeps the phases it finished).
+    every phase (the CLI writes the JSON then, so a killed run keeps the phases it finished). ``inputs``: phases
+    measured by an earlier run (another process), which later phases read (``projection``, a family's
+    projection); they are not copied into this report.
     """
     scale = SCALES[scale_name]
     limit = phase_timeout_s or scale.phase_timeout_s
@@ -859,7 +928,7 @@ def run(scale_name: str, device: torch.device, phases: tuple[str, ...], phase_ti
         "component_configs_verified": {name: raw["_verified"] for name, raw in notes.items() if "_verified" in raw},
         "phases": {},
     }
-    ctx = Context(scale, device, load_component_configs(scale_name), report["phases"])
+    ctx = Context(scale, device, load_component_configs(scale_name), ChainMap(report["phases"], dict(inputs or {})))
     run_start = time.perf_counter()
     for name in phases:
         own_limit = family_limit if name.startswith("family_") else limit
@@ -875,10 +944,17 @@ def run(scale_name: str, device: torch.device, phases: tuple[str, ...], phase_ti
         except Exception as exc:  # one failing phase must not hide the others' figures (nor its own so far)
             figures = {**ctx.partial, "error": f"{type(exc).__name__}: {exc}"[:500], "where": _where(exc)}
         ctx.partial = {}
-        _free(device)
+        try:
+            _free(device)
+        except Exception as exc:  # e.g. an illegal memory access: the CUDA context is lost for good
+            figures["device_lost"] = f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:300]
         report["phases"][name] = {"wall_seconds": time.perf_counter() - start, **figures}
         if on_phase is not None:
             on_phase(report)
+        if "device_lost" in figures:
+            for later in phases[phases.index(name) + 1:]:
+                report["phases"][later] = {"skipped": f"the device was lost in phase {name}"}
+            break
     return report
 
 
@@ -922,7 +998,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--total-timeout", type=float, default=None,
                         help="seconds for the whole run; later phases get what is left, or are skipped")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: runs/bench/real_scale[_tiny].json)")
+    parser.add_argument("--inputs", type=Path, default=None,
+                        help="an earlier report whose phases later phases may read (e.g. the reward phase's JRM "
+                             "s/pair for a family's projection when the family runs in its own process)")
     args = parser.parse_args(argv)
+    inputs = json.loads(args.inputs.read_text())["phases"] if args.inputs and args.inputs.exists() else None
     out = args.out or Path("runs/bench") / ("real_scale.json" if args.scale == "real" else f"real_scale_{args.scale}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -932,7 +1012,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(table({**report, "phases": {name: figures}}).split("\n", 1)[1], flush=True)
 
     report = run(args.scale, torch.device(args.device), tuple(args.phases), args.phase_timeout,
-                 family_timeout_s=args.family_timeout, total_timeout_s=args.total_timeout, on_phase=save)
+                 family_timeout_s=args.family_timeout, total_timeout_s=args.total_timeout, on_phase=save,
+                 inputs=inputs)
     atomic_write_json(out, report)
     print(table(report))
     print(f"wrote {out}")

@@ -17,13 +17,20 @@ from bench.real_scale import (
     CONFIGS,
     FAMILIES,
     FAMILY_PIPELINES,
+    MIN_PHASE_SECONDS,
+    PHASE_FUNCTIONS,
     PHASES,
     PhaseTimeout,
     balanced_sampler_gpus,
     component_parameters,
     finite_numbers,
+    gqa_flop_mapping,
     load_component_configs,
+    measured,
     project_round,
+    run,
+    sdpa_gqa_backward_flops,
+    sdpa_gqa_forward_flops,
     time_limit,
 )
 
@@ -113,3 +120,69 @@ def test_a_phase_past_its_limit_is_stopped():
     with pytest.raises(PhaseTimeout, match="limit"), time_limit(0.1):
         time.sleep(5)
     assert time.perf_counter() - start < 2
+
+
+def test_gqa_attention_flops_match_the_formula():
+    # q (B=2, H_q=8, L=10, D=16), k (2, H_kv=2, S=12, 16), v (2, 2, 12, D_v=32): QK^T and AV over 8 heads
+    q, k, v = (2, 8, 10, 16), (2, 2, 12, 16), (2, 2, 12, 32)
+    assert sdpa_gqa_forward_flops(q, k, v) == 2 * 2 * 8 * 10 * 12 * 16 + 2 * 2 * 8 * 10 * 12 * 32
+    # torch's own backward count for the broadcast heads; equal heads are unchanged
+    from torch.utils.flop_counter import sdpa_backward_flop_count
+
+    grad = (2, 8, 10, 32)
+    assert sdpa_gqa_backward_flops(grad, q, k, v) == sdpa_backward_flop_count(grad, q, (2, 8, 12, 16), (2, 8, 12, 32))
+    assert sdpa_gqa_forward_flops(q, (2, 8, 12, 16), (2, 8, 12, 32)) == sdpa_gqa_forward_flops(q, k, v)
+    assert torch.ops.aten._scaled_dot_product_efficient_attention in gqa_flop_mapping()
+
+
+def test_a_failing_flop_count_keeps_the_timings():
+    calls = []
+
+    def fn():
+        calls.append(1)
+        if len(calls) == 4:  # cold + 2 timed calls succeed; the counted call fails
+            raise RuntimeError("CUDA out of memory under the counter")
+        return torch.ones(3).sum()
+
+    m = measured(fn, torch.device("cpu"), repeats=2)
+    assert m["flops"] is None and "out of memory" in m["flops_error"] and m["seconds"] >= 0 and len(calls) == 4
+    counted = measured(lambda: torch.ones(8, 8) @ torch.ones(8, 8), torch.device("cpu"), repeats=1)
+    assert counted["flops"] == 2 * 8 * 8 * 8
+    skipped = measured(lambda: None, torch.device("cpu"), repeats=1, count_flops=False)
+    assert skipped["flops"] is None and "not counted" in skipped["flops_error"]
+
+
+def test_the_total_limit_skips_phases_and_each_phase_is_saved(monkeypatch):
+    monkeypatch.setitem(PHASE_FUNCTIONS, "sampler", lambda ctx: time.sleep(1.0) or {"seconds_per_sample": 1.0})
+    monkeypatch.setitem(PHASE_FUNCTIONS, "learner", lambda ctx: pytest.fail("must be skipped"))
+    saved = []
+    report = run("tiny", torch.device("cpu"), ("sampler", "learner"), total_timeout_s=MIN_PHASE_SECONDS + 0.5,
+                 on_phase=lambda r: saved.append(sorted(r["phases"])))
+    assert report["phases"]["sampler"]["seconds_per_sample"] == 1.0
+    assert "left" in report["phases"]["learner"]["skipped"]
+    assert saved == [["sampler"]]
+
+
+def test_a_lost_device_skips_the_remaining_phases(monkeypatch):
+    import bench.real_scale as real_scale
+
+    def lost(device):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(real_scale, "_free", lost)
+    monkeypatch.setitem(PHASE_FUNCTIONS, "sampler", lambda ctx: {"seconds_per_sample": 1.0})
+    monkeypatch.setitem(PHASE_FUNCTIONS, "learner", lambda ctx: pytest.fail("must be skipped"))
+    report = run("tiny", torch.device("cpu"), ("sampler", "learner"))
+    assert "illegal memory access" in report["phases"]["sampler"]["device_lost"]
+    assert report["phases"]["learner"] == {"skipped": "the device was lost in phase sampler"}
+
+
+def test_projection_reads_an_earlier_runs_phases():
+    inputs = {"sampler": {"seconds_per_sample": 2.0}, "reward": {"jrm": {"seconds_per_pair": 0.5}},
+              "learner": {"micro_batch_0": {"seconds_per_sample": 4.0}, "micro_batch_6": {"error": "out of memory"}}}
+    report = run("tiny", torch.device("cpu"), ("projection",), inputs=inputs)
+    assert sorted(report["phases"]) == ["projection"]  # the inputs are read, not copied
+    assert report["phases"]["projection"]["one_pass_per_round"]["hybrid"]["round_seconds"] == pytest.approx(9 * 6.5)
+    missing = run("tiny", torch.device("cpu"), ("projection",), inputs={"sampler": {"seconds_per_sample": 2.0}})
+    error = missing["phases"]["projection"]["error"]
+    assert "reward.jrm.seconds_per_pair" in error and "learner.micro_batch_" in error and "sampler." not in error
