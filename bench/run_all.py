@@ -10,7 +10,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 
-BENCHMARKS = ("policy_sde", "reward_speed", "ray_pipeline")
+BENCHMARKS = ("policy_sde", "reward_speed", "ray_pipeline", "placement_shape")
 
 
 def main(names: list[str] | None = None) -> int:

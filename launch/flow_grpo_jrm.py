@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
                 "last_checkpoint": str(result.last_checkpoint) if result.last_checkpoint else None,
                 "samples_per_second": result.samples_per_second,
                 "final_reward_mean": final.reward_mean if final else {},
+                "placement": result.placement,
             },
             indent=2,
         )

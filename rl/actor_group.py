@@ -9,6 +9,7 @@ Hybrid placement (policy workers that sample and learn) is :class:`rl.hybrid_gro
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from ray.exceptions import ActorUnavailableError, ObjectLostError, RayActorError
 from editrl.timing import phase_timer
 from policies.registry import PolicyRegistry
 from reward.registry import RewardRegistry
+from rl.actor_location import PlacementReport, check_colocated
 from rl.config import ExperimentConfig
 from rl.learner import LearnerWorker
 from rl.placement import PlacementPlan
@@ -124,19 +126,32 @@ def runtime_env(cfg: ExperimentConfig) -> dict:
     return {"env_vars": dict(cfg.ray.env_vars)}
 
 
+def reward_actor_options(cfg: ExperimentConfig, plan: PlacementPlan, bundle: int) -> dict:
+    """Ray actor options of the reward actor on sampler bundle ``bundle`` (restartable)."""
+    rc = cfg.ray
+    return dict(num_cpus=rc.reward_num_cpus, num_gpus=rc.reward_num_gpus, max_restarts=rc.max_restarts,
+                max_task_retries=0, scheduling_strategy=plan.strategy(bundle), runtime_env=runtime_env(cfg))
+
+
 def start_reward_actors(
     cfg: ExperimentConfig, plan: PlacementPlan, reward_registry: RewardRegistry | None = None
 ) -> list[ray.actor.ActorHandle]:
     """One restartable reward actor per sampler bundle (sharing it with the sampler or policy worker there)."""
-    rc = cfg.ray
     reward_cls = ray.remote(RewardActor)
     return [
-        reward_cls.options(
-            num_cpus=rc.reward_num_cpus, num_gpus=rc.reward_num_gpus, max_restarts=rc.max_restarts,
-            max_task_retries=0, scheduling_strategy=plan.strategy(b), runtime_env=runtime_env(cfg),
-        ).remote(cfg.reward, torch_threads=rc.torch_threads, registry=reward_registry)
+        reward_cls.options(**reward_actor_options(cfg, plan, b)).remote(
+            cfg.reward, torch_threads=cfg.ray.torch_threads, registry=reward_registry
+        )
         for b in plan.sampler_bundles
     ]
+
+
+def placement_report(group: ActorGroup) -> PlacementReport:
+    """Ask every actor of ``group`` where it runs and check that against the plan (:func:`check_colocated`)."""
+    policy = ray.get([a.location.remote() for a in group.samplers])
+    reward = ray.get([a.location.remote() for a in group.reward_actors])
+    learners = [] if group.learners is group.samplers else ray.get([a.location.remote() for a in group.learners])
+    return check_colocated(policy, reward, learners, gpus_per_bundle=math.ceil(group.cfg.ray.sampler_num_gpus))
 
 
 def init_process_group(workers: list[ray.actor.ActorHandle], backend: str) -> None:

@@ -34,7 +34,7 @@ from editrl.config import to_yaml
 from editrl.timing import phase_timer
 from policies.registry import PolicyRegistry
 from reward.registry import RewardRegistry
-from rl.actor_group import ActorGroup, CompletedUpdate, GatheredChunk, PendingChunk
+from rl.actor_group import ActorGroup, CompletedUpdate, GatheredChunk, PendingChunk, placement_report
 from rl.algorithms import (
     assign_minibatches,
     group_advantages,
@@ -84,6 +84,8 @@ class RunResult:
     samples_per_second: float = 0.0
     wall_time: float = 0.0
     sync_bytes: int = 0
+    #: where the actors ran (:meth:`rl.actor_location.PlacementReport.as_dict`)
+    placement: dict = field(default_factory=dict)
 
 
 def ensure_ray(cfg: RayConfig) -> None:
@@ -478,7 +480,11 @@ def run_flow_grpo(
     plan = reserve(cfg.ray)
     actors = start_actors(cfg, plan, reward_registry, policy_registry)
     try:
-        return FlowGRPORun(cfg, actors, inputs, hook_registry).run()
+        placement = placement_report(actors)
+        (logger.info if placement.ok else logger.warning)("actor placement: %s", placement.summary())
+        result = FlowGRPORun(cfg, actors, inputs, hook_registry).run()
+        result.placement = placement.as_dict()
+        return result
     finally:
         actors.kill_all()
         plan.remove()

@@ -48,6 +48,14 @@ from rl.types import LearnChunk, LearnerStats, SampleRequest
 logger = logging.getLogger(__name__)
 
 
+def policy_worker_options(cfg: ExperimentConfig, plan: PlacementPlan, rank: int) -> dict:
+    """Ray actor options of hybrid policy worker ``rank``: its bundle's share (``sampler_num_*``), never
+    restarted by Ray (a lost rank is replaced by the group, see the module docstring)."""
+    rc = cfg.ray
+    return dict(num_cpus=rc.sampler_num_cpus, num_gpus=rc.sampler_num_gpus, max_restarts=0, max_task_retries=0,
+                scheduling_strategy=plan.strategy(plan.sampler_bundles[rank]), runtime_env=runtime_env(cfg))
+
+
 class PolicyWorkerLostError(RuntimeError):
     """A hybrid policy worker died; the round cannot complete (resume from the last checkpoint)."""
 
@@ -89,16 +97,12 @@ class HybridActorGroup(ActorGroup):
 
     def _start_worker(self, rank: int) -> ray.actor.ActorHandle:
         """Policy worker ``rank`` on its bundle (not restarted by Ray: :meth:`_replace` rebuilds the group)."""
-        rc = self.cfg.ray
         return (
             ray.remote(HybridPolicyWorker)
-            .options(
-                num_cpus=rc.sampler_num_cpus, num_gpus=rc.sampler_num_gpus, max_restarts=0, max_task_retries=0,
-                scheduling_strategy=self.plan.strategy(self.plan.sampler_bundles[rank]), runtime_env=runtime_env(self.cfg),
-            )
+            .options(**policy_worker_options(self.cfg, self.plan, rank))
             .remote(
                 self.cfg.policy, self.cfg.grpo, rank=rank, world_size=len(self.plan.sampler_bundles),
-                torch_threads=rc.torch_threads, policy_registry=self.policy_registry,
+                torch_threads=self.cfg.ray.torch_threads, policy_registry=self.policy_registry,
             )
         )
 

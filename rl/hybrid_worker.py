@@ -20,6 +20,7 @@ from PIL import Image
 from policies.registry import PolicyRegistry
 from policies.rollout import Rollout
 from policies.settings import SamplingSettings
+from rl.actor_location import Locatable
 from rl.config import GRPOConfig
 from rl.learner import LearnerWorker
 from rl.sampler import PolicySampler
@@ -30,7 +31,7 @@ class MissingRolloutError(KeyError):
     """A chunk to train on was not sampled by this worker (or was already trained on)."""
 
 
-class HybridPolicyWorker:
+class HybridPolicyWorker(Locatable):
     """Rank ``rank`` of ``world_size`` policy workers: a :class:`LearnerWorker` and a :class:`PolicySampler`
     around the same policy.
 

@@ -35,6 +35,7 @@ import torch.distributed as dist
 from policies.base import AdapterState, RLPolicy
 from policies.registry import PolicyRegistry, build_policy
 from policies.rollout import Rollout
+from rl.actor_location import Locatable
 from rl.algorithms import approx_kl, clip_fraction, clipped_surrogate, kl_to_reference, micro_batch_rows
 from rl.config import GRPOConfig
 from rl.rollout_ops import select_samples
@@ -104,7 +105,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class LearnerWorker:
+class LearnerWorker(Locatable):
     """Rank ``rank`` of ``world_size`` learner workers (a Ray actor, or in-process with world_size 1).
 
     policy_cfg: the experiment's ``policy`` section; ``policy_cfg.kind`` is looked up in ``policy_registry``

@@ -15,6 +15,7 @@ from PIL import Image
 
 from reward.base import RewardModel, RewardScores
 from reward.registry import RewardModelConfig, RewardRegistry, build_reward_model
+from rl.actor_location import Locatable
 from rl.types import RewardResult, ScoringInput
 
 logger = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ def score_safely(model: RewardModel, batch: ScoringInput) -> RewardResult:
     return result
 
 
-class RewardActor:
+class RewardActor(Locatable):
     """Builds the reward model from its config and scores :class:`ScoringInput` chunks."""
 
     def __init__(self, reward_cfg: RewardModelConfig, *, torch_threads: int = 1, registry: RewardRegistry | None = None) -> None:

@@ -20,6 +20,7 @@ from policies.images import tensor_to_pil
 from policies.registry import PolicyRegistry, build_policy
 from policies.rollout import Rollout
 from policies.settings import SamplingSettings
+from rl.actor_location import Locatable
 from rl.types import SampleRequest, ScoringInput, WeightSyncPayload
 
 NO_WEIGHTS = -1
@@ -33,7 +34,7 @@ class NoWeightsError(StaleWeightsError):
     """The sampler (e.g. just restarted by Ray) has not received any adapter weights yet."""
 
 
-class PolicySampler:
+class PolicySampler(Locatable):
     """Samples groups of edits with the SDE; the adapter weights arrive by :meth:`load_weights`.
 
     policy_cfg:      the experiment's ``policy`` section; ``policy_cfg.kind`` is looked up in ``policy_registry``

@@ -127,6 +127,11 @@ def test_stage1_jrm_reaches_the_reward_actors_on_both_nodes(tmp_path, two_nodes,
     # stage 2: two rounds in hybrid placement, and a checkpoint that records the JRM it trained against
     summary = json.loads(out[out.index('{\n  "output_dir"'):out.rindex("}") + 1])
     assert summary["steps_completed"] == 2 and summary["adapter_version"] == 2
+    # the run's own placement check: one policy worker and its reward actor on each node, on the same GPU
+    placement = summary["placement"]
+    assert placement["ok"] and placement["problems"] == [] and placement["gpus"] == 2
+    assert sorted(placement["nodes"]) == nodes
+    assert all(counts == {"policy": 1, "reward": 1, "learner": 0} for counts in placement["nodes"].values())
     ckpt = latest_checkpoint(rl_out)
     assert ckpt is not None and ckpt.name == "step_00000002"
     assert summary["last_checkpoint"] == str(ckpt)
