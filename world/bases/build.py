@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from editrl.checkpoints import write_dir_atomically
 from editrl.config import ConfigError, validate_tree
+from editrl.config_reference import sections_help
 from editrl.io import atomic_replace_dir, atomic_write_json
 from editrl.manifest import DamagedCheckpointError
 from world.bases.backbone import save_backbone, train_backbone
@@ -40,6 +41,8 @@ from world.bases.metadata import (
 )
 from world.bases.policy import pretrain_policy_base, save_policy_base
 from world.tasks import make_tasks
+
+REFERENCE = "docs/config-reference.md#pretrained-toy-bases-python--m-worldbasesbuild"
 
 
 @dataclass
@@ -155,7 +158,10 @@ def build_bases(cfg: BasesConfig, out: str | Path, *, resume: bool = True, progr
 
 
 def main(argv: Sequence[str] | None = None) -> BuildReport:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=sections_help(BasesConfig, reference=REFERENCE),
+    )
     parser.add_argument("--out", required=True, help="output folder (replaced as a whole when the build succeeds)")
     parser.add_argument("--size", choices=sorted(PRESETS), default="full", help="preset: configs/world_bases[_reduced].yaml")
     parser.add_argument("--config", default=None, help="another preset YAML (instead of --size)")

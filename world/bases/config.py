@@ -78,6 +78,8 @@ class BasesConfig:
                   after training (recorded in the metadata, never trained on).
     threads:      torch threads of the build (the weights are reproducible for one thread count on one machine).
     max_total_mb: the build fails if the two folders together exceed this many MB (10^6 bytes).
+    The defaults below are the dataclass's; the CLI starts from a preset (``configs/world_bases.yaml`` for
+    ``--size full``), whose values are what ``make world-bases`` builds.
     """
 
     image_size: int = 32
