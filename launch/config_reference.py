@@ -8,6 +8,7 @@ from __future__ import annotations
 from editrl.config_reference import reference_markdown
 from reward.jrm.train_config import JRMTrainConfig
 from rl.config import ExperimentConfig
+from world.bases.config import BasesConfig
 from world.demo.config import DemoConfig
 
 
@@ -18,6 +19,7 @@ def render() -> str:
         reference_markdown(ExperimentConfig, "RL experiment (launch/flow_grpo_jrm.py)"),
         reference_markdown(JRMTrainConfig, "JRM training (launch/train_jrm.py)"),
         reference_markdown(DemoConfig, "Embedded demo (launch/demo.py)"),
+        reference_markdown(BasesConfig, "Pretrained toy bases (python -m world.bases.build)"),
     ]
     return "\n".join(parts)
 

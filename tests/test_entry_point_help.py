@@ -3,6 +3,7 @@
 import pytest
 
 from launch import demo, flow_grpo_jrm, train_jrm
+from world.bases import build as bases_build
 
 
 @pytest.mark.parametrize(
@@ -11,8 +12,9 @@ from launch import demo, flow_grpo_jrm, train_jrm
         (lambda: flow_grpo_jrm.parse_args(["--help"]), "grpo.*"),
         (lambda: train_jrm.main(["--help"]), "data.*"),
         (lambda: demo.main(["--help"]), "claims.*"),
+        (lambda: bases_build.main(["--help"]), "backbone.*"),
     ],
-    ids=["flow_grpo_jrm", "train_jrm", "demo"],
+    ids=["flow_grpo_jrm", "train_jrm", "demo", "world_bases_build"],
 )
 def test_help_lists_sections_and_the_reference(capsys, call, section):
     with pytest.raises(SystemExit) as done:

@@ -225,19 +225,75 @@ def train_flow_matching(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask
     return losses
 
 
-def pretrain_policy(
-    cfg: PretrainConfig, tasks: Sequence[EditTask], out_dir: str | Path, sampling: SamplingSettings, *, progress: bool = True
-) -> PretrainResult:
-    """Fit the autoencoder, then flow-match the transformer on ``tasks``; save the pipeline to ``out_dir``."""
+def flow_matching_eval_loss(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask], seed: int, batch_size: int = 32) -> float:
+    """Mean flow-matching loss of ``pipeline`` on ``tasks`` at a fixed draw of noise and times (no training).
+
+    One draw per task from a generator seeded with ``seed``: x0 ~ N(0, I), t ~ U(0, 1); the same ``seed`` and
+    tasks give the same draw, so two transformers (e.g. before and after training, with the same VAE) compare.
+    """
     if not tasks:
-        raise ValueError("pretrain_policy needs at least one task")
+        raise ValueError("flow_matching_eval_loss needs at least one task")
+    data = _encode_tasks(pipeline, tasks)
+    generator = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(data.targets.shape, generator=generator)
+    t = torch.rand(data.targets.shape[0], generator=generator)
+    was_training = pipeline.transformer.training
+    pipeline.transformer.eval()
+    total = 0.0
+    with torch.no_grad():
+        for start in range(0, len(tasks), batch_size):
+            index = torch.arange(start, min(start + batch_size, len(tasks)))
+            x1, noise, t_b = data.targets[index], x0[index], t[index]
+            x_t = t_b.view(-1, 1, 1, 1) * x1 + (1.0 - t_b.view(-1, 1, 1, 1)) * noise
+            guided = torch.zeros(index.shape[0], dtype=torch.bool)
+            velocity = pipeline.guided_velocity(x_t, t_b, data.conditions(index), guided, 1.0, 1.0)
+            total += (velocity - (x1 - noise)).pow(2).mean(dim=(1, 2, 3)).sum().item()
+    pipeline.transformer.train(was_training)
+    return total / len(tasks)
+
+
+@dataclass
+class PolicyTraining:
+    """A trained pipeline and its losses; ``eval_loss_*`` (held-out flow-matching loss at a fixed draw, see
+    :func:`flow_matching_eval_loss`) are None without evaluation tasks. ``init`` is the untrained transformer
+    on the trained autoencoder's latents, so it and ``trained`` compare."""
+
+    pipeline: OmniGen2EditPipeline
+    vae_losses: list[float]
+    flow_losses: list[float]
+    eval_loss_init: float | None = None
+    eval_loss_trained: float | None = None
+
+
+def train_policy(
+    cfg: PretrainConfig,
+    tasks: Sequence[EditTask],
+    sampling: SamplingSettings,
+    *,
+    eval_tasks: Sequence[EditTask] = (),
+    progress: bool = True,
+) -> PolicyTraining:
+    """Fit the autoencoder, then flow-match the transformer on ``tasks`` (in memory; nothing is saved)."""
+    if not tasks:
+        raise ValueError("train_policy needs at least one task")
     size = tasks[0].size
     pipeline = build_world_pipeline(cfg, size, sampling)
     images = _images_tensor([t.source_image for t in tasks] + [t.target_image for t in tasks])
     vae_losses = fit_autoencoder(pipeline.vae, images, cfg, progress=progress)
+    eval_seed = cfg.seed + 3
+    init = flow_matching_eval_loss(pipeline, eval_tasks, eval_seed) if eval_tasks else None
     flow_losses = train_flow_matching(pipeline, tasks, cfg, progress=progress)
-    pipeline.save_pretrained(out_dir)
-    return PretrainResult(Path(out_dir), vae_losses, flow_losses)
+    trained = flow_matching_eval_loss(pipeline, eval_tasks, eval_seed) if eval_tasks else None
+    return PolicyTraining(pipeline, vae_losses, flow_losses, init, trained)
+
+
+def pretrain_policy(
+    cfg: PretrainConfig, tasks: Sequence[EditTask], out_dir: str | Path, sampling: SamplingSettings, *, progress: bool = True
+) -> PretrainResult:
+    """Fit the autoencoder, then flow-match the transformer on ``tasks``; save the pipeline to ``out_dir``."""
+    trained = train_policy(cfg, tasks, sampling, progress=progress)
+    trained.pipeline.save_pretrained(out_dir)
+    return PretrainResult(Path(out_dir), trained.vae_losses, trained.flow_losses)
 
 
 def _finite_or_raise(loss: torch.Tensor, what: str) -> None:

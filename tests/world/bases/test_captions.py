@@ -1,0 +1,90 @@
+"""The backbone base's texts come from scene data only, and say what a scene holds and what changed."""
+
+import ast
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from world.bases.captions import (
+    CHANGE_PROMPT,
+    DESCRIBE_PROMPT,
+    NOTHING_CHANGED,
+    caption_examples,
+    describe_change,
+    describe_scene,
+)
+from world.scene import Scene, Shape
+from world.tasks import EDIT_TYPES, build_task, make_tasks
+
+BASES = Path(__file__).resolve().parents[3] / "world" / "bases"
+#: Modules that hold or make the oracle's scores, preference pairs or rationales: the bases never import them.
+LABEL_MODULES = {
+    "world.oracle", "world.oracle_reward", "world.pairs", "world.teacher", "world.corruptions", "world.evaluate",
+    "world.eval_hook", "world.demo", "reward.jrm.annotate", "reward.jrm.rationale", "reward.jrm.teachers",
+    "reward.jrm.data", "reward.jrm.pairs", "reward.jrm.train_data",
+}
+
+
+def test_describe_scene_lists_background_and_objects_in_grid_order():
+    scene = Scene("gray", (Shape("square", "blue", "small", "center"), Shape("circle", "red", "large", "top left")))
+    assert describe_scene(scene) == (
+        "a gray background with a large red circle at the top left, a small blue square at the center."
+    )
+    assert describe_scene(Scene("white", ())) == "a white background with no objects."
+
+
+@pytest.mark.parametrize("edit_type,phrase", [
+    ("recolour", " turned "), ("remove", " was removed"), ("add", " was added"), ("move", " moved from the "),
+    ("background", "the background changed from "), ("resize", " became "),
+])
+def test_what_changed_names_each_edit_type(edit_type, phrase):
+    for seed in range(20):
+        task = build_task(seed, 32, edit_type)
+        text = describe_change(task.source, task.target)
+        assert phrase in text and ";" not in text, (task.instruction, text)  # exactly one change, of that kind
+        assert describe_change(task.source, task.source) == NOTHING_CHANGED
+
+
+def test_what_changed_combines_changes_and_is_directional():
+    before = Scene("white", (Shape("circle", "red", "small", "top"),))
+    after = Scene("black", (Shape("circle", "red", "large", "bottom"), Shape("square", "green", "small", "left")))
+    assert describe_change(before, after) == (
+        "the background changed from white to black; the red circle moved from the top to the bottom; "
+        "the red circle became larger; a small green square at the left was added."
+    )
+    assert "was removed" in describe_change(after, before)
+
+
+def test_examples_read_only_the_scenes_of_the_tasks():
+    tasks = make_tasks("pretrain", 30)
+    # stand-ins with nothing but the two scenes: reading an instruction or edit type would raise AttributeError
+    bare = [SimpleNamespace(source=t.source, target=t.target) for t in tasks]
+    examples = caption_examples(bare, no_change_fraction=0.5, seed=3)
+    assert examples == caption_examples(tasks, no_change_fraction=0.5, seed=3)
+    scenes = {s for t in tasks for s in (t.source, t.target)}
+    counts = {DESCRIBE_PROMPT: 0, CHANGE_PROMPT: 0}
+    for example in examples:
+        assert set(example.scenes) <= scenes
+        counts[example.prompt] += 1
+        if example.prompt == DESCRIBE_PROMPT:
+            assert example.answer == describe_scene(*example.scenes)
+        else:
+            assert example.answer == describe_change(*example.scenes)
+        for word in ("IF", "VQ", "score", "instruction", "reasoning", "{"):
+            assert word not in example.answer
+    assert counts[DESCRIBE_PROMPT] == 2 * len(tasks) and counts[CHANGE_PROMPT] > len(tasks)
+    assert {t.edit_type for t in tasks} == set(EDIT_TYPES)
+
+
+def test_the_bases_never_import_the_oracle_pairs_or_rationales():
+    imported = set()
+    for path in sorted(BASES.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                imported.add((path.name, node.module))
+            elif isinstance(node, ast.Import):
+                imported.update((path.name, alias.name) for alias in node.names)
+    bad = [(f, m) for f, m in imported if any(m == b or m.startswith(b + ".") for b in LABEL_MODULES)]
+    assert not bad
+    assert ("captions.py", "world.scene") in imported  # the check does see the package's imports

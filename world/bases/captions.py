@@ -1,0 +1,105 @@
+"""The backbone base's vision-language texts, built from scene data only: describe a scene, say what changed.
+
+The texts are functions of :class:`world.scene.Scene` objects and nothing else: no instruction, edit type,
+oracle score, preference pair or teacher rationale is read (the JRM learns those later, from its own data). A
+what-changed text compares two scenes object by object (an object is its colour and kind), so it is the same
+whichever edit produced the second scene.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from world.scene import PLACES, Scene, Shape
+from world.tasks import EditTask
+
+DESCRIBE_PROMPT = "Describe the image."
+CHANGE_PROMPT = "What changed from the first image to the second?"
+NOTHING_CHANGED = "nothing changed."
+
+
+def _in_grid_order(shapes: Sequence[Shape]) -> list[Shape]:
+    order = list(PLACES)
+    return sorted(shapes, key=lambda s: order.index(s.place))
+
+
+def describe_shape(shape: Shape) -> str:
+    """``"a large red circle at the top left"``."""
+    return f"a {shape.size} {shape.colour} {shape.kind} at the {shape.place}"
+
+
+def describe_scene(scene: Scene) -> str:
+    """``"a gray background with a large red circle at the top left, a small blue square at the center."``
+    (objects in grid order: rows top to bottom, each left to right)."""
+    if not scene.shapes:
+        return f"a {scene.background} background with no objects."
+    return f"a {scene.background} background with " + ", ".join(describe_shape(s) for s in _in_grid_order(scene.shapes)) + "."
+
+
+def describe_change(before: Scene, after: Scene) -> str:
+    """What turns ``before`` into ``after``, one clause per change (``"nothing changed."`` if none).
+
+    Objects are matched by (colour, kind). An unmatched object of ``before`` and one of ``after`` with the same
+    kind, size and place are one recoloured object; other unmatched objects were removed or added.
+    """
+    clauses: list[str] = []
+    if before.background != after.background:
+        clauses.append(f"the background changed from {before.background} to {after.background}")
+    after_by_key = {(s.colour, s.kind): s for s in after.shapes}
+    before_keys = {(s.colour, s.kind) for s in before.shapes}
+    added = [s for s in after.shapes if (s.colour, s.kind) not in before_keys]
+    for old in _in_grid_order(before.shapes):
+        new = after_by_key.get((old.colour, old.kind))
+        if new is not None:
+            if new.place != old.place:
+                clauses.append(f"the {old.name} moved from the {old.place} to the {new.place}")
+            if new.size != old.size:
+                clauses.append(f"the {old.name} became {'larger' if new.size == 'large' else 'smaller'}")
+            continue
+        same = [s for s in added if (s.kind, s.size, s.place) == (old.kind, old.size, old.place)]
+        if same:
+            added.remove(same[0])
+            clauses.append(f"the {old.name} turned {same[0].colour}")
+        else:
+            clauses.append(f"the {old.name} at the {old.place} was removed")
+    clauses.extend(f"{describe_shape(s)} was added" for s in _in_grid_order(added))
+    return "; ".join(clauses) + "." if clauses else NOTHING_CHANGED
+
+
+@dataclass(frozen=True)
+class CaptionExample:
+    """One training example: the scenes of its images in order (1 or 2), the user's prompt and the answer."""
+
+    scenes: tuple[Scene, ...]
+    prompt: str
+    answer: str
+
+
+def describe_example(scene: Scene) -> CaptionExample:
+    return CaptionExample((scene,), DESCRIBE_PROMPT, describe_scene(scene))
+
+
+def change_example(before: Scene, after: Scene) -> CaptionExample:
+    return CaptionExample((before, after), CHANGE_PROMPT, describe_change(before, after))
+
+
+def caption_examples(tasks: Sequence[EditTask], no_change_fraction: float, seed: int) -> list[CaptionExample]:
+    """Per task: describe its source and its target scene, and what changed from one to the other (in a
+    random direction); with probability ``no_change_fraction`` one more example shows a scene twice.
+
+    Only ``task.source`` and ``task.target`` (scenes) are read. Deterministic in ``seed`` and the tasks.
+    """
+    rng = np.random.default_rng(seed)
+    examples: list[CaptionExample] = []
+    for task in tasks:
+        source, target = task.source, task.target
+        examples.append(describe_example(source))
+        examples.append(describe_example(target))
+        examples.append(change_example(source, target) if rng.random() < 0.5 else change_example(target, source))
+        if rng.random() < no_change_fraction:
+            scene = source if rng.random() < 0.5 else target
+            examples.append(change_example(scene, scene))
+    return examples
