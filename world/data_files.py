@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -110,7 +111,8 @@ def ensure_world_data(world: WorldDataConfig, train_path: str, stage1: JRMTrainC
     return report
 
 
-def _ensure(report: WorldDataReport, key: str, path_str: str, build, what: str) -> None:
+def _ensure(report: WorldDataReport, key: str, path_str: str, build: Callable[[Path], None], what: str) -> None:
+    """Build ``path_str`` (the file of config key ``key``) unless it exists; log and record either way."""
     path = Path(path_str)
     if path.is_file():
         logger.info("world data: %s=%s exists; using it as it is (not rebuilt)", key, path)
