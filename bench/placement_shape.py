@@ -27,6 +27,7 @@ import ray
 
 from bench.placement_probe import PlacementProbe
 from editrl.io import atomic_write_json
+from launch.flow_grpo_jrm import load_job_config
 from rl.actor_group import reward_actor_options
 from rl.actor_location import check_colocated
 from rl.config import load_experiment_config
@@ -131,7 +132,7 @@ def measure_rounds(nodes: int = 4, steps: int = 2) -> dict:
                 "checkpoint.every_n_steps=1000", "checkpoint.resume=never",
             ]
             start = time.perf_counter()
-            result = run_flow_grpo(load_experiment_config(REPO / "configs" / "toy.yaml", overrides))
+            result = run_flow_grpo(load_job_config(REPO / "configs" / "toy.yaml", overrides).experiment())
             seconds = time.perf_counter() - start
     finally:
         ray.shutdown()

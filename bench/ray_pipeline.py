@@ -26,7 +26,8 @@ import torch
 from ray.experimental import get_object_locations
 
 from editrl.io import atomic_write_json
-from rl.config import ExperimentConfig, load_experiment_config
+from launch.flow_grpo_jrm import load_job_config
+from rl.config import ExperimentConfig
 from rl.controller import chunk_requests, ensure_ray, round_advantages, run_flow_grpo
 from rl.data import InstructionDataset, load_reference_images
 from rl.learner import LearnerWorker
@@ -139,13 +140,13 @@ def main(argv: list[str] | None = None) -> dict:
             "logging.progress_bar=false", "logging.log_images_every_n_steps=1000", "checkpoint.every_n_steps=1000",
             "checkpoint.resume=never", "grpo.max_weight_lag=1",
         ]
-        cfg = load_experiment_config(REPO / "configs" / "toy.yaml", overrides)
+        cfg = load_job_config(REPO / "configs" / "toy.yaml", overrides).experiment()
         seq_before = sequential_loop(replace(cfg, output_dir=f"{tmp}/seq"))
         ensure_ray(cfg.ray)
 
         def ray_run(name: str, *extra: str):
             return run_flow_grpo(
-                load_experiment_config(REPO / "configs" / "toy.yaml", [*overrides, f"output_dir={tmp}/{name}", *extra])
+                load_job_config(REPO / "configs" / "toy.yaml", [*overrides, f"output_dir={tmp}/{name}", *extra]).experiment()
             )
 
         one = ray_run("ray1")

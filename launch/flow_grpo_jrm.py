@@ -8,6 +8,11 @@ The project is imported as installed (``pip install -e .``); under ``ray job sub
 the working directory first on the job's ``PYTHONPATH``, so the submitted code is what runs. The config is
 loaded and validated (including ``train_jrm`` against ``reward.kind``) before Ray or any actor starts; a wrong
 key or value exits with its name.
+
+The schema is :class:`JobConfig`: the experiment (:class:`ExperimentConfig`, what ``rl`` runs and a checkpoint
+records) plus ``world_data``. With ``world_data.build_if_missing`` (the toy preset) the toy world's data files
+the run names are built when missing (:mod:`world.data_files`), after the config and kinds are checked and
+before the preflight reads them; so ``configs/toy.yaml`` runs on a fresh clone.
 """
 
 from __future__ import annotations
@@ -17,23 +22,45 @@ import dataclasses
 import json
 import logging
 import sys
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from editrl.config import ConfigError
+from editrl.config import ConfigError, load_config
 from editrl.config_reference import sections_help
 from editrl.manifest import DamagedCheckpointError
-from rl.config import ExperimentConfig, load_experiment_config
+from reward.jrm.train_config import JRMTrainConfig
+from rl.config import ExperimentConfig
 from rl.data import InstructionDataError
-from rl.preflight import preflight
+from rl.preflight import check_kinds, preflight
+from world.data_files import WorldDataConfig, ensure_world_data
 from world.registries import world_hook_registry
 
 #: Every key of the experiment config, its type and default (generated; a test keeps it current).
 CONFIG_REFERENCE = "docs/config-reference.md"
 
 
+@dataclass
+class JobConfig(ExperimentConfig):
+    """The whole run: stage 1 (JRM training, optional) and stage 2 (Flow-GRPO), as :class:`ExperimentConfig`,
+    plus ``world_data`` (the toy world's data files, built when missing; off unless a preset turns it on).
+    Only :meth:`experiment` reaches ``rl`` (and a checkpoint's ``config.yaml``)."""
+
+    world_data: WorldDataConfig = field(default_factory=WorldDataConfig)
+
+    def experiment(self) -> ExperimentConfig:
+        """The experiment part (what runs, and what a checkpoint's ``config.yaml`` records)."""
+        return ExperimentConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(ExperimentConfig)})
+
+
+def load_job_config(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()) -> JobConfig:
+    """Defaults <- YAML preset chain <- ``key=value`` overrides, validated (errors name the key)."""
+    return load_config(JobConfig, path, overrides)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=sections_help(ExperimentConfig, reference=CONFIG_REFERENCE),
+        epilog=sections_help(JobConfig, reference=CONFIG_REFERENCE),
     )
     parser.add_argument("--config", required=True, help="experiment preset YAML (configs/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. grpo.num_steps=3")
@@ -45,16 +72,23 @@ def stage1_runs(cfg: ExperimentConfig) -> bool:
     return cfg.train_jrm and not cfg.reward.checkpoint
 
 
+def stage1_config(cfg: ExperimentConfig) -> JRMTrainConfig | None:
+    """The JRM config stage 1 trains with (``alpha`` 0 for ``reward.kind=jrm_alpha0``), or None when it does not run."""
+    if not stage1_runs(cfg):
+        return None
+    if cfg.reward.kind == "jrm_alpha0" and cfg.jrm.alpha != 0.0:
+        return dataclasses.replace(cfg.jrm, alpha=0.0)
+    return cfg.jrm
+
+
 def run_stage1(cfg: ExperimentConfig) -> ExperimentConfig:
     """Train JRM (``cfg.jrm``) when asked to and no reward checkpoint is given; point the reward at it (an
     absolute path: the driver resolves ``jrm.output_dir``; on several nodes it is shared storage)."""
-    if not stage1_runs(cfg):
+    jrm_cfg = stage1_config(cfg)
+    if jrm_cfg is None:
         return cfg
     from reward.jrm.train import train_jrm
 
-    jrm_cfg = cfg.jrm
-    if cfg.reward.kind == "jrm_alpha0" and jrm_cfg.alpha != 0.0:
-        jrm_cfg = dataclasses.replace(jrm_cfg, alpha=0.0)
     result = train_jrm(jrm_cfg)
     logging.getLogger("editrl.launch").info("stage 1 done: %s %s", result.checkpoint_dir, result.metrics)
     return dataclasses.replace(cfg, reward=dataclasses.replace(cfg.reward, checkpoint=str(result.checkpoint_dir)))
@@ -65,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     hooks = world_hook_registry()  # the built-in eval hook kinds and the toy world's world_oracle
     try:
-        cfg = load_experiment_config(args.config, args.overrides)
+        job = load_job_config(args.config, args.overrides)
+        cfg = job.experiment()
+        check_kinds(cfg, hook_registry=hooks)  # a wrong kind fails before any world data is built
+        ensure_world_data(job.world_data, cfg.data.train_path, stage1_config(cfg))
         # before stage 1, not after it; the resume check waits for stage 1 when it will set reward.checkpoint
         preflight(cfg, hook_registry=hooks, check_resume=not stage1_runs(cfg))
     except ConfigError as exc:

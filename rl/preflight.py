@@ -107,6 +107,19 @@ def resolve_resume(cfg: ExperimentConfig) -> tuple[Checkpoint | None, ConfigChan
     return ckpt, changes
 
 
+def check_kinds(
+    cfg: ExperimentConfig,
+    *,
+    reward_registry: RewardRegistry | None = None,
+    policy_registry: PolicyRegistry | None = None,
+    hook_registry: HookRegistry | None = None,
+) -> None:
+    """Every kind the config names (reward, policy, eval hooks) is in the registries the run is handed."""
+    (reward_registry or default_registry()).require(cfg.reward.kind)
+    (policy_registry or default_policy_registry()).require(cfg.policy.kind, "policy.kind")
+    require_eval_hook_kinds(cfg.eval_hooks, hook_registry or default_hook_registry())
+
+
 def preflight(
     cfg: ExperimentConfig,
     *,
@@ -116,9 +129,7 @@ def preflight(
     check_resume: bool = True,
 ) -> RunInputs:
     """Check kinds, paths, data and the resume checkpoint; load what the run needs. Nothing starts here."""
-    (reward_registry or default_registry()).require(cfg.reward.kind)
-    (policy_registry or default_policy_registry()).require(cfg.policy.kind, "policy.kind")
-    require_eval_hook_kinds(cfg.eval_hooks, hook_registry or default_hook_registry())
+    check_kinds(cfg, reward_registry=reward_registry, policy_registry=policy_registry, hook_registry=hook_registry)
     check_input_paths(cfg)
     check_stage1_inputs(cfg)
     records = read_instruction_jsonl(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rl.config import ExperimentConfig, load_experiment_config
+from launch.flow_grpo_jrm import load_job_config
+from rl.config import ExperimentConfig
 from world.tasks import make_tasks, write_instruction_jsonl
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,4 +27,4 @@ def toy_config(tmp_path: Path, *overrides: str, n_instructions: int = 8) -> Expe
         "logging.progress_bar=false",
         "ray.num_cpus=2",
     ]
-    return load_experiment_config(TOY, [*base, *overrides])
+    return load_job_config(TOY, [*base, *overrides]).experiment()

@@ -86,6 +86,7 @@ def test_joint_stage1_without_rationales_exits_2_naming_the_key_before_ray_start
     args = [
         sys.executable, str(LAUNCH), "--config", str(TOY), "train_jrm=true", f"data.train_path={data}",
         f"jrm.data.train_pairs={pairs}", f"output_dir={tmp_path / 'run'}", f"jrm.output_dir={tmp_path / 'jrm'}",
+        "jrm.data.rationales=null",  # the toy preset names a rationale file (its world_data builds it)
     ]
     proc = subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr[-3000:]
