@@ -20,7 +20,13 @@ def build_model(init: JRMModelInit, prompt: str | None = None) -> Any:
     if init.checkpoint:
         return JRM.from_pretrained(init.checkpoint, prompt=prompt)
     if init.backbone:
-        return JRM.from_backbone(init.backbone, JRMConfig(prompt=prompt or PAPER))
+        init.validate()
+        sizes: dict[str, int] = {}
+        if init.backbone_image_side is not None:
+            sizes.update(min_pixels=init.backbone_image_side**2, max_pixels=init.backbone_image_side**2)
+        if init.backbone_head_mlp_size is not None:
+            sizes["head_mlp_size"] = init.backbone_head_mlp_size
+        return JRM.from_backbone(init.backbone, JRMConfig(prompt=prompt or PAPER, **sizes))
     return JRM.build_tiny(
         seed=init.tiny_seed,
         config=tiny_jrm_config(init, prompt),

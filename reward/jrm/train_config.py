@@ -30,6 +30,10 @@ class JRMModelInit:
                      ``(side / 32)^2`` vision tokens per image; null keeps the tiny default (<= 64 px, <= 4 tokens).
     tiny_prompt:     the tiny JRM's evaluation prompt unless ``jrm.prompt`` is set ("compact" or "paper", see
                      ``reward.jrm.prompts``).
+
+    backbone_image_side:    with ``backbone``: resize every image to this square side (a multiple of 32), e.g. the
+                            side a small pretrained base saw; null keeps the paper's pixel budget.
+    backbone_head_mlp_size: with ``backbone``: the fresh reward head's MLP width; null keeps the default (1024).
     """
 
     checkpoint: str | None = None
@@ -43,10 +47,20 @@ class JRMModelInit:
     tiny_head_mlp_size: int = 64
     tiny_image_side: int | None = None
     tiny_prompt: str = "compact"
+    backbone_image_side: int | None = None
+    backbone_head_mlp_size: int | None = None
 
     def validate(self) -> None:
         if sum([self.checkpoint is not None, self.backbone is not None, self.tiny]) > 1:
             raise ConfigError("set only one of checkpoint, backbone or tiny=true")
+        for key in ("backbone_image_side", "backbone_head_mlp_size"):
+            if getattr(self, key) is not None and self.backbone is None:
+                raise ConfigError(f"model.{key} applies to a start from model.backbone, which is not set")
+        side = self.backbone_image_side
+        if side is not None and (side < 32 or side % 32):
+            raise ConfigError(f"model.backbone_image_side must be a multiple of 32 (patch 16 x merge 2) or null, got {side}")
+        if self.backbone_head_mlp_size is not None and self.backbone_head_mlp_size < 1:
+            raise ConfigError(f"model.backbone_head_mlp_size must be >= 1, got {self.backbone_head_mlp_size}")
         for key in ("tiny_hidden_size", "tiny_vision_hidden_size"):
             if getattr(self, key) < 32 or getattr(self, key) % 32:
                 raise ConfigError(f"model.{key} must be a positive multiple of 32 (4 heads, M-RoPE), got {getattr(self, key)}")

@@ -202,3 +202,26 @@ def test_jrm_config_records_the_training_objective_and_reads_old_checkpoints_as_
     path.write_text(json.dumps({"prompt": "compact", "rank_loss": "monte_carlo"}))
     with pytest.raises(ConfigError, match="rank_loss"):
         JRMConfig.from_json(path)
+
+
+def test_a_backbone_start_takes_the_image_side_and_head_width_of_the_config(tmp_path):
+    from editrl.config import ConfigError
+    from reward.jrm.model_init import build_model
+    from reward.jrm.tiny import build_tiny_backbone
+    from reward.jrm.train_config import JRMModelInit
+
+    backbone, parts = build_tiny_backbone(seed=4)
+    for what in (backbone, parts.tokenizer, parts.image_processor):
+        what.save_pretrained(tmp_path / "qwen3vl")
+    model = build_model(JRMModelInit(backbone=str(tmp_path / "qwen3vl"), backbone_image_side=64,
+                                     backbone_head_mlp_size=48), prompt="compact")
+    assert (model.config.min_pixels, model.config.max_pixels, model.config.head_mlp_size) == (64 * 64, 64 * 64, 48)
+    # a 64 px side is (64 / 32)^2 = 4 merged vision tokens per image
+    inputs = model.image_processor(images=[SOURCES[0]], return_tensors="pt")
+    assert int(inputs["image_grid_thw"].prod()) // 4 == 4
+    default = build_model(JRMModelInit(backbone=str(tmp_path / "qwen3vl")), prompt="compact")
+    assert default.config.head_mlp_size == 1024 and default.config.max_pixels > 64 * 64
+    with pytest.raises(ConfigError, match="model.backbone_image_side applies to a start from model.backbone"):
+        JRMModelInit(tiny=True, backbone_image_side=64).validate()
+    with pytest.raises(ConfigError, match="multiple of 32"):
+        JRMModelInit(backbone="x", backbone_image_side=40).validate()
