@@ -9,7 +9,7 @@ export RAY_USAGE_STATS_ENABLED := 0
 # CPU wheel of torch that lies on this machine's disk; GPU users install their CUDA torch first (README).
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench bench-gpu world-bases clean
+.PHONY: setup demo demo-full test lint bench bench-gpu world-bases clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ test: setup lint
 
 demo: setup
 	$(PY) -m launch.demo --config configs/demo.yaml $(ARGS)
+
+# `make demo` plus the alpha = 0 RL arm (the paper's ablation) and the oracle-reward diagnostic, in runs/demo_full/.
+demo-full: setup
+	$(PY) -m launch.demo --config configs/demo_full.yaml $(ARGS)
 
 # The toy world's pretrained bases (policy + VLM backbone) in data/world_bases/ (README: "Pretrained toy bases").
 # ARGS: key=value overrides of configs/world_bases.yaml, or --size reduced for a check in well under a minute.

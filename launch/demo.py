@@ -1,9 +1,11 @@
 """`make demo`: the whole method end to end on the toy world at CPU scale, with numbers a skeptic can check.
 
 The stages, evaluation, metrics and report live in :mod:`world.demo`; this driver runs them in order and
-writes ``metrics.json``, ``heldout_scores.json``, ``report.md`` and ``plots/`` under ``output_dir``.
+writes ``metrics.json``, ``heldout_scores.json`` (and ``heldout_scores_alpha_<alpha>.json`` per ablation arm),
+``report.md`` and ``plots/`` under ``output_dir``.
 
     python -m launch.demo --config configs/demo.yaml [key=value ...]
+    python -m launch.demo --config configs/demo_full.yaml     # + the alpha = 0 RL arm and the oracle-reward diagnostic
     python -m launch.demo --config configs/demo_smoke.yaml     # the same stages, reduced (< 5 minutes)
 """
 
@@ -22,12 +24,28 @@ from editrl.config_reference import sections_help
 from editrl.io import atomic_write_json
 from policies.omnigen2.config import build_pipeline
 from world.demo import stages
-from world.demo.config import DemoConfig
-from world.demo.heldout import score_deltas, stage_eval, write_heldout_scores
+from world.demo.config import DemoConfig, alpha_key
+from world.demo.heldout import RLEvaluation, gain_differences, score_deltas, stage_eval, write_heldout_scores
 from world.demo.metrics import collect_metrics, oracle_diagnostic_metrics
-from world.demo.outcome import DemoOutcome, OracleRewardRun
+from world.demo.outcome import AblationArm, DemoOutcome, OracleRewardRun
 from world.demo.report import write_report
 from world.evaluate import evaluate_autoencoder
+from world.tasks import EditTask
+
+
+def run_ablation_arm(
+    cfg: DemoConfig, clock: stages.StageClock, alpha: float, jrm_dir: str, policy_dir: Path, out: Path,
+    heldout: list[EditTask], main: RLEvaluation,
+) -> AblationArm:
+    """The main RL run again with the JRM of ``alpha`` (in ``jrm_dir``) as the reward, evaluated on the same
+    held-out tasks from the same step-0 edits (which its own JRM scores), and its gains paired with the main run's."""
+    key = alpha_key(alpha)
+    rl = clock.run(f"rl_alpha_{key}", stages.stage_rl_ablation, cfg, policy_dir, jrm_dir, out, alpha)
+    evaluation = clock.run(
+        f"eval_alpha_{key}", stage_eval, cfg, policy_dir, heldout, str(stages.ablation_rl_dir(out, alpha)),
+        jrm_dir=jrm_dir, pretrained=main.oracle_before(),
+    )
+    return AblationArm(alpha, rl, evaluation, score_deltas(cfg, evaluation), gain_differences(cfg, main, evaluation))
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, float]:
@@ -48,7 +66,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
     rl = clock.run("rl", stages.stage_rl, cfg, pretrain.checkpoint_dir, reward_jrm)
     evaluation = clock.run("eval", stage_eval, cfg, pretrain.checkpoint_dir, heldout, jrm_dir=reward_jrm)
     outcome = DemoOutcome(heldout, pretrain, roundtrip, pairs, jrm, spectra, rl, evaluation, score_deltas(cfg, evaluation))
-    # wall time of the method itself; the optional diagnostic below is timed on its own
+    for alpha in cfg.ablation_rl_alphas:  # the paper's ablation: the same run with another alpha's JRM as the reward
+        outcome.ablation_arms[alpha] = run_ablation_arm(
+            cfg, clock, alpha, str(jrm[alpha].checkpoint_dir), pretrain.checkpoint_dir, out, heldout, evaluation
+        )
+    # wall time of the method itself (with its ablation arms); the optional diagnostic below is timed on its own
     metrics = collect_metrics(cfg, outcome, clock, time.perf_counter() - start)
     if cfg.oracle_reward_rl:
         oracle_rl = clock.run("rl_oracle_reward", stages.stage_rl_oracle, cfg, pretrain.checkpoint_dir, out)
@@ -62,6 +84,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
     metrics["wall_seconds_total"] = time.perf_counter() - start
     atomic_write_json(out / "metrics.json", metrics)
     write_heldout_scores(out / "heldout_scores.json", evaluation)
+    for alpha, arm in outcome.ablation_arms.items():
+        write_heldout_scores(out / f"heldout_scores_alpha_{alpha_key(alpha)}.json", arm.evaluation)
     return metrics
 
 

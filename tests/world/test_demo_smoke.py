@@ -27,6 +27,23 @@ REQUIRED_KEYS = (
     "jrm.alpha_0.effective_rank",
     "rl.steps",
     "wall_seconds",
+    # the alpha = 0 ablation arm (configs/demo_smoke.yaml turns it on)
+    "policy_alpha0.oracle_if_before",
+    "policy_alpha0.oracle_if_after",
+    "policy_alpha0.oracle_vq_before",
+    "policy_alpha0.oracle_vq_after",
+    "policy_alpha0.oracle_if_delta",
+    "policy_alpha0.oracle_if_delta_ci95_low",
+    "policy_alpha0.oracle_if_delta_ci95_high",
+    "policy_alpha0.oracle_vq_delta",
+    "rl_alpha0.steps",
+    "rl_alpha0.reward_first",
+    "rl_alpha0.reward_last",
+    "rl_alpha0.heldout_jrm_reward_before",
+    "rl_alpha0.heldout_jrm_reward_after",
+    "policy.oracle_if_gain_minus_alpha0",
+    "policy.oracle_if_gain_minus_alpha0_ci95_low",
+    "policy.oracle_if_gain_minus_alpha0_ci95_high",
 )
 
 
@@ -50,8 +67,15 @@ def test_demo_smoke_runs_every_stage(tmp_path):
     for key in ("rl.jrm_oracle_agreement_before", "rl.jrm_oracle_agreement_after",
                 "rl.jrm_oracle_group_agreement_before", "rl.jrm_oracle_group_agreement_after"):
         assert 0.0 <= metrics.get(key, 0.5) <= 1.0
-    for stage in ("world", "pretrain", "pairs", "jrm", "rl", "eval", "rl_oracle_reward", "eval_oracle_reward"):
+    for stage in ("world", "pretrain", "pairs", "jrm", "rl", "eval", "rl_alpha_0", "eval_alpha_0", "rl_oracle_reward", "eval_oracle_reward"):
         assert f"time.{stage}" in metrics, stage
+    # the alpha = 0 arm: the same RL run with the alpha = 0 JRM as the reward, from the same pretrained edits
+    assert metrics["rl_alpha0.steps"] == 2 and metrics["policy_alpha0.n_heldout"] == 6
+    assert len(list((out / "rl_alpha_0" / "checkpoints").iterdir())) == 2
+    assert metrics["policy_alpha0.oracle_if_before"] == metrics["policy.oracle_if_before"]
+    gain_difference = metrics["policy.oracle_if_delta"] - metrics["policy_alpha0.oracle_if_delta"]
+    assert metrics["policy.oracle_if_gain_minus_alpha0"] == pytest.approx(gain_difference)
+    assert json.loads((out / "heldout_scores_alpha_0.json").read_text())["steps"] == [0, 1, 2]
     # the oracle-reward diagnostic: its own RL run, evaluated like the JRM run
     assert metrics["diagnostic.oracle_reward.rl_steps"] == 2
     assert len(list((out / "rl_oracle_reward" / "checkpoints").iterdir())) == 2
@@ -65,6 +89,8 @@ def test_demo_smoke_runs_every_stage(tmp_path):
     assert len(list((out / "rl" / "checkpoints").iterdir())) == 2
     report = (out / "report.md").read_text()
     assert "Diagnostic: RL with the oracle as the reward" in report
+    assert "## RL reward: JRM alpha = 0.7 vs alpha = 0 (ablation)" in report
+    assert "the difference of the gains is" in report and "Per RL step, JRM alpha = 0 as the reward" in report
     assert "Training objective: ranking loss `hpsv3`" in report and "LM loss `token_mean`" in report
     assert "JRM-oracle agreement" in report and "Within-task JRM-oracle agreement" in report
     for plot in ("rl_reward", "oracle_over_rl", "samples", "jrm_loss", "jrm_spectra"):

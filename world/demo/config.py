@@ -3,7 +3,8 @@
 ``jrm`` is the stage-1 :class:`JRMTrainConfig` shared by the runs of every ``jrm_alphas`` entry (the demo sets
 ``alpha`` per run, the data paths it writes; all start from the tiny random model of ``jrm.model``); ``rl`` is
 the stage-2 :class:`ExperimentConfig` (the demo fills in the pretrained policy, the JRM of ``rl_reward_alpha``
-and the instruction file). Paths inside them may interpolate ``${output_dir}``.
+and the instruction file; each ``ablation_rl_alphas`` entry reruns it with that alpha's JRM as the reward).
+Paths inside them may interpolate ``${output_dir}``.
 """
 
 from __future__ import annotations
@@ -126,6 +127,10 @@ class DemoConfig:
     jrm: JRMTrainConfig = field(default_factory=lambda: _demo_jrm())
     jrm_alphas: list[float] = field(default_factory=lambda: [0.7, 0.0])
     rl_reward_alpha: float = 0.7  # the JRM of jrm_alphas that is the RL reward; the others are baselines
+    # the paper's ablation arms: the same RL run (policy base, seeds, settings) once more per alpha listed, with
+    # that alpha's JRM (another jrm_alphas entry, e.g. 0.0) as the reward, evaluated like the main run; each
+    # adds about the RL and eval stages' time
+    ablation_rl_alphas: list[float] = field(default_factory=list)
     jrm_parallel: bool = True  # train the JRMs of all alphas at once (one Ray Train worker each)
     # torch threads of the stages that run before Ray starts (pretraining, pair building); every later stage
     # runs one thread per process, since Ray's workers share the cores
@@ -145,6 +150,13 @@ class DemoConfig:
             raise ConfigError(
                 f"jrm_alphas must hold rl_reward_alpha ({self.rl_reward_alpha}, the RL reward) and no duplicates, "
                 f"got {list(self.jrm_alphas)}"
+            )
+        others = [a for a in self.jrm_alphas if a != self.rl_reward_alpha]
+        arms = self.ablation_rl_alphas
+        if any(a not in others for a in arms) or len(set(arms)) != len(arms):
+            raise ConfigError(
+                f"ablation_rl_alphas must be distinct jrm_alphas entries other than rl_reward_alpha "
+                f"({self.rl_reward_alpha}), i.e. drawn from {others}, got {list(self.ablation_rl_alphas)}"
             )
         if any(not 0.0 <= a <= 1.0 for a in self.jrm_alphas):
             raise ConfigError(f"jrm_alphas must lie in [0, 1], got {list(self.jrm_alphas)}")

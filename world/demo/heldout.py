@@ -50,6 +50,11 @@ class RLEvaluation:
     def after(self) -> PolicyEvaluation:
         return self.results[-1]
 
+    def oracle_before(self) -> RLEvaluation:
+        """Step 0's oracle scores alone: the ``pretrained`` of :func:`stage_eval` for a run whose reward model
+        differs from this one's (its rewards and agreement are scored anew)."""
+        return RLEvaluation(self.steps[:1], self.results[:1])
+
     def agreement(self, combine: str) -> list[float]:
         """Per step, :func:`pairwise_agreement` of the reward model with the oracle over the held-out edits."""
         return [pairwise_agreement(r, oracle_combined(res, combine)) for r, res in zip(self.rewards, self.results)]
@@ -129,6 +134,10 @@ def stage_eval(
     return evaluation
 
 
+#: (metric name, PolicyEvaluation attribute) of the oracle scores whose differences the demo reports.
+SCORES = (("oracle_if", "instruction_following"), ("oracle_vq", "visual_quality"), ("oracle_edit_success", "edit_success"))
+
+
 def score_deltas(cfg: DemoConfig, evaluation: RLEvaluation) -> dict[str, PairedDifference]:
     """Paired-bootstrap after-minus-before differences of the oracle's IF, VQ and edit success."""
     return {
@@ -136,7 +145,22 @@ def score_deltas(cfg: DemoConfig, evaluation: RLEvaluation) -> dict[str, PairedD
             getattr(evaluation.before, attr), getattr(evaluation.after, attr),
             n_resamples=cfg.eval.bootstrap_resamples, seed=cfg.seed,
         )
-        for name, attr in (("oracle_if", "instruction_following"), ("oracle_vq", "visual_quality"), ("oracle_edit_success", "edit_success"))
+        for name, attr in SCORES
+    }
+
+
+def gain_differences(cfg: DemoConfig, evaluation: RLEvaluation, other: RLEvaluation) -> dict[str, PairedDifference]:
+    """Paired-bootstrap difference of two RL runs' after-minus-before gains on the same held-out tasks:
+    ``evaluation``'s gain minus ``other``'s, per task, for the oracle's IF, VQ and edit success."""
+    if evaluation.before.task_ids != other.before.task_ids:
+        raise ValueError("the two evaluations scored different held-out tasks; their gains do not pair")
+    return {
+        name: paired_bootstrap(
+            getattr(other.after, attr) - getattr(other.before, attr),
+            getattr(evaluation.after, attr) - getattr(evaluation.before, attr),
+            n_resamples=cfg.eval.bootstrap_resamples, seed=cfg.seed,
+        )
+        for name, attr in SCORES
     }
 
 

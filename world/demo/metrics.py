@@ -1,13 +1,16 @@
 """The demo's metrics: flat ``name -> float`` (``metrics.json``), keyed by stage; JRM keys carry the alpha they
-were trained with (:func:`jrm_key`), as the config's ``jrm_alphas`` list them."""
+were trained with (:func:`jrm_key`), as the config's ``jrm_alphas`` list them, and so do the keys of an
+ablation arm's RL run (:func:`arm_keys`: ``policy_alpha0.*``, ``rl_alpha0.*`` beside the main run's
+``policy.*``, ``rl.*``)."""
 
 from __future__ import annotations
 
 import math
 
+from rl.controller import RunResult
 from world.demo.config import DemoConfig, alpha_key
 from world.demo.heldout import RLEvaluation
-from world.demo.outcome import DemoOutcome, OracleRewardRun
+from world.demo.outcome import AblationArm, DemoOutcome, OracleRewardRun
 from world.demo.stages import StageClock
 from world.stats import PairedDifference
 
@@ -17,26 +20,67 @@ def jrm_key(alpha: float) -> str:
     return f"jrm.alpha_{alpha_key(alpha)}"
 
 
+def arm_keys(alpha: float) -> tuple[str, str]:
+    """The metric prefixes of the ablation arm with the JRM of ``alpha`` as the reward: its held-out oracle
+    scores and its RL run (``policy_alpha0``, ``rl_alpha0``; the main run's are ``policy``, ``rl``)."""
+    return f"policy_alpha{alpha_key(alpha)}", f"rl_alpha{alpha_key(alpha)}"
+
+
+def gain_difference_key(alpha: float, name: str) -> str:
+    """``policy.oracle_if_gain_minus_alpha0``: the main run's held-out gain in ``name`` minus the arm's."""
+    return f"policy.{name}_gain_minus_alpha{alpha_key(alpha)}"
+
+
+def oracle_score_metrics(prefix: str, evaluation: RLEvaluation) -> dict[str, float]:
+    """``<prefix>.oracle_{if,vq,edit_success}_{before,after}`` and ``<prefix>.n_heldout``."""
+    metrics: dict[str, float] = {}
+    for name, attr in (("if", "instruction_following"), ("vq", "visual_quality"), ("edit_success", "edit_success")):
+        metrics[f"{prefix}.oracle_{name}_before"] = float(getattr(evaluation.before, attr).mean())
+        metrics[f"{prefix}.oracle_{name}_after"] = float(getattr(evaluation.after, attr).mean())
+    metrics[f"{prefix}.n_heldout"] = float(len(evaluation.before.task_ids))
+    return metrics
+
+
+def rl_run_metrics(prefix: str, rl: RunResult) -> dict[str, float]:
+    """``<prefix>.steps`` and the mean RL reward of the first and last round (``reward_first`` / ``_last``)."""
+    metrics = {f"{prefix}.steps": float(rl.steps_completed)}
+    if rl.summaries:
+        metrics[f"{prefix}.reward_first"] = rl.summaries[0].reward_mean.get("reward", float("nan"))
+        metrics[f"{prefix}.reward_last"] = rl.summaries[-1].reward_mean.get("reward", float("nan"))
+    return metrics
+
+
+def ablation_metrics(arm: AblationArm, combine: str) -> dict[str, float]:
+    """One ablation arm: its held-out oracle scores and differences under ``policy_alpha<a>``, its RL run and
+    reward model against the oracle under ``rl_alpha<a>``, and the main run's gains minus the arm's under
+    :func:`gain_difference_key` (with their 95% intervals)."""
+    policy, rl = arm_keys(arm.alpha)
+    metrics = oracle_score_metrics(policy, arm.evaluation)
+    metrics.update(delta_metrics(policy, arm.deltas))
+    metrics.update(rl_run_metrics(rl, arm.rl))
+    metrics.update(reward_model_metrics(rl, arm.evaluation, combine))
+    for name, diff in arm.gain_vs_main.items():
+        key = gain_difference_key(arm.alpha, name)
+        metrics.update({key: diff.mean, f"{key}_ci95_low": diff.low, f"{key}_ci95_high": diff.high})
+    return metrics
+
+
 def collect_metrics(cfg: DemoConfig, outcome: DemoOutcome, clock: StageClock, wall_seconds: float) -> dict[str, float]:
     """The method's metrics: held-out oracle scores before / after RL with their differences, the RL reward
-    model against the oracle, each JRM's held-out pair accuracy and spectrum, RL rewards and stage times."""
-    evaluation, roundtrip, rl, spectra = outcome.evaluation, outcome.roundtrip, outcome.rl, outcome.spectra
-    before, after = evaluation.before, evaluation.after
+    model against the oracle, each JRM's held-out pair accuracy and spectrum, RL rewards, the ablation arms
+    (:func:`ablation_metrics`) and stage times."""
+    evaluation, roundtrip, spectra = outcome.evaluation, outcome.roundtrip, outcome.spectra
     metrics: dict[str, float] = {
         "policy.autoencoder_roundtrip_if": float(roundtrip.instruction_following.mean()),
         "policy.autoencoder_roundtrip_vq": float(roundtrip.visual_quality.mean()),
-        "policy.oracle_if_before": float(before.instruction_following.mean()),
-        "policy.oracle_if_after": float(after.instruction_following.mean()),
-        "policy.oracle_vq_before": float(before.visual_quality.mean()),
-        "policy.oracle_vq_after": float(after.visual_quality.mean()),
-        "policy.oracle_edit_success_before": float(before.edit_success.mean()),
-        "policy.oracle_edit_success_after": float(after.edit_success.mean()),
-        "policy.n_heldout": float(len(before.task_ids)),
-        "rl.steps": float(rl.steps_completed),
+        **oracle_score_metrics("policy", evaluation),
+        **rl_run_metrics("rl", outcome.rl),
         "wall_seconds": wall_seconds,
     }
     metrics.update(delta_metrics("policy", outcome.deltas))
     metrics.update(reward_model_metrics("rl", evaluation, cfg.rl.reward.combine))
+    for arm in outcome.ablation_arms.values():
+        metrics.update(ablation_metrics(arm, cfg.rl.reward.combine))
     for alpha, result in outcome.jrm.items():
         key = jrm_key(alpha)
         metrics[f"{key}.pair_acc"] = float(result.metrics["eval/acc/overall"])
@@ -46,9 +90,6 @@ def collect_metrics(cfg: DemoConfig, outcome: DemoOutcome, clock: StageClock, wa
         metrics[f"{key}.n_heldout_pairs"] = float(result.metrics.get("eval/n/overall", float("nan")))
         metrics[f"{key}.effective_rank"] = spectra[alpha].effective_rank
         metrics[f"{key}.isotropy"] = spectra[alpha].isotropy
-    if rl.summaries:
-        metrics["rl.reward_first"] = rl.summaries[0].reward_mean.get("reward", float("nan"))
-        metrics["rl.reward_last"] = rl.summaries[-1].reward_mean.get("reward", float("nan"))
     for stage, seconds in clock.seconds.items():
         metrics[f"time.{stage}"] = seconds
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from reward.jrm.analysis import SpectrumStats
 from reward.jrm.train import TrainResult
@@ -28,6 +28,22 @@ class OracleRewardRun:
 
 
 @dataclass
+class AblationArm:
+    """The same RL run with the JRM of another alpha (an ``ablation_rl_alphas`` entry) as the reward, evaluated
+    on the same held-out tasks as the main run (the same step-0 edits; its own JRM scores them).
+
+    deltas: name ("oracle_if", "oracle_vq", "oracle_edit_success") -> after-minus-before difference.
+    gain_vs_main: name -> the main run's gain minus this arm's, paired over the held-out tasks.
+    """
+
+    alpha: float
+    rl: RunResult
+    evaluation: RLEvaluation
+    deltas: dict[str, PairedDifference]
+    gain_vs_main: dict[str, PairedDifference]
+
+
+@dataclass
 class DemoOutcome:
     """Every stage's result, in order.
 
@@ -35,6 +51,7 @@ class DemoOutcome:
     jrm, spectra: alpha -> trained JRM and its spectrum of h, one per ``jrm_alphas`` entry.
     rl: the run with the JRM of ``rl_reward_alpha`` as the reward; evaluation: its held-out evaluation.
     deltas: name ("oracle_if", "oracle_vq", "oracle_edit_success") -> after-minus-before difference.
+    ablation_arms: alpha -> the ablation arm of each ``ablation_rl_alphas`` entry, in config order.
     """
 
     heldout: list[EditTask]
@@ -47,3 +64,4 @@ class DemoOutcome:
     evaluation: RLEvaluation
     deltas: dict[str, PairedDifference]
     oracle_run: OracleRewardRun | None = None
+    ablation_arms: dict[float, AblationArm] = field(default_factory=dict)

@@ -11,10 +11,11 @@ from pathlib import Path
 from editrl.jsonl import read_jsonl
 from reward.jrm.analysis import plot_spectra
 from reward.jrm.train import TrainResult
+from rl.controller import RunResult
 from world.demo.config import DemoConfig, alpha_key
 from world.demo.heldout import RLEvaluation
 from world.demo.metrics import jrm_key
-from world.demo.outcome import DemoOutcome, OracleRewardRun
+from world.demo.outcome import AblationArm, DemoOutcome, OracleRewardRun
 from world.demo.plots import markdown_table, plot_curves, plot_sample_grid, write_markdown
 from world.render import to_pil
 from world.stats import PairedDifference
@@ -68,6 +69,72 @@ def _oracle_section(oracle_run: OracleRewardRun | None, combine: str) -> list[tu
     return [("Diagnostic: RL with the oracle as the reward", text + score_table(oracle_run.evaluation, combine))]
 
 
+def rl_arms(cfg: DemoConfig, outcome: DemoOutcome) -> list[tuple[str, RunResult, RLEvaluation]]:
+    """(label, RL run, its held-out evaluation) of the main run and of each ablation arm, labelled by the alpha
+    of the JRM that was their reward (``"alpha=0.7"``, ``"alpha=0"``); one run alone has the label ``""``."""
+    arms = [(cfg.rl_reward_alpha, outcome.rl, outcome.evaluation)]
+    arms += [(alpha, arm.rl, arm.evaluation) for alpha, arm in outcome.ablation_arms.items()]
+    if len(arms) == 1:
+        return [("", outcome.rl, outcome.evaluation)]
+    return [(f"alpha={alpha_key(alpha)}", rl, evaluation) for alpha, rl, evaluation in arms]
+
+
+def _labelled(name: str, label: str) -> str:
+    return f"{name} ({label})" if label else name
+
+
+def _interval(diff: PairedDifference) -> str:
+    return f"{diff.mean:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]"
+
+
+def _arm_row(alpha: float, rl: RunResult, evaluation: RLEvaluation, deltas: dict[str, PairedDifference], combine: str) -> tuple:
+    agreement = evaluation.agreement(combine) if evaluation.rewards else [float("nan")]
+    return (
+        alpha_key(alpha), rl.steps_completed, float(evaluation.before.instruction_following.mean()),
+        float(evaluation.after.instruction_following.mean()), _interval(deltas["oracle_if"]), _interval(deltas["oracle_vq"]),
+        _interval(deltas["oracle_edit_success"]), f"{agreement[0]:.3f} -> {agreement[-1]:.3f}",
+    )
+
+
+def comparison_text(cfg: DemoConfig, arm: AblationArm, main_deltas: dict[str, PairedDifference]) -> str:
+    """One sentence on the main run's held-out IF gain against the arm's, said whichever way it falls."""
+    main, other = alpha_key(cfg.rl_reward_alpha), alpha_key(arm.alpha)
+    d_if, d_vq = arm.gain_vs_main["oracle_if"], arm.gain_vs_main["oracle_vq"]
+    if d_if.low > 0:
+        verdict = f"the alpha = {main} reward gave the larger IF gain (the interval excludes 0)"
+    elif d_if.high < 0:
+        verdict = f"the alpha = {other} reward gave the larger IF gain (the interval excludes 0)"
+    else:
+        verdict = "the two rewards' IF gains are not distinguishable at this size (the interval includes 0)"
+    return (
+        f"RL with the alpha = {main} JRM as the reward moved held-out oracle IF by {main_deltas['oracle_if'].mean:+.3f}, "
+        f"with the alpha = {other} JRM by {arm.deltas['oracle_if'].mean:+.3f}: the difference of the gains is "
+        f"{_interval(d_if)} (paired bootstrap over the same {d_if.n} held-out tasks; VQ {_interval(d_vq)}), so {verdict}."
+    )
+
+
+def _ablation_section(cfg: DemoConfig, outcome: DemoOutcome) -> list[tuple[str, str]]:
+    """Report section of the ablation arms (``ablation_rl_alphas``) beside the main run."""
+    if not outcome.ablation_arms:
+        return []
+    combine = cfg.rl.reward.combine
+    rows = [_arm_row(cfg.rl_reward_alpha, outcome.rl, outcome.evaluation, outcome.deltas, combine)]
+    rows += [_arm_row(a, arm.rl, arm.evaluation, arm.deltas, combine) for a, arm in outcome.ablation_arms.items()]
+    table = markdown_table(
+        ["JRM alpha of the RL reward", "RL rounds", "IF before", "IF after", "IF gain [95% CI]", "VQ gain [95% CI]",
+         "edit success gain [95% CI]", "JRM-oracle agreement before -> after"], rows,
+    )
+    text = (
+        "The paper's ablation: the same RL run (policy base, seeds, settings) with each JRM as the reward, evaluated "
+        "on the same held-out tasks from the same pretrained edits. Each arm's agreement is its own JRM's.\n\n"
+        + table + "\n\n" + "\n\n".join(comparison_text(cfg, arm, outcome.deltas) for arm in outcome.ablation_arms.values())
+    )
+    for alpha, arm in outcome.ablation_arms.items():
+        text += f"\n\nPer RL step, JRM alpha = {alpha_key(alpha)} as the reward:\n\n" + score_table(arm.evaluation, combine)
+    others = " vs ".join(f"alpha = {alpha_key(a)}" for a in outcome.ablation_arms)
+    return [(f"RL reward: JRM alpha = {alpha_key(cfg.rl_reward_alpha)} vs {others} (ablation)", text)]
+
+
 def baselines_text(cfg: DemoConfig) -> str:
     """``"the alpha = 0 baseline"`` for the JRMs other than the RL reward's ("" when there are none)."""
     others = [f"alpha = {alpha_key(a)}" for a in cfg.jrm_alphas if a != cfg.rl_reward_alpha]
@@ -89,30 +156,38 @@ def claims(cfg: DemoConfig, deltas: dict[str, PairedDifference], metrics: dict[s
 
 
 def write_plots(cfg: DemoConfig, out: Path, outcome: DemoOutcome) -> None:
-    """``plots/*.png``: RL reward, held-out oracle scores over RL, JRM and pretraining losses, spectra, samples."""
-    plots, evaluation, pretrain = out / "plots", outcome.evaluation, outcome.pretrain
-    rewards = [(s.step + 1, s.reward_mean) for s in outcome.rl.summaries]
+    """``plots/*.png``: RL reward, held-out oracle scores over RL (each RL run's, with the ablation arms), JRM and
+    pretraining losses, spectra, samples (after RL: a column per run)."""
+    plots, evaluation, pretrain, arms = out / "plots", outcome.evaluation, outcome.pretrain, rl_arms(cfg, outcome)
+
+    def reward_curves(keys: tuple[str, ...]) -> dict[str, tuple[list[int], list[float]]]:
+        return {
+            _labelled(key, label): ([s.step + 1 for s in rl.summaries], [s.reward_mean.get(key, float("nan")) for s in rl.summaries])
+            for label, rl, _ in arms for key in keys
+        }
+
     plot_curves(plots / "rl_reward.png", {
-        "JRM reward (mean over the round's samples)": {"reward": ([s for s, _ in rewards], [m.get("reward", float("nan")) for _, m in rewards])},
-        "JRM per-dimension mean": {
-            dim: ([s for s, _ in rewards], [m.get(dim, float("nan")) for _, m in rewards])
-            for dim in ("instruction_following", "visual_quality")
-        },
+        "JRM reward (mean over the round's samples)": reward_curves(("reward",)),
+        "JRM per-dimension mean": reward_curves(("instruction_following", "visual_quality")),
     }, xlabel="RL step")
+
+    def score_curves(attrs: dict[str, str]) -> dict[str, tuple[list[int], list[float]]]:
+        return {
+            _labelled(name, label): (ev.steps, [float(getattr(r, attr).mean()) for r in ev.results])
+            for label, _, ev in arms for name, attr in attrs.items()
+        }
+
     plot_curves(plots / "oracle_over_rl.png", {
-        "held-out oracle score (1-4)": {
-            "IF": (evaluation.steps, [float(r.instruction_following.mean()) for r in evaluation.results]),
-            "VQ": (evaluation.steps, [float(r.visual_quality.mean()) for r in evaluation.results]),
-        },
-        "held-out edit success (fraction of changed pixels right)": {
-            "edit success": (evaluation.steps, [float(r.edit_success.mean()) for r in evaluation.results]),
-        },
+        "held-out oracle score (1-4)": score_curves({"IF": "instruction_following", "VQ": "visual_quality"}),
+        "held-out edit success (fraction of changed pixels right)": score_curves({"edit success": "edit_success"}),
         **({
-            "JRM reward of the same held-out edits": {"JRM": (evaluation.steps, [float(r.mean()) for r in evaluation.rewards])},
-            "JRM-oracle pairwise agreement (0.5 = chance)": {
-                "agreement": (evaluation.steps, evaluation.agreement(cfg.rl.reward.combine)),
+            "JRM reward of the same held-out edits": {
+                _labelled("JRM", label): (ev.steps, [float(r.mean()) for r in ev.rewards]) for label, _, ev in arms
             },
-        } if evaluation.rewards else {}),
+            "JRM-oracle pairwise agreement (0.5 = chance)": {
+                _labelled("agreement", label): (ev.steps, ev.agreement(cfg.rl.reward.combine)) for label, _, ev in arms
+            },
+        } if all(ev.rewards for _, _, ev in arms) else {}),
     }, xlabel="RL step")
     plot_curves(plots / "jrm_loss.png", {
         f"JRM alpha={alpha_key(a)}": _jrm_curves(result) for a, result in outcome.jrm.items()
@@ -124,10 +199,13 @@ def write_plots(cfg: DemoConfig, out: Path, outcome: DemoOutcome) -> None:
     plot_spectra({f"alpha={alpha_key(a)}": s for a, s in outcome.spectra.items()}, plots / "jrm_spectra.png", title="Singular spectrum of h (held-out edits)")
     rows = []
     for i, task in enumerate(outcome.heldout[: cfg.eval.n_grid_rows]):
-        b, a = evaluation.before, evaluation.after
-        caption = f"{task.instruction}\nIF {b.instruction_following[i]}->{a.instruction_following[i]}, VQ {b.visual_quality[i]}->{a.visual_quality[i]}"
-        rows.append((caption, [to_pil(task.source_image), b.images[i], a.images[i], to_pil(task.target_image)]))
-    plot_sample_grid(plots / "samples.png", rows, ["source", "before RL", "after RL", "target"])
+        b = evaluation.before
+        after = ", ".join(f"{r.instruction_following[i]}" for r in (ev.after for _, _, ev in arms))
+        after_vq = ", ".join(f"{r.visual_quality[i]}" for r in (ev.after for _, _, ev in arms))
+        caption = f"{task.instruction}\nIF {b.instruction_following[i]}->{after}, VQ {b.visual_quality[i]}->{after_vq}"
+        rows.append((caption, [to_pil(task.source_image), b.images[i], *(ev.after.images[i] for _, _, ev in arms), to_pil(task.target_image)]))
+    after_titles = [_labelled("after RL", label) for label, _, _ in arms]
+    plot_sample_grid(plots / "samples.png", rows, ["source", "before RL", *after_titles, "target"])
 
 
 RANK_LOSS_TEXT = {
@@ -150,12 +228,18 @@ def write_report(cfg: DemoConfig, out: Path, metrics: dict[str, float], outcome:
         for a in outcome.jrm
     ]
     kinds = sorted(pairs.train.kind_counts.items(), key=lambda kv: -kv[1])[:12]
+    ablation_plot_text = (
+        " (each RL run's reward is its own JRM's, so the curves' levels do not compare across runs)" if outcome.ablation_arms else ""
+    )
+    ablation_text = "".join(
+        f" and, as the paper's ablation, the same RL run with the alpha = {alpha_key(a)} JRM as the reward" for a in outcome.ablation_arms
+    )
     sections = [
         ("What this is", (
             "The toy world's end-to-end run of the method at CPU scale: a tiny OmniGen2-class policy pretrained "
             "with flow matching, JRM trained on oracle-scored preference pairs with RuleTeacher rationales "
             f"(alpha = {reward_alpha}){f' and {baselines}' if baselines else ''}, then Flow-GRPO with JRM as the reward on a local Ray "
-            "cluster. Every number is measured against the oracle on held-out tasks (a seed range no training "
+            f"cluster{ablation_text}. Every number is measured against the oracle on held-out tasks (a seed range no training "
             f"stage uses; n = {n_heldout}), with 95% paired-bootstrap intervals over tasks. Seed {cfg.seed}; "
             f"wall time {metrics['wall_seconds']:.0f} s."
         )),
@@ -166,7 +250,8 @@ def write_report(cfg: DemoConfig, out: Path, metrics: dict[str, float], outcome:
            "reward with falling oracle scores or agreement is reward hacking."
          + _group_agreement_text(cfg, evaluation, n_heldout)
          + "\n\n![oracle over RL](plots/oracle_over_rl.png)\n\n![samples](plots/samples.png)"),
-        (f"RL reward (JRM alpha = {reward_alpha})", f"{outcome.rl.steps_completed} rounds. ![reward](plots/rl_reward.png)"),
+        (f"RL reward (JRM alpha = {reward_alpha})", f"{outcome.rl.steps_completed} rounds{ablation_plot_text}. ![reward](plots/rl_reward.png)"),
+        *_ablation_section(cfg, outcome),
         (f"JRM: alpha = {reward_alpha}{f' vs {baselines}' if baselines else ''}", markdown_table(
             ["alpha", "held-out pair acc (overall)", "acc IF", "acc VQ", "effective rank of h", "isotropy"], jrm_rows)
          + f"\n\nTraining objective: ranking loss `{cfg.jrm.rank_loss}` ({RANK_LOSS_TEXT[cfg.jrm.rank_loss]}), "

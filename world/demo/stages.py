@@ -4,8 +4,9 @@
   2. pretrain the tiny OmniGen2 policy (autoencoder + flow matching), stopped while imperfect;
   3. preference pairs scored by the oracle, rationales from the RuleTeacher through ``annotate_pairs``, and
      one JRM per ``jrm_alphas`` by ``train_jrm`` (Ray Train);
-  4. Flow-GRPO with the JRM of ``rl_reward_alpha`` as the reward (``run_flow_grpo``, Ray actors), and
-     optionally the same run with the oracle as the reward;
+  4. Flow-GRPO with the JRM of ``rl_reward_alpha`` as the reward (``run_flow_grpo``, Ray actors), then
+     optionally the same run with the JRM of each ``ablation_rl_alphas`` entry as the reward (the paper's
+     alpha = 0 arm) and with the oracle as the reward;
   5. held-out evaluation (:mod:`world.demo.heldout`), metrics (:mod:`world.demo.metrics`) and the report
      (:mod:`world.demo.report`).
 """
@@ -171,12 +172,26 @@ def rl_policy_config(cfg: DemoConfig, policy_dir: Path) -> OmniGen2PolicyConfig:
     return replace(cfg.rl.policy, checkpoint=str(policy_dir), lora_checkpoint=None)
 
 
-def stage_rl(cfg: DemoConfig, policy_dir: Path, jrm_dir: str) -> RunResult:
+def stage_rl(cfg: DemoConfig, policy_dir: Path, jrm_dir: str, output_dir: str | None = None) -> RunResult:
     """Flow-GRPO with the JRM in ``jrm_dir`` as the reward, through the world's registries (so ``rl.eval_hooks``
-    may name ``world_oracle``)."""
-    rl_cfg = replace(cfg.rl, policy=rl_policy_config(cfg, policy_dir), reward=replace(cfg.rl.reward, checkpoint=jrm_dir))
+    may name ``world_oracle``), under ``output_dir`` (default ``rl.output_dir``)."""
+    rl_cfg = replace(
+        cfg.rl, policy=rl_policy_config(cfg, policy_dir), reward=replace(cfg.rl.reward, checkpoint=jrm_dir),
+        output_dir=output_dir or cfg.rl.output_dir,
+    )
     validate_tree(rl_cfg)
     return run_flow_grpo(rl_cfg, world_reward_registry(), hook_registry=world_hook_registry())
+
+
+def ablation_rl_dir(out: Path, alpha: float) -> Path:
+    """Where the ablation arm with the JRM of ``alpha`` as the reward writes its RL run: ``rl_alpha_<alpha>``."""
+    return out / f"rl_alpha_{alpha_key(alpha)}"
+
+
+def stage_rl_ablation(cfg: DemoConfig, policy_dir: Path, jrm_dir: str, out: Path, alpha: float) -> RunResult:
+    """The paper's ablation arm: :func:`stage_rl` unchanged (policy base, seeds, settings) but with the JRM of
+    ``alpha`` (in ``jrm_dir``) as the reward, under :func:`ablation_rl_dir`."""
+    return stage_rl(cfg, policy_dir, jrm_dir, output_dir=str(ablation_rl_dir(out, alpha)))
 
 
 def stage_rl_oracle(cfg: DemoConfig, policy_dir: Path, out: Path) -> RunResult:
