@@ -58,12 +58,15 @@ def load_policy_base(
     return build_policy(policy_base_config(bases_dir, cfg, **changes), registry)
 
 
-def backbone_model_init(bases_dir: str | Path) -> JRMModelInit:
-    """The JRM's ``model`` section that starts from the backbone base (``model.backbone``)."""
-    return JRMModelInit(backbone=str(Path(bases_dir) / "backbone"))
+def backbone_model_init(bases_dir: str | Path, cfg: BasesConfig | None = None, head_mlp_size: int | None = None) -> JRMModelInit:
+    """The JRM's ``model`` section that starts from the backbone base (``model.backbone``); with ``cfg``, images
+    are resized to the side the backbone was pretrained at (``backbone.image_side``)."""
+    return JRMModelInit(backbone=str(Path(bases_dir) / "backbone"),
+                        backbone_image_side=cfg.backbone.image_side if cfg else None, backbone_head_mlp_size=head_mlp_size)
 
 
 def load_backbone_base(bases_dir: str | Path, cfg: BasesConfig, *, prompt: str | None = None) -> JRM:
-    """Check the metadata, then start a JRM from the backbone base (fresh reward token and head)."""
+    """Check the metadata, then start a JRM from the backbone base (fresh reward token and head), its images at
+    the side the backbone saw."""
     check_bases(bases_dir, cfg, "backbone")
-    return build_model(backbone_model_init(bases_dir), prompt)
+    return build_model(backbone_model_init(bases_dir, cfg), prompt)

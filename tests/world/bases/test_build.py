@@ -135,3 +135,30 @@ def test_a_foreign_output_folder_is_refused(tmp_path):
     with pytest.raises(FileExistsError, match="not a bases folder"):
         build_bases(load_bases_config("reduced"), tmp_path, progress=False)
     assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_the_backbone_jrm_sees_images_at_the_side_the_backbone_was_pretrained_at(builds):
+    root, cfg, _, _ = builds
+    jrm = load_backbone_base(root / "a", cfg)
+    side = cfg.backbone.image_side
+    assert jrm.config.min_pixels == jrm.config.max_pixels == side * side
+
+
+def test_the_evaluation_reports_held_out_if_and_the_within_group_spread(builds, tmp_path):
+    import json
+
+    import numpy as np
+
+    from world.bases.evaluate import main as evaluate
+    from world.bases.evaluate import within_group_std
+
+    assert within_group_std(np.array([[1, 1, 3, 3], [2, 2, 2, 2]], dtype=float)) == 0.5  # stds 1 and 0
+    root, _, _, _ = builds
+    report = evaluate(["--bases", str(root / "a"), "--size", "reduced", "--heldout", "4", "--groups", "2",
+                       "--group-size", "3", "--work", str(tmp_path)])
+    saved = json.loads((tmp_path / "evaluation.json").read_text())
+    policy = saved["policy"]
+    assert sum(policy["if_histogram"].values()) == policy["n_heldout"] == 4
+    assert 1.0 <= policy["oracle_if"] <= 4.0 and 1.0 <= policy["sde_if_mean"] <= 4.0
+    assert 0.0 <= policy["sde_if_within_group_std"] <= 1.5 and (policy["groups"], policy["group_size"]) == (2, 3)
+    assert "jrm" not in report  # --jrm-steps 0 skips the fine-tuning

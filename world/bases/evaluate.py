@@ -1,0 +1,144 @@
+"""Measure built bases against issue 13's targets: ``python -m world.bases.evaluate --bases DIR [--jrm-steps N]``.
+
+Policy base: held-out oracle IF / VQ / edit success of its ODE edits (:func:`world.evaluate.oracle_scores_of_policy`
+on the ``heldout`` split, the demo's), the IF histogram, and the within-group spread GRPO's advantages need: for
+``groups`` tasks, ``group_size`` SDE samples each (the demo's sampling settings), the mean over tasks of the
+standard deviation of their oracle IF. The target is a held-out IF of 2.0-3.0 with real spread.
+
+Backbone base (``--jrm-steps N`` > 0): a JRM is fine-tuned from it with :func:`reward.jrm.train.train_jrm` (the
+demo's JRM section, ``alpha`` and ``learning_rate`` as given) on oracle-scored pairs of the ``pairs`` split with
+RuleTeacher rationales, and its held-out pair accuracy (``pairs_eval`` split) is reported per dimension and
+overall; ``--jrm-steps 0`` skips it. The target is an overall accuracy of 0.85 (alpha 0.7).
+
+Writes the figures to ``--out`` (JSON) and prints them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from editrl.config import load_config, validate_tree
+from editrl.io import atomic_write_json
+from policies.base import RLPolicy
+from world.bases.config import BasesConfig, load_bases_config
+from world.bases.load import backbone_model_init, check_bases, load_policy_base
+from world.evaluate import oracle_scores_of_policy, score_images
+from world.render import to_pil
+from world.tasks import make_tasks
+
+
+@dataclass
+class PolicyBaseFigures:
+    """Held-out oracle means of ODE edits, the IF histogram (score -> count) and the SDE within-group IF spread."""
+
+    n_heldout: int
+    oracle_if: float
+    oracle_vq: float
+    oracle_edit_success: float
+    if_histogram: dict[int, int]
+    groups: int
+    group_size: int
+    sde_if_mean: float
+    sde_if_within_group_std: float
+
+
+def within_group_std(scores: np.ndarray) -> float:
+    """(groups, group_size) -> mean over groups of the population std within each group."""
+    return float(scores.std(axis=1).mean())
+
+
+def policy_figures(policy: RLPolicy, n_heldout: int, groups: int, group_size: int, image_size: int, seed: int = 0) -> PolicyBaseFigures:
+    """Held-out ODE edits scored by the oracle, and ``groups`` x ``group_size`` SDE samples' IF spread."""
+    held = make_tasks("heldout", n_heldout, image_size)
+    ode = oracle_scores_of_policy(policy, held, seed=seed)
+    grouped = []
+    for task in held[:groups]:
+        generators = [torch.Generator().manual_seed(seed + 1000 + k) for k in range(group_size)]
+        with torch.no_grad():
+            rollout = policy.sample_with_logprob([to_pil(task.source_image)] * group_size, [task.instruction] * group_size,
+                                                 generator=generators)
+        images = [to_pil(image.permute(1, 2, 0).numpy()) for image in rollout.images]
+        grouped.append(score_images([task] * group_size, images).instruction_following)
+    sde = np.stack(grouped).astype(np.float64)
+    return PolicyBaseFigures(
+        n_heldout=len(held), oracle_if=float(ode.instruction_following.mean()),
+        oracle_vq=float(ode.visual_quality.mean()), oracle_edit_success=float(ode.edit_success.mean()),
+        if_histogram=dict(sorted(Counter(int(v) for v in ode.instruction_following).items())),
+        groups=groups, group_size=group_size, sde_if_mean=float(sde.mean()), sde_if_within_group_std=within_group_std(sde),
+    )
+
+
+def jrm_figures(bases_dir: Path, cfg: BasesConfig, work: Path, *, alpha: float, steps: int, learning_rate: float,
+                n_train_tasks: int = 600, n_eval_tasks: int = 60) -> dict[str, float]:
+    """Fine-tune a JRM from the backbone base on oracle pairs with RuleTeacher rationales; its held-out accuracy."""
+    from reward.jrm.annotate import annotate_pairs
+    from reward.jrm.data import load_preference_pairs
+    from reward.jrm.train import train_jrm
+    from world.demo.config import DemoConfig
+    from world.pairs import write_preference_pairs
+    from world.teacher import RuleTeacher
+
+    data = work / "pairs"
+    train, held_out, rationales = data / "pairs.jsonl", data / "pairs_eval.jsonl", data / "rationales.jsonl"
+    if not rationales.is_file():
+        write_preference_pairs(make_tasks("pairs", n_train_tasks, cfg.image_size), data, seed=0, name=train.name)
+        write_preference_pairs(make_tasks("pairs_eval", n_eval_tasks, cfg.image_size), data, seed=0, name=held_out.name)
+        pairs, _ = load_preference_pairs(train)
+        annotate_pairs(pairs, RuleTeacher(), str(rationales), max_retries=0)
+    demo = load_config(DemoConfig, Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
+    jrm_cfg = dataclasses.replace(
+        demo.jrm, model=backbone_model_init(bases_dir, cfg, head_mlp_size=demo.jrm.model.tiny_head_mlp_size),
+        alpha=alpha, max_steps=steps, eval_every_steps=steps, learning_rate=learning_rate, prompt="compact",
+        output_dir=str(work / f"jrm_alpha_{alpha:g}"), progress_bar=False, wandb_mode="disabled",
+        data=dataclasses.replace(demo.jrm.data, train_pairs=str(train), held_out_pairs=str(held_out), rationales=str(rationales)),
+    )
+    validate_tree(jrm_cfg)
+    metrics = train_jrm(jrm_cfg).metrics
+    return {k.removeprefix("eval/"): float(v) for k, v in metrics.items() if k.startswith("eval/")}
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bases", type=Path, required=True, help="a folder written by python -m world.bases.build")
+    parser.add_argument("--size", default="full", help="the build preset the bases were built from")
+    parser.add_argument("--heldout", type=int, default=96)
+    parser.add_argument("--groups", type=int, default=16)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--jrm-steps", type=int, default=0, help="fine-tune a JRM from the backbone for N steps (0: skip)")
+    parser.add_argument("--jrm-alpha", type=float, default=0.7)
+    parser.add_argument("--jrm-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--work", type=Path, default=Path("runs/world_bases_eval"))
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default: <work>/evaluation.json)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides the bases were built with")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    cfg = load_bases_config(args.size, args.overrides)
+    check_bases(args.bases, cfg)
+    start = time.perf_counter()
+    demo_sampling = {"num_inference_steps": 8, "noise_level": 0.9, "text_guidance_scale": 1.0, "image_guidance_scale": 1.0}
+    policy = load_policy_base(args.bases, cfg, use_lora=False, **demo_sampling)
+    report: dict = {"bases": str(args.bases), "policy": dataclasses.asdict(
+        policy_figures(policy, args.heldout, args.groups, args.group_size, cfg.image_size))}
+    if args.jrm_steps > 0:
+        report["jrm"] = {"alpha": args.jrm_alpha, "steps": args.jrm_steps, "learning_rate": args.jrm_learning_rate,
+                         **jrm_figures(args.bases, cfg, args.work, alpha=args.jrm_alpha, steps=args.jrm_steps,
+                                       learning_rate=args.jrm_learning_rate)}
+    report["wall_seconds"] = time.perf_counter() - start
+    out = args.out or args.work / "evaluation.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out, report)
+    print(report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
