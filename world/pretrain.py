@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +49,9 @@ class PretrainConfig:
     flow_steps: int = 800
     flow_batch_size: int = 32
     flow_learning_rate: float = 1e-3
+    # also train the (tiny, randomly initialised) mllm text encoder with the flow loss: its frozen random states
+    # barely tell colour words apart, so a frozen encoder leaves the transformer copying the source
+    flow_train_text_encoder: bool = False
     max_grad_norm: float = 1.0
     seed: int = 0
 
@@ -160,14 +164,21 @@ def fit_autoencoder(vae: AutoencoderKL, images: torch.Tensor, cfg: PretrainConfi
 class _FlowData:
     """Per-task conditioning and targets, precomputed once with the frozen mllm and VAE.
 
-    text: list of (L_i, D_text) states; refs / targets: (N, C, h, w) source and target latents.
+    text: list of (L_i, D_text) states; refs / targets: (N, C, h, w) source and target latents;
+    instructions: the N instructions (re-encoded each step when the text encoder trains).
     """
 
     text: list[torch.Tensor]
     refs: torch.Tensor
     targets: torch.Tensor
+    instructions: list[str]
 
-    def conditions(self, index: torch.Tensor) -> EditConditions:
+    def conditions(self, index: torch.Tensor, encoder: Any = None) -> EditConditions:
+        """The rows' conditions; with ``encoder`` (a trained text encoder) their text states are encoded now."""
+        refs = [[self.refs[i]] for i in index.tolist()]
+        if encoder is not None:
+            encoded = encoder.encode_differentiable([self.instructions[i] for i in index.tolist()])
+            return EditConditions(encoded.hidden_states.float(), encoded.attention_mask, None, None, refs)
         texts = [self.text[i] for i in index.tolist()]
         length = max(t.shape[0] for t in texts)
         hidden = torch.zeros(len(texts), length, texts[0].shape[1])
@@ -175,7 +186,7 @@ class _FlowData:
         for row, t in enumerate(texts):
             hidden[row, : t.shape[0]] = t
             mask[row, : t.shape[0]] = True
-        return EditConditions(hidden, mask, None, None, [[self.refs[i]] for i in index.tolist()])
+        return EditConditions(hidden, mask, None, None, refs)
 
 
 def _encode_tasks(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask], batch_size: int = 128) -> _FlowData:
@@ -188,7 +199,7 @@ def _encode_tasks(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask], bat
                 text.append(encoded.hidden_states[row, encoded.attention_mask[row]].float().clone())
         refs = torch.stack([pipeline.encode_image(pil_to_tensor(to_pil(t.source_image))) for t in tasks])
         targets = torch.stack([pipeline.encode_image(pil_to_tensor(to_pil(t.target_image))) for t in tasks])
-    return _FlowData(text, refs.float(), targets.float())
+    return _FlowData(text, refs.float(), targets.float(), [t.instruction for t in tasks])
 
 
 def train_flow_matching(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask], cfg: PretrainConfig, *, progress: bool = True) -> list[float]:
@@ -196,12 +207,18 @@ def train_flow_matching(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask
     data = _encode_tasks(pipeline, tasks)
     transformer = pipeline.transformer
     generator = torch.Generator().manual_seed(cfg.seed + 2)
-    optimizer = torch.optim.AdamW(transformer.parameters(), lr=cfg.flow_learning_rate, weight_decay=0.0)
+    trained = [transformer]
+    encoder = pipeline.text_encoder if cfg.flow_train_text_encoder else None
+    if encoder is not None:
+        trained.append(encoder.mllm)
+    params = [p for module in trained for p in module.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.flow_learning_rate, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, cfg.flow_steps) / max(cfg.flow_steps, 1)))
     )
-    transformer.requires_grad_(True)
-    transformer.train()
+    for module in trained:
+        module.requires_grad_(True)
+        module.train()
     losses: list[float] = []
     n = data.targets.shape[0]
     for _ in tqdm(range(cfg.flow_steps), desc="pretrain: flow matching", disable=not progress):
@@ -211,17 +228,18 @@ def train_flow_matching(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask
         t = torch.rand(index.shape[0], generator=generator)
         x_t = t.view(-1, 1, 1, 1) * x1 + (1.0 - t.view(-1, 1, 1, 1)) * x0
         guided = torch.zeros(index.shape[0], dtype=torch.bool)
-        velocity = pipeline.guided_velocity(x_t, t, data.conditions(index), guided, 1.0, 1.0)
+        velocity = pipeline.guided_velocity(x_t, t, data.conditions(index, encoder), guided, 1.0, 1.0)
         loss = (velocity - (x1 - x0)).pow(2).mean()
         _finite_or_raise(loss, "flow-matching loss")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(transformer.parameters(), cfg.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         optimizer.step()
         schedule.step()
         losses.append(loss.item())
-    transformer.requires_grad_(False)
-    transformer.eval()
+    for module in trained:
+        module.requires_grad_(False)
+        module.eval()
     return losses
 
 

@@ -45,6 +45,10 @@ class QwenTextEncoder:
     @torch.no_grad()
     def encode(self, instructions: Sequence[str]) -> TextEmbeddings:
         """Texts -> final hidden states (B, L, D_text) in the mllm's dtype and a (B, L) bool mask."""
+        return self.encode_differentiable(instructions)
+
+    def encode_differentiable(self, instructions: Sequence[str]) -> TextEmbeddings:
+        """:meth:`encode` with autograd on (for pretraining a small text encoder together with the transformer)."""
         prompts = [chat_prompt(self.tokenizer, text) for text in instructions]
         batch = self.tokenizer(
             prompts,

@@ -1,0 +1,27 @@
+"""The policy pretraining's flow-matching stage: which modules it trains."""
+
+import pytest
+import torch
+
+from policies.omnigen2.tiny import TINY_SAMPLING
+from world.pretrain import PretrainConfig, build_world_pipeline, train_flow_matching
+from world.tasks import make_tasks
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("train_text_encoder", [False, True])
+def test_the_text_encoder_trains_only_when_asked(train_text_encoder):
+    cfg = PretrainConfig(vae_channels=[8, 8], flow_steps=3, flow_batch_size=4, flow_train_text_encoder=train_text_encoder)
+    pipeline = build_world_pipeline(cfg, 32, TINY_SAMPLING)
+    mllm, transformer = _snapshot(pipeline.text_encoder.mllm), _snapshot(pipeline.transformer)
+    losses = train_flow_matching(pipeline, make_tasks("pretrain", 8, 32), cfg, progress=False)
+    assert len(losses) == 3 and all(torch.isfinite(torch.tensor(losses)))
+    changed = lambda before, module: any(not torch.equal(v, module.state_dict()[k]) for k, v in before.items())  # noqa: E731
+    assert changed(transformer, pipeline.transformer)
+    assert changed(mllm, pipeline.text_encoder.mllm) is train_text_encoder
+    # trained or not, both are frozen again afterwards (the saved base is an inference model)
+    assert not any(p.requires_grad for p in pipeline.text_encoder.mllm.parameters())
+    assert not any(p.requires_grad for p in pipeline.transformer.parameters())
