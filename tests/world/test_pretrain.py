@@ -25,3 +25,18 @@ def test_the_text_encoder_trains_only_when_asked(train_text_encoder):
     # trained or not, both are frozen again afterwards (the saved base is an inference model)
     assert not any(p.requires_grad for p in pipeline.text_encoder.mllm.parameters())
     assert not any(p.requires_grad for p in pipeline.transformer.parameters())
+
+
+def test_the_changed_share_of_each_latent_pixel_is_the_pooled_edit_mask():
+    from world.pretrain import _encode_tasks
+
+    cfg = PretrainConfig(vae_channels=[8, 8])
+    pipeline = build_world_pipeline(cfg, 32, TINY_SAMPLING)
+    tasks = make_tasks("pretrain", 3, 32)
+    data = _encode_tasks(pipeline, tasks)
+    assert data.changed.shape == (3, 1, *data.targets.shape[-2:])
+    for row, task in enumerate(tasks):
+        mask = torch.from_numpy(task.changed_mask).float()
+        # each latent pixel covers a 2x2 block of image pixels (one downsampling)
+        assert torch.allclose(data.changed[row, 0], mask.reshape(16, 2, 16, 2).mean(dim=(1, 3)))
+        assert 0 < float(data.changed[row].mean()) < 0.5  # an edit changes some, not most, of the image
