@@ -18,10 +18,13 @@ on CPU), and the run's own placement report (:class:`rl.controller.RunResult` ``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import ray
 
@@ -46,6 +49,28 @@ def node_resources(cfg_ray, nodes: int) -> dict[str, float]:
     return {"num_cpus": int(cpus), "num_gpus": int(gpus)}
 
 
+@contextlib.contextmanager
+def simulated_cluster(nodes: int, node: dict, **init: Any) -> Iterator[Any]:
+    """``nodes`` Ray nodes of resources ``node`` on this machine, the driver connected (``init``: more
+    ``ray.init`` arguments); everything is shut down on exit."""
+    from ray.cluster_utils import Cluster
+
+    # no idle workers started ahead of time (Ray would start one per logical CPU: 192 processes at 4 x 48)
+    os.environ.update(RAY_enable_worker_prestart="0", RAY_prestart_worker_first_driver="0", RAY_USAGE_STATS_ENABLED="0")
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
+    try:
+        for _ in range(nodes - 1):
+            cluster.add_node(**node)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False, **init)
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
 #: The preset names cluster paths (checkpoints, data) that do not exist here; the probes need none of them.
 LOCAL_OVERRIDES = ("policy.checkpoint=null", "policy.tiny=true", "jrm.model.backbone=null", "jrm.model.tiny=true")
 
@@ -54,24 +79,13 @@ def measure_placement(preset: Path = PRESET, nodes: int = 4, overrides: tuple[st
     """Start the preset's actors (as probes) on ``nodes`` simulated nodes; return the placement report."""
     import tempfile
 
-    from ray.cluster_utils import Cluster
-
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "instructions.jsonl"
         data.write_text("")
         cfg = load_experiment_config(preset, [*LOCAL_OVERRIDES, f"data.train_path={data}", *overrides])
     node = {**node_resources(cfg.ray, nodes), "object_store_memory": 80 * 1024**2}
-    # no idle workers started ahead of time (Ray would start one per logical CPU: 192 processes here)
-    os.environ.update(RAY_enable_worker_prestart="0", RAY_prestart_worker_first_driver="0", RAY_USAGE_STATS_ENABLED="0")
-    if ray.is_initialized():
-        ray.shutdown()
     start = time.perf_counter()
-    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-    try:
-        for _ in range(nodes - 1):
-            cluster.add_node(**node)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}})
+    with simulated_cluster(nodes, node, runtime_env={"env_vars": {"PYTHONPATH": str(REPO)}}):
         cluster_seconds = time.perf_counter() - start
         plan = reserve(cfg.ray, timeout_s=120)
         probe = ray.remote(PlacementProbe)
@@ -82,9 +96,6 @@ def measure_placement(preset: Path = PRESET, nodes: int = 4, overrides: tuple[st
         reward_locations = ray.get([r.location.remote() for r in rewards], timeout=600)
         actors_seconds = time.perf_counter() - start - cluster_seconds
         plan.remove()
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
     report = check_colocated(policy_locations, reward_locations, gpus_per_bundle=1)
     per_node_gpus = Counter(loc.node_id for loc in policy_locations)
     return {
@@ -106,37 +117,24 @@ def measure_rounds(nodes: int = 4, steps: int = 2) -> dict:
     import tempfile
 
     import torch
-    from ray.cluster_utils import Cluster
 
     from rl.controller import run_flow_grpo
     from world.tasks import make_tasks, write_instruction_jsonl
 
     torch.set_num_threads(1)
-    os.environ.update(RAY_enable_worker_prestart="0", RAY_prestart_worker_first_driver="0", RAY_USAGE_STATS_ENABLED="0")
-    if ray.is_initialized():
-        ray.shutdown()
     node = {"num_cpus": 2, "num_gpus": 1, "object_store_memory": 150 * 1024**2}
-    cluster = Cluster(initialize_head=True, head_node_args={**node, "include_dashboard": False})
-    try:
-        for _ in range(nodes - 1):
-            cluster.add_node(**node)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
-        with tempfile.TemporaryDirectory(prefix="bench_placement_") as tmp:
-            data = write_instruction_jsonl(make_tasks("rl", 8, size=32), Path(tmp) / "world")
-            overrides = [
-                f"data.train_path={data}", f"output_dir={tmp}/run", f"grpo.num_steps={steps}", "grpo.samples_per_chunk=2",
-                "ray.placement=hybrid", f"ray.num_samplers={nodes}", "ray.sampler_num_gpus=0.5", "ray.reward_num_gpus=0.5",
-                "ray.sampler_num_cpus=1", "ray.reward_num_cpus=1", "ray.learner_backend=gloo", f"ray.address={cluster.address}",
-                "policy.device=cpu", "reward.device=cpu", "logging.wandb=false", "logging.progress_bar=false",
-                "checkpoint.every_n_steps=1000", "checkpoint.resume=never",
-            ]
-            start = time.perf_counter()
-            result = run_flow_grpo(load_job_config(REPO / "configs" / "toy.yaml", overrides).experiment())
-            seconds = time.perf_counter() - start
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    with simulated_cluster(nodes, node) as cluster, tempfile.TemporaryDirectory(prefix="bench_placement_") as tmp:
+        data = write_instruction_jsonl(make_tasks("rl", 8, size=32), Path(tmp) / "world")
+        overrides = [
+            f"data.train_path={data}", f"output_dir={tmp}/run", f"grpo.num_steps={steps}", "grpo.samples_per_chunk=2",
+            "ray.placement=hybrid", f"ray.num_samplers={nodes}", "ray.sampler_num_gpus=0.5", "ray.reward_num_gpus=0.5",
+            "ray.sampler_num_cpus=1", "ray.reward_num_cpus=1", "ray.learner_backend=gloo", f"ray.address={cluster.address}",
+            "policy.device=cpu", "reward.device=cpu", "logging.wandb=false", "logging.progress_bar=false",
+            "checkpoint.every_n_steps=1000", "checkpoint.resume=never",
+        ]
+        start = time.perf_counter()
+        result = run_flow_grpo(load_job_config(REPO / "configs" / "toy.yaml", overrides).experiment())
+        seconds = time.perf_counter() - start
     return {
         "nodes": nodes, "policy_workers": nodes, "steps_completed": result.steps_completed,
         "adapter_version": result.adapter_version, "seconds": seconds,

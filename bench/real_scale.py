@@ -544,15 +544,11 @@ def gqa_flop_mapping() -> dict[Any, Callable[..., int]]:
     return mapping
 
 
-def _tflops(flops: float | None, seconds: float) -> float | None:
-    return None if flops is None else flops / max(seconds, 1e-9) / 1e12
-
-
 def _flop_figures(m: dict[str, Any], samples: int = 1) -> dict[str, Any]:
     """``tflop_per_sample`` and ``achieved_tflop_s`` of a :func:`measured` result, or why there are none."""
     if m["flops"] is None:
         return {"flops_error": m.get("flops_error", "not counted")}
-    return {"tflop_per_sample": m["flops"] / samples / 1e12, "achieved_tflop_s": _tflops(m["flops"], m["seconds"])}
+    return {"tflop_per_sample": m["flops"] / samples / 1e12, "achieved_tflop_s": m["flops"] / max(m["seconds"], 1e-9) / 1e12}
 
 
 def _noise_image(side: int, seed: int) -> Image.Image:

@@ -1,6 +1,6 @@
 """Measure built bases against issue 13's targets: ``python -m world.bases.evaluate --bases DIR [--jrm-steps N]``.
 
-Policy base: held-out oracle IF / VQ / edit success of its ODE edits (:func:`world.evaluate.oracle_scores_of_policy`
+Policy base: held-out oracle IF / VQ / edit success of its ODE edits under the demo's sampling settings (:func:`world.evaluate.oracle_scores_of_policy`
 on the ``heldout`` split, the demo's), the IF histogram, and the within-group spread GRPO's advantages need: for
 ``groups`` tasks, ``group_size`` SDE samples each (the demo's sampling settings), the mean over tasks of the
 standard deviation of their oracle IF. The target is a held-out IF of 2.0-3.0 with real spread.
@@ -29,8 +29,9 @@ import torch
 from editrl.config import load_config, validate_tree
 from editrl.io import atomic_write_json
 from policies.base import RLPolicy
-from world.bases.config import BasesConfig, load_bases_config
+from world.bases.config import REPO_ROOT, BasesConfig, load_bases_config
 from world.bases.load import backbone_model_init, check_bases, load_policy_base
+from world.demo.config import DemoConfig
 from world.evaluate import oracle_scores_of_policy, score_images
 from world.render import to_pil
 from world.tasks import make_tasks
@@ -77,31 +78,29 @@ def policy_figures(policy: RLPolicy, n_heldout: int, groups: int, group_size: in
     )
 
 
-def jrm_figures(bases_dir: Path, cfg: BasesConfig, work: Path, *, alpha: float, steps: int, learning_rate: float,
-                n_train_tasks: int = 600, n_eval_tasks: int = 60) -> dict[str, float]:
-    """Fine-tune a JRM from the backbone base on oracle pairs with RuleTeacher rationales; its held-out accuracy."""
-    from reward.jrm.annotate import annotate_pairs
-    from reward.jrm.data import load_preference_pairs
+def jrm_figures(bases_dir: Path, cfg: BasesConfig, demo: DemoConfig, work: Path, *, alpha: float, steps: int,
+                learning_rate: float, n_train_tasks: int = 600, n_eval_tasks: int = 60) -> dict[str, float]:
+    """Fine-tune a JRM from the backbone base (the demo's JRM section otherwise) on oracle pairs with RuleTeacher
+    rationales; its held-out accuracy."""
     from reward.jrm.train import train_jrm
-    from world.demo.config import DemoConfig
+    from world.data_files import WorldDataConfig, ensure_world_data
     from world.pairs import write_preference_pairs
-    from world.teacher import RuleTeacher
 
     data = work / "pairs"
     train, held_out, rationales = data / "pairs.jsonl", data / "pairs_eval.jsonl", data / "rationales.jsonl"
-    if not rationales.is_file():
-        write_preference_pairs(make_tasks("pairs", n_train_tasks, cfg.image_size), data, seed=0, name=train.name)
-        write_preference_pairs(make_tasks("pairs_eval", n_eval_tasks, cfg.image_size), data, seed=0, name=held_out.name)
-        pairs, _ = load_preference_pairs(train)
-        annotate_pairs(pairs, RuleTeacher(), str(rationales), max_retries=0)
-    demo = load_config(DemoConfig, Path(__file__).resolve().parents[2] / "configs" / "demo.yaml")
     jrm_cfg = dataclasses.replace(
         demo.jrm, model=backbone_model_init(bases_dir, cfg, head_mlp_size=demo.jrm.model.tiny_head_mlp_size),
         alpha=alpha, max_steps=steps, eval_every_steps=steps, learning_rate=learning_rate, prompt="compact",
         output_dir=str(work / f"jrm_alpha_{alpha:g}"), progress_bar=False, wandb_mode="disabled",
-        data=dataclasses.replace(demo.jrm.data, train_pairs=str(train), held_out_pairs=str(held_out), rationales=str(rationales)),
+        data=dataclasses.replace(demo.jrm.data, train_pairs=str(train), held_out_pairs=str(held_out),
+                                 rationales=str(rationales) if alpha > 0 else None),
     )
     validate_tree(jrm_cfg)
+    # training pairs and their rationales as a run's stage 1 builds them; the held-out pairs from their own split
+    world = WorldDataConfig(build_if_missing=True, image_size=cfg.image_size, n_pair_tasks=n_train_tasks, n_instructions=1)
+    ensure_world_data(world, str(data / "instructions.jsonl"), jrm_cfg)
+    if not held_out.is_file():
+        write_preference_pairs(make_tasks("pairs_eval", n_eval_tasks, cfg.image_size), data, seed=0, name=held_out.name)
     metrics = train_jrm(jrm_cfg).metrics
     return {k.removeprefix("eval/"): float(v) for k, v in metrics.items() if k.startswith("eval/")}
 
@@ -124,13 +123,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
     cfg = load_bases_config(args.size, args.overrides)
     check_bases(args.bases, cfg)
     start = time.perf_counter()
-    demo_sampling = {"num_inference_steps": 8, "noise_level": 0.9, "text_guidance_scale": 1.0, "image_guidance_scale": 1.0}
-    policy = load_policy_base(args.bases, cfg, use_lora=False, **demo_sampling)
+    demo = load_config(DemoConfig, REPO_ROOT / "configs" / "demo.yaml")
+    sampling = {key: getattr(demo.rl.policy, key)
+                for key in ("num_inference_steps", "noise_level", "text_guidance_scale", "image_guidance_scale")}
+    policy = load_policy_base(args.bases, cfg, use_lora=False, **sampling)
     report: dict = {"bases": str(args.bases), "policy": dataclasses.asdict(
         policy_figures(policy, args.heldout, args.groups, args.group_size, cfg.image_size))}
     if args.jrm_steps > 0:
         report["jrm"] = {"alpha": args.jrm_alpha, "steps": args.jrm_steps, "learning_rate": args.jrm_learning_rate,
-                         **jrm_figures(args.bases, cfg, args.work, alpha=args.jrm_alpha, steps=args.jrm_steps,
+                         **jrm_figures(args.bases, cfg, demo, args.work, alpha=args.jrm_alpha, steps=args.jrm_steps,
                                        learning_rate=args.jrm_learning_rate)}
     report["wall_seconds"] = time.perf_counter() - start
     out = args.out or args.work / "evaluation.json"
