@@ -55,6 +55,12 @@ class PretrainConfig:
     # weight of the flow loss on latent pixels the edit changes (1: plain MSE); edits touch a few percent of the
     # image, so plain MSE mostly teaches copying the source
     flow_changed_weight: float = 1.0
+    # condition dropout, so the policy samples with OmniGen2's dual CFG: a row's instruction is replaced by
+    # ``uncond_prompt`` with probability text_dropout, and instruction and reference image both with
+    # probability text_image_dropout (the ``ref`` and ``uncond`` branches of the guided velocity)
+    text_dropout: float = 0.0
+    text_image_dropout: float = 0.0
+    uncond_prompt: str = ""
     max_grad_norm: float = 1.0
     seed: int = 0
 
@@ -69,6 +75,10 @@ class PretrainConfig:
             raise ConfigError(f"vae_channels must list >= 2 multiples of 4, got {list(self.vae_channels)}")
         if self.vae_learning_rate <= 0 or self.flow_learning_rate <= 0 or self.max_grad_norm <= 0:
             raise ConfigError("vae_learning_rate, flow_learning_rate and max_grad_norm must be > 0")
+        if self.text_dropout < 0 or self.text_image_dropout < 0 or self.text_dropout + self.text_image_dropout >= 1:
+            raise ConfigError(
+                f"text_dropout + text_image_dropout must be in [0, 1), got {self.text_dropout} + {self.text_image_dropout}"
+            )
         if self.flow_changed_weight <= 0:
             raise ConfigError(f"flow_changed_weight must be > 0, got {self.flow_changed_weight}")
 
@@ -180,13 +190,21 @@ class _FlowData:
     instructions: list[str]
     changed: torch.Tensor
 
-    def conditions(self, index: torch.Tensor, encoder: Any = None) -> EditConditions:
-        """The rows' conditions; with ``encoder`` (a trained text encoder) their text states are encoded now."""
-        refs = [[self.refs[i]] for i in index.tolist()]
+    def conditions(self, index: torch.Tensor, encoder: Any = None, dropped: Sequence[str] = (),
+                   uncond: torch.Tensor | None = None, uncond_prompt: str = "") -> EditConditions:
+        """The rows' conditions; with ``encoder`` (a trained text encoder) their text states are encoded now.
+
+        dropped: per row "" (keep), "text" (instruction -> the unconditional prompt, states ``uncond`` (L, D)) or
+        "text_image" (also no reference image); empty keeps every row.
+        """
+        rows = index.tolist()
+        dropped = list(dropped) or [""] * len(rows)
+        refs = [None if drop == "text_image" else [self.refs[i]] for i, drop in zip(rows, dropped)]
         if encoder is not None:
-            encoded = encoder.encode_differentiable([self.instructions[i] for i in index.tolist()])
+            prompts = [uncond_prompt if drop else self.instructions[i] for i, drop in zip(rows, dropped)]
+            encoded = encoder.encode_differentiable(prompts)
             return EditConditions(encoded.hidden_states.float(), encoded.attention_mask, None, None, refs)
-        texts = [self.text[i] for i in index.tolist()]
+        texts = [uncond if drop else self.text[i] for i, drop in zip(rows, dropped)]
         length = max(t.shape[0] for t in texts)
         hidden = torch.zeros(len(texts), length, texts[0].shape[1])
         mask = torch.zeros(len(texts), length, dtype=torch.bool)
@@ -211,6 +229,20 @@ def _encode_tasks(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask], bat
     return _FlowData(text, refs.float(), targets.float(), [t.instruction for t in tasks], changed)
 
 
+def condition_dropout(draws: torch.Tensor, text_dropout: float, text_image_dropout: float) -> list[str]:
+    """Per row of ``draws`` (N,) ~ U(0, 1): "text_image" below ``text_image_dropout``, "text" below the sum of
+    both probabilities, "" (keep the conditions) otherwise."""
+    return ["text_image" if u < text_image_dropout else "text" if u < text_image_dropout + text_dropout else ""
+            for u in draws.tolist()]
+
+
+def _unconditional_states(pipeline: OmniGen2EditPipeline, prompt: str) -> torch.Tensor:
+    """(L, D) text states of the unconditional prompt under the frozen text encoder."""
+    with torch.no_grad():
+        encoded = pipeline.text_encoder.encode([prompt])
+    return encoded.hidden_states[0, encoded.attention_mask[0]].float().clone()
+
+
 def train_flow_matching(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask], cfg: PretrainConfig, *, progress: bool = True) -> list[float]:
     """Flow-matching MSE on the velocity ``x1 − x0`` with t ~ U(0, 1); trains the transformer in place."""
     data = _encode_tasks(pipeline, tasks)
@@ -230,14 +262,18 @@ def train_flow_matching(pipeline: OmniGen2EditPipeline, tasks: Sequence[EditTask
         module.train()
     losses: list[float] = []
     n = data.targets.shape[0]
+    uncond = _unconditional_states(pipeline, cfg.uncond_prompt)
+    dropout = torch.Generator().manual_seed(cfg.seed + 4)
     for _ in tqdm(range(cfg.flow_steps), desc="pretrain: flow matching", disable=not progress):
         index = torch.randint(0, n, (cfg.flow_batch_size,), generator=generator)
+        dropped = condition_dropout(torch.rand(index.shape[0], generator=dropout), cfg.text_dropout, cfg.text_image_dropout)
         x1 = data.targets[index]
         x0 = torch.randn(x1.shape, generator=generator)
         t = torch.rand(index.shape[0], generator=generator)
         x_t = t.view(-1, 1, 1, 1) * x1 + (1.0 - t.view(-1, 1, 1, 1)) * x0
         guided = torch.zeros(index.shape[0], dtype=torch.bool)
-        velocity = pipeline.guided_velocity(x_t, t, data.conditions(index, encoder), guided, 1.0, 1.0)
+        conditions = data.conditions(index, encoder, dropped, uncond, cfg.uncond_prompt)
+        velocity = pipeline.guided_velocity(x_t, t, conditions, guided, 1.0, 1.0)
         weight = 1.0 + (cfg.flow_changed_weight - 1.0) * data.changed[index]
         loss = (weight * (velocity - (x1 - x0)).pow(2)).mean() / weight.mean()
         _finite_or_raise(loss, "flow-matching loss")

@@ -40,3 +40,35 @@ def test_the_changed_share_of_each_latent_pixel_is_the_pooled_edit_mask():
         # each latent pixel covers a 2x2 block of image pixels (one downsampling)
         assert torch.allclose(data.changed[row, 0], mask.reshape(16, 2, 16, 2).mean(dim=(1, 3)))
         assert 0 < float(data.changed[row].mean()) < 0.5  # an edit changes some, not most, of the image
+
+
+def test_condition_dropout_splits_the_unit_interval_at_the_two_probabilities():
+    from world.pretrain import condition_dropout
+
+    draws = torch.tensor([0.0, 0.049, 0.05, 0.149, 0.15, 0.99])
+    assert condition_dropout(draws, 0.1, 0.05) == ["text_image", "text_image", "text", "text", "", ""]
+    assert condition_dropout(draws, 0.0, 0.0) == [""] * 6
+
+
+def test_dropped_rows_get_the_unconditional_prompt_and_lose_the_reference_only_when_asked():
+    from world.pretrain import _encode_tasks, _unconditional_states
+
+    cfg = PretrainConfig(vae_channels=[8, 8])
+    pipeline = build_world_pipeline(cfg, 32, TINY_SAMPLING)
+    data = _encode_tasks(pipeline, make_tasks("pretrain", 3, 32))
+    uncond = _unconditional_states(pipeline, "")
+    conditions = data.conditions(torch.tensor([0, 1, 2]), dropped=["", "text", "text_image"], uncond=uncond)
+    length = conditions.text_attention_mask.sum(dim=1).tolist()
+    assert length == [data.text[0].shape[0], uncond.shape[0], uncond.shape[0]]
+    assert torch.equal(conditions.text_hidden_states[0, : length[0]], data.text[0])
+    assert torch.equal(conditions.text_hidden_states[1, : length[1]], uncond)
+    assert torch.equal(conditions.ref_latents[0][0], data.refs[0]) and torch.equal(conditions.ref_latents[1][0], data.refs[1])
+    assert conditions.ref_latents[2] is None
+
+
+@pytest.mark.parametrize("text, both", [(-0.1, 0.0), (0.6, 0.4), (0.0, 1.0)])
+def test_condition_dropout_probabilities_are_validated(text, both):
+    from editrl.config import ConfigError
+
+    with pytest.raises(ConfigError, match="text_dropout"):
+        PretrainConfig(text_dropout=text, text_image_dropout=both).validate()

@@ -10,6 +10,7 @@ Paths inside them may interpolate ``${output_dir}``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from editrl.config import ConfigError
 from policies.policy_config import PolicyConfig
@@ -122,6 +123,11 @@ class DemoConfig:
     seed: int = 0
     n_rl_tasks: int = 400
     world: WorldConfig = field(default_factory=WorldConfig)
+    # pretrained toy bases (a folder written by `make world-bases`): the policy starts from <bases>/policy and
+    # every JRM from <bases>/backbone, and the `pretrain` section is not used; null: pretrain the policy here
+    # and train the JRMs from jrm.model's tiny random model
+    bases: str | None = None
+    bases_size: str = "full"  # the build preset the bases were built from (their metadata must match it)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     pairs: PairsConfig = field(default_factory=PairsConfig)
     jrm: JRMTrainConfig = field(default_factory=lambda: _demo_jrm())
@@ -142,6 +148,8 @@ class DemoConfig:
     claims: ClaimsConfig = field(default_factory=ClaimsConfig)
 
     def validate(self) -> None:
+        if self.bases is not None and not Path(self.bases).is_dir():
+            raise ConfigError(f"bases: {self.bases!r} is not a folder; build it with `make world-bases` or set bases: null")
         if self.threads_before_ray < 1:
             raise ConfigError(f"threads_before_ray must be >= 1, got {self.threads_before_ray}")
         if self.n_rl_tasks < 1:

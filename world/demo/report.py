@@ -192,10 +192,11 @@ def write_plots(cfg: DemoConfig, out: Path, outcome: DemoOutcome) -> None:
     plot_curves(plots / "jrm_loss.png", {
         f"JRM alpha={alpha_key(a)}": _jrm_curves(result) for a, result in outcome.jrm.items()
     }, xlabel="optimizer step")
-    plot_curves(plots / "pretrain_loss.png", {
-        "autoencoder (MSE + KL)": {"loss": (list(range(1, len(pretrain.vae_losses) + 1)), pretrain.vae_losses)},
-        "flow matching (velocity MSE)": {"loss": (list(range(1, len(pretrain.flow_losses) + 1)), pretrain.flow_losses)},
-    }, xlabel="optimizer step")
+    if pretrain.vae_losses or pretrain.flow_losses:  # a policy base brings no losses (its build recorded them)
+        plot_curves(plots / "pretrain_loss.png", {
+            "autoencoder (MSE + KL)": {"loss": (list(range(1, len(pretrain.vae_losses) + 1)), pretrain.vae_losses)},
+            "flow matching (velocity MSE)": {"loss": (list(range(1, len(pretrain.flow_losses) + 1)), pretrain.flow_losses)},
+        }, xlabel="optimizer step")
     plot_spectra({f"alpha={alpha_key(a)}": s for a, s in outcome.spectra.items()}, plots / "jrm_spectra.png", title="Singular spectrum of h (held-out edits)")
     rows = []
     for i, task in enumerate(outcome.heldout[: cfg.eval.n_grid_rows]):
@@ -265,7 +266,9 @@ def write_report(cfg: DemoConfig, out: Path, metrics: dict[str, float], outcome:
             f"by the policy's VAE, score IF {metrics['policy.autoencoder_roundtrip_if']:.3f} and VQ "
             f"{metrics['policy.autoencoder_roundtrip_vq']:.3f} (a reference, not a strict bound: the policy's "
             "latents need not be ones the encoder produces)."
-            "\n\n![pretrain](plots/pretrain_loss.png)"
+            + (f" The policy and every JRM start from the pretrained bases in `{cfg.bases}` (policy base and VLM "
+               "backbone, built by `make world-bases`; their training figures are in its `build_info.json`)."
+               if cfg.bases is not None else "\n\n![pretrain](plots/pretrain_loss.png)")
         )),
         ("Train pair kinds (most frequent)", markdown_table(["preferred>rejected", "count"], kinds)),
         ("Stage times (s)", markdown_table(["stage", "seconds"], [(k, v) for k, v in metrics.items() if k.startswith("time.")])),

@@ -1,7 +1,8 @@
 """The demo's stages, each on the real classes of this repository, in the order :mod:`launch.demo` runs them.
 
   1. world data: RL instruction JSONL (train split) and held-out tasks (a split no training stage uses);
-  2. pretrain the tiny OmniGen2 policy (autoencoder + flow matching), stopped while imperfect;
+  2. the policy RL starts from: the policy base of ``bases`` (metadata checked), or the tiny OmniGen2 policy
+     pretrained here (autoencoder + flow matching), stopped while imperfect;
   3. preference pairs scored by the oracle, rationales from the RuleTeacher through ``annotate_pairs``, and
      one JRM per ``jrm_alphas`` by ``train_jrm`` (Ray Train);
   4. Flow-GRPO with the JRM of ``rl_reward_alpha`` as the reward (``run_flow_grpo``, Ray actors), then
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from editrl.config import validate_tree
+from editrl.config import ConfigError, validate_tree
 from editrl.io import atomic_write_bytes
 from policies.omnigen2.config import OmniGen2PolicyConfig
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
@@ -32,7 +33,10 @@ from reward.jrm.annotate import AnnotationSummary, annotate_pairs
 from reward.jrm.data import load_images, load_preference_pairs
 from reward.jrm.model import JRM
 from reward.jrm.train import REPO_ROOT, TrainResult, train_jrm
+from reward.jrm.train_config import JRMModelInit
 from rl.controller import RunResult, run_flow_grpo
+from world.bases.config import BasesConfig, load_bases_config
+from world.bases.load import backbone_model_init, check_bases
 from world.corruptions import Candidate
 from world.demo.config import DemoConfig, alpha_key
 from world.evaluate import oracle_scores_of_policy
@@ -82,6 +86,11 @@ def stage_world(cfg: DemoConfig, out: Path) -> list[EditTask]:
 
 
 def stage_pretrain(cfg: DemoConfig, out: Path) -> PretrainResult:
+    """The policy base of ``cfg.bases`` after its metadata check (no losses: it was trained by the build), or a
+    policy pretrained here into ``out/policy_pretrained``."""
+    if cfg.bases is not None:
+        check_bases(cfg.bases, bases_config(cfg), "policy")
+        return PretrainResult(Path(cfg.bases) / "policy", [], [])
     tasks = make_tasks("pretrain", cfg.pretrain.n_tasks, cfg.world.image_size, cfg.world.edit_types)
     return pretrain_policy(cfg.pretrain, tasks, out / "policy_pretrained", cfg.rl.policy.sampling_settings())
 
@@ -128,10 +137,29 @@ def stage_pairs(cfg: DemoConfig, policy: OmniGen2EditPipeline) -> PairsOutcome:
     return PairsOutcome(reports["train"], reports["held_out"], annotation)
 
 
+def bases_config(cfg: DemoConfig) -> BasesConfig:
+    """The build config ``cfg.bases`` must have been built from (preset ``bases_size``)."""
+    bases = load_bases_config(cfg.bases_size)
+    if bases.image_size != cfg.world.image_size:
+        raise ConfigError(f"bases_size: preset {cfg.bases_size!r} builds {bases.image_size} px bases, but world.image_size is {cfg.world.image_size}")
+    return bases
+
+
+def jrm_model_init(cfg: DemoConfig) -> JRMModelInit:
+    """Where every JRM starts: the backbone base of ``cfg.bases`` (its images at the side it was pretrained at,
+    the head of ``jrm.model.tiny_head_mlp_size``), or ``jrm.model`` without bases."""
+    if cfg.bases is None:
+        return cfg.jrm.model
+    bases = bases_config(cfg)
+    check_bases(cfg.bases, bases, "backbone")
+    return backbone_model_init(cfg.bases, bases, head_mlp_size=cfg.jrm.model.tiny_head_mlp_size)
+
+
 def stage_jrm(cfg: DemoConfig, out: Path, alpha: float) -> TrainResult:
-    """Train one JRM; both alphas start from the same tiny random model (``jrm.model``, seeded by ``tiny_seed``)."""
+    """Train one JRM; every alpha starts from the same model (:func:`jrm_model_init`)."""
     run_cfg = replace(
         cfg.jrm,
+        model=jrm_model_init(cfg),
         alpha=alpha,
         output_dir=str(out / f"jrm_alpha_{alpha_key(alpha)}"),
         wandb_run_name=f"demo-jrm-alpha-{alpha_key(alpha)}",

@@ -162,3 +162,27 @@ def test_the_evaluation_reports_held_out_if_and_the_within_group_spread(builds, 
     assert 1.0 <= policy["oracle_if"] <= 4.0 and 1.0 <= policy["sde_if_mean"] <= 4.0
     assert 0.0 <= policy["sde_if_within_group_std"] <= 1.5 and (policy["groups"], policy["group_size"]) == (2, 3)
     assert "jrm" not in report  # --jrm-steps 0 skips the fine-tuning
+
+
+def test_the_demo_starts_its_policy_and_jrms_from_the_bases(builds, tmp_path):
+    from editrl.config import load_config
+    from world.demo import stages
+    from world.demo.config import DemoConfig
+
+    root, cfg, _, _ = builds
+    demo = load_config(DemoConfig, REPO_ROOT / "configs" / "demo_smoke.yaml",
+                       [f"bases={root / 'a'}", "bases_size=reduced", f"output_dir={tmp_path}"])
+    policy = stages.stage_pretrain(demo, tmp_path)
+    assert policy.checkpoint_dir == root / "a" / "policy" and policy.vae_losses == policy.flow_losses == []
+    assert not (tmp_path / "policy_pretrained").exists()  # nothing was pretrained here
+    model = stages.jrm_model_init(demo)
+    assert model.backbone == str(root / "a" / "backbone") and model.backbone_image_side == cfg.backbone.image_side
+    assert model.backbone_head_mlp_size == demo.jrm.model.tiny_head_mlp_size
+    # without bases: the demo's own tiny JRM
+    assert stages.jrm_model_init(load_config(DemoConfig, REPO_ROOT / "configs" / "demo_smoke.yaml")).tiny
+    with pytest.raises(ConfigError, match="bases: .* is not a folder"):
+        load_config(DemoConfig, REPO_ROOT / "configs" / "demo_smoke.yaml", [f"bases={tmp_path / 'missing'}"])
+    wrong_size = load_config(DemoConfig, REPO_ROOT / "configs" / "demo_smoke.yaml",
+                             [f"bases={root / 'a'}", "bases_size=full", f"output_dir={tmp_path}"])
+    with pytest.raises(ValueError, match="build_info.json"):  # the full preset's config is not what was built
+        stages.stage_pretrain(wrong_size, tmp_path)
