@@ -70,8 +70,15 @@ _CORPUS: tuple[str, ...] = (
 )
 
 
-def build_tiny_qwen_tokenizer(extra_special_tokens: Sequence[str] = (), vocab_size: int = 512) -> PreTrainedTokenizerFast:
+def build_tiny_qwen_tokenizer(
+    extra_special_tokens: Sequence[str] = (), vocab_size: int = 512, words: Sequence[str] = ()
+) -> PreTrainedTokenizerFast:
     """Return a deterministic tiny byte-level BPE tokenizer with Qwen's special tokens and VL chat template.
+
+    ``words``: vocabulary that must stay whole (e.g. a toy world's colour, shape and place words): the BPE also
+    trains on them (frequent enough to be merged first) and gets room for their merges, so each becomes one
+    token after a space; raises if one does not. Without them the 512-entry BPE splits most words into
+    fragments that a tiny random text encoder cannot tell apart.
 
     Special tokens are appended after the BPE vocabulary (as in Qwen): ``<|endoftext|>`` is the pad token,
     ``<|im_end|>`` the EOS. ``extra_special_tokens`` (e.g. ``"<|reward|>"``) are added as further special
@@ -83,13 +90,18 @@ def build_tiny_qwen_tokenizer(extra_special_tokens: Sequence[str] = (), vocab_si
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
+    words = sorted(set(words))
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
+        vocab_size=vocab_size + sum(len(w) for w in words),
         min_frequency=1,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(list(_CORPUS), trainer=trainer)
+    word_corpus = [" ".join(f" {w}" for w in words)] * 1000 if words else []
+    backend.train_from_iterator([*word_corpus, *_CORPUS], trainer=trainer)
+    split = [w for w in words if len(backend.encode(f" {w}").tokens) != 1]
+    if split:
+        raise ValueError(f"the tiny BPE splits {split}; raise vocab_size")
     extras = [t for t in extra_special_tokens if t not in QWEN_SPECIAL_TOKENS]
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,

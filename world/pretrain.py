@@ -28,7 +28,7 @@ from policies.omnigen2.pipeline import OmniGen2EditPipeline
 from policies.omnigen2.tiny import build_tiny_pipeline
 from policies.rollout import EditConditions
 from world.render import to_pil
-from world.tasks import EditTask
+from world.tasks import INSTRUCTION_WORDS, EditTask
 
 
 @dataclass
@@ -58,6 +58,9 @@ class PretrainConfig:
     # condition dropout, so the policy samples with OmniGen2's dual CFG: a row's instruction is replaced by
     # ``uncond_prompt`` with probability text_dropout, and instruction and reference image both with
     # probability text_image_dropout (the ``ref`` and ``uncond`` branches of the guided velocity)
+    # the tiny tokenizer keeps the world's instruction words whole (world.tasks.INSTRUCTION_WORDS); its 512-entry
+    # BPE alone splits colour and shape words into fragments the frozen random text encoder barely tells apart
+    world_vocabulary: bool = False
     text_dropout: float = 0.0
     text_image_dropout: float = 0.0
     uncond_prompt: str = ""
@@ -105,6 +108,7 @@ def build_world_pipeline(cfg: PretrainConfig, image_size: int, sampling: Samplin
         num_layers=cfg.num_layers,
         official_init=True,
         sampling=sampling,
+        tokenizer_words=INSTRUCTION_WORDS if cfg.world_vocabulary else (),
     )
     generator_state = torch.random.get_rng_state()
     try:

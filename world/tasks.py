@@ -17,9 +17,26 @@ import numpy as np
 
 from editrl.io import atomic_write_bytes
 from world.render import mask_bbox, render, shape_mask, to_pil
-from world.scene import BACKGROUND_COLOURS, SHAPE_COLOURS, Scene, Shape, random_scene, random_shape
+from world.scene import (
+    BACKGROUND_COLOURS,
+    KINDS,
+    PLACES,
+    SHAPE_COLOURS,
+    SIZES,
+    Scene,
+    Shape,
+    random_scene,
+    random_shape,
+)
 
 EDIT_TYPES: tuple[str, ...] = ("recolour", "remove", "add", "move", "background", "resize")
+
+#: Every word of the instruction templates after the first (colours, kinds, sizes, places and the verbs and
+#: prepositions between them): a tiny tokenizer built with them keeps each word whole.
+INSTRUCTION_WORDS: tuple[str, ...] = tuple(sorted({
+    *SHAPE_COLOURS, *BACKGROUND_COLOURS, *KINDS, *SIZES, *(w for place in PLACES for w in place.split()),
+    "a", "the", "to", "of", "at", "in", "background", "colour", "away", "bigger", "smaller",
+}))
 
 #: First seed of each split; splits are 1e6 seeds wide and never overlap.
 SPLIT_OFFSETS: dict[str, int] = {

@@ -11,6 +11,8 @@ as the identity, which is how DiT-style models train best.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from diffusers import AutoencoderKL
 from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
@@ -114,12 +116,15 @@ def build_tiny_pipeline(
     max_input_pixels: int = 64 * 64,
     max_input_side_length: int = 64,
     max_sequence_length: int = 512,
+    tokenizer_words: Sequence[str] = (),
 ) -> OmniGen2EditPipeline:
-    """Build the tiny pipeline (fp32, CPU, eval mode). Outputs are multiples of 8 px (VAE ×4, patch 2)."""
+    """Build the tiny pipeline (fp32, CPU, eval mode). Outputs are multiples of 8 px (VAE ×4, patch 2).
+
+    tokenizer_words: words the tiny tokenizer keeps whole (see :func:`build_tiny_qwen_tokenizer`)."""
     generator_state = torch.random.get_rng_state()
     try:
         torch.manual_seed(seed)
-        tokenizer = build_tiny_qwen_tokenizer()
+        tokenizer = build_tiny_qwen_tokenizer(words=tokenizer_words)
         mllm = _tiny_mllm(tokenizer, text_hidden_size)
         heads = 2
         head_dim = transformer_hidden_size // heads

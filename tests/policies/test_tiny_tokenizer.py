@@ -34,3 +34,21 @@ def test_chat_template_places_image_slot_and_roles(tmp_path):
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     assert reloaded(text)["input_ids"] == tok(text)["input_ids"]
     assert reloaded.apply_chat_template(messages, tokenize=False, add_generation_prompt=True) == text
+
+
+def test_world_words_become_single_tokens_and_decode_back():
+    from world.tasks import INSTRUCTION_WORDS, make_tasks
+
+    plain, worded = build_tiny_qwen_tokenizer(), build_tiny_qwen_tokenizer(words=INSTRUCTION_WORDS)
+    assert len(plain.tokenize(" cyan triangle")) > 2  # the plain BPE fragments them
+    for word in INSTRUCTION_WORDS:
+        assert worded.tokenize(f" {word}") == [f"Ġ{word}"]
+    for task in make_tasks("pretrain", 12, 32):
+        ids = worded(task.instruction)["input_ids"]
+        assert worded.decode(ids) == task.instruction
+        # every word after the first is one token
+        assert len(worded.tokenize(task.instruction)) <= len(plain.tokenize(task.instruction.split(" ", 1)[0])) + task.instruction.count(" ")
+
+
+def test_without_words_the_tokenizer_is_unchanged():
+    assert build_tiny_qwen_tokenizer(words=()).get_vocab() == build_tiny_qwen_tokenizer().get_vocab()

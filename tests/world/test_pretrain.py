@@ -72,3 +72,16 @@ def test_condition_dropout_probabilities_are_validated(text, both):
 
     with pytest.raises(ConfigError, match="text_dropout"):
         PretrainConfig(text_dropout=text, text_image_dropout=both).validate()
+
+
+def test_world_vocabulary_gives_the_policy_a_tokenizer_that_keeps_instruction_words_whole(tmp_path):
+    from policies.omnigen2.pipeline import OmniGen2EditPipeline
+
+    plain = build_world_pipeline(PretrainConfig(vae_channels=[8, 8]), 32, TINY_SAMPLING)
+    worded = build_world_pipeline(PretrainConfig(vae_channels=[8, 8], world_vocabulary=True), 32, TINY_SAMPLING)
+    text = "change the colour of the cyan triangle to purple"
+    assert len(worded.tokenizer.tokenize(text)) < len(plain.tokenizer.tokenize(text))
+    assert worded.text_encoder.mllm.get_input_embeddings().num_embeddings >= len(worded.tokenizer)
+    worded.save_pretrained(tmp_path / "policy")  # the tokenizer travels with the checkpoint
+    loaded = OmniGen2EditPipeline.from_pretrained(tmp_path / "policy")
+    assert loaded.tokenizer.tokenize(text) == worded.tokenizer.tokenize(text)
