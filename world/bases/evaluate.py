@@ -112,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--heldout", type=int, default=96)
     parser.add_argument("--groups", type=int, default=16)
     parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--text-guidance-scale", type=float, default=None, help="CFG text scale (default: the demo's)")
+    parser.add_argument("--image-guidance-scale", type=float, default=None, help="CFG image scale (default: the demo's)")
     parser.add_argument("--jrm-steps", type=int, default=0, help="fine-tune a JRM from the backbone for N steps (0: skip)")
     parser.add_argument("--jrm-alpha", type=float, default=0.7)
     parser.add_argument("--jrm-learning-rate", type=float, default=1e-3)
@@ -125,9 +127,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
     start = time.perf_counter()
     demo = load_config(DemoConfig, REPO_ROOT / "configs" / "demo.yaml")
     sampling = {key: getattr(demo.rl.policy, key)
-                for key in ("num_inference_steps", "noise_level", "text_guidance_scale", "image_guidance_scale")}
-    policy = load_policy_base(args.bases, cfg, use_lora=False, **sampling)
-    report: dict = {"bases": str(args.bases), "policy": dataclasses.asdict(
+                for key in ("num_inference_steps", "noise_level", "text_guidance_scale", "image_guidance_scale", "cfg_range")}
+    for key in ("text_guidance_scale", "image_guidance_scale"):
+        if getattr(args, key) is not None:
+            sampling[key] = getattr(args, key)
+    # CFG's negative branches get the prompt the policy saw when its conditions were dropped
+    policy = load_policy_base(args.bases, cfg, use_lora=False, negative_prompt=cfg.policy.uncond_prompt, **sampling)
+    report: dict = {"bases": str(args.bases), "sampling": sampling, "policy": dataclasses.asdict(
         policy_figures(policy, args.heldout, args.groups, args.group_size, cfg.image_size))}
     if args.jrm_steps > 0:
         report["jrm"] = {"alpha": args.jrm_alpha, "steps": args.jrm_steps, "learning_rate": args.jrm_learning_rate,

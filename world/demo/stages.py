@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from editrl.config import ConfigError, validate_tree
 from editrl.io import atomic_write_bytes
 from policies.omnigen2.config import OmniGen2PolicyConfig
+from policies.omnigen2.guidance import GuidanceMode, guidance_mode
 from policies.omnigen2.pipeline import OmniGen2EditPipeline
 from reward.jrm.analysis import SpectrumStats, collect_features, jrm_feature_fn, spectrum_stats
 from reward.jrm.annotate import AnnotationSummary, annotate_pairs
@@ -89,7 +90,14 @@ def stage_pretrain(cfg: DemoConfig, out: Path) -> PretrainResult:
     """The policy base of ``cfg.bases`` after its metadata check (no losses: it was trained by the build), or a
     policy pretrained here into ``out/policy_pretrained``."""
     if cfg.bases is not None:
-        check_bases(cfg.bases, bases_config(cfg), "policy")
+        bases = bases_config(cfg)
+        check_bases(cfg.bases, bases, "policy")
+        guided = guidance_mode(cfg.rl.policy.text_guidance_scale, cfg.rl.policy.image_guidance_scale) is not GuidanceMode.NONE
+        if guided and cfg.rl.policy.negative_prompt != bases.policy.uncond_prompt:
+            raise ConfigError(
+                f"rl.policy.negative_prompt: CFG's negative branches must get the prompt the policy base was trained "
+                f"with for dropped instructions ({bases.policy.uncond_prompt!r}), got {cfg.rl.policy.negative_prompt!r}"
+            )
         return PretrainResult(Path(cfg.bases) / "policy", [], [])
     tasks = make_tasks("pretrain", cfg.pretrain.n_tasks, cfg.world.image_size, cfg.world.edit_types)
     return pretrain_policy(cfg.pretrain, tasks, out / "policy_pretrained", cfg.rl.policy.sampling_settings())

@@ -182,6 +182,13 @@ def test_the_demo_starts_its_policy_and_jrms_from_the_bases(builds, tmp_path):
     assert stages.jrm_model_init(load_config(DemoConfig, REPO_ROOT / "configs" / "demo_smoke.yaml")).tiny
     with pytest.raises(ConfigError, match="bases: .* is not a folder"):
         load_config(DemoConfig, REPO_ROOT / "configs" / "demo_smoke.yaml", [f"bases={tmp_path / 'missing'}"])
+    guided = load_config(DemoConfig, REPO_ROOT / "configs" / "demo_smoke.yaml",
+                         [f"bases={root / 'a'}", "bases_size=reduced", "rl.policy.text_guidance_scale=3.0",
+                          "rl.policy.image_guidance_scale=1.5"])
+    with pytest.raises(ConfigError, match="rl.policy.negative_prompt"):  # the official negative prompt by default
+        stages.stage_pretrain(guided, tmp_path)
+    guided.rl.policy.negative_prompt = cfg.policy.uncond_prompt
+    assert stages.stage_pretrain(guided, tmp_path).checkpoint_dir == root / "a" / "policy"
     wrong_size = load_config(DemoConfig, REPO_ROOT / "configs" / "demo_smoke.yaml",
                              [f"bases={root / 'a'}", "bases_size=full", f"output_dir={tmp_path}"])
     with pytest.raises(ValueError, match="build_info.json"):  # the full preset's config is not what was built
