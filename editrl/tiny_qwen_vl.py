@@ -68,9 +68,11 @@ def build_tiny_qwen3_vl(
     num_layers: int = 2,
     vision_hidden_size: int = 32,
     vision_depth: int = 2,
+    words: Sequence[str] = (),
 ) -> TinyVLComponents:
-    """Tiny Qwen3-VL (patch 16, merge 2, interleaved M-RoPE, one deepstack layer) with its tokenizer."""
-    tokenizer = build_tiny_qwen_tokenizer(extra_special_tokens=extra_special_tokens)
+    """Tiny Qwen3-VL (patch 16, merge 2, interleaved M-RoPE, one deepstack layer) with its tokenizer (which
+    keeps ``words`` whole, see :func:`build_tiny_qwen_tokenizer`)."""
+    tokenizer = build_tiny_qwen_tokenizer(extra_special_tokens=extra_special_tokens, words=words)
     tokenizer.chat_template = QWEN3_VL_CHAT_TEMPLATE
     heads = 4
     head_dim = hidden_size // heads

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from transformers import Qwen3VLForConditionalGeneration
 
@@ -13,11 +15,14 @@ TINY_JRM_MAX_PIXELS = TINY_MAX_PIXELS
 
 
 def build_tiny_backbone(
-    seed: int = 0, hidden_size: int = 32, num_layers: int = 2, vision_hidden_size: int = 32, vision_depth: int = 2
+    seed: int = 0, hidden_size: int = 32, num_layers: int = 2, vision_hidden_size: int = 32, vision_depth: int = 2,
+    words: Sequence[str] = (),
 ) -> tuple[Qwen3VLForConditionalGeneration, TinyVLComponents]:
-    """A random tiny Qwen3-VL and its tokenizer/image processor; the global RNG is left untouched."""
+    """A random tiny Qwen3-VL and its tokenizer/image processor (keeping ``words`` whole); the global RNG is left
+    untouched."""
     parts = build_tiny_qwen3_vl(
-        hidden_size=hidden_size, num_layers=num_layers, vision_hidden_size=vision_hidden_size, vision_depth=vision_depth
+        hidden_size=hidden_size, num_layers=num_layers, vision_hidden_size=vision_hidden_size, vision_depth=vision_depth,
+        words=words,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -27,6 +27,7 @@ from world.bases.captions import CaptionExample
 from world.bases.config import BackboneBaseConfig
 from world.render import render, to_pil
 from world.scene import Scene
+from world.tasks import INSTRUCTION_WORDS
 
 END_OF_TURN = "<|im_end|>"
 
@@ -51,6 +52,7 @@ def build_backbone(cfg: BackboneBaseConfig) -> tuple[Qwen3VLForConditionalGenera
         num_layers=cfg.num_layers,
         vision_hidden_size=cfg.vision_hidden_size,
         vision_depth=cfg.vision_depth,
+        words=INSTRUCTION_WORDS if cfg.world_vocabulary else (),
     )
     pixels = cfg.image_side * cfg.image_side
     parts.image_processor = build_tiny_image_processor(patch_size=16, min_pixels=pixels, max_pixels=pixels)

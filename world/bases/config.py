@@ -43,6 +43,8 @@ class BackboneBaseConfig:
     vision_hidden_size: int = 64
     vision_depth: int = 2
     image_side: int = 128
+    # the tokenizer keeps the world's words whole (world.tasks.INSTRUCTION_WORDS), as the policy base's may
+    world_vocabulary: bool = False
     steps: int = 4000
     batch_size: int = 8
     learning_rate: float = 1e-3

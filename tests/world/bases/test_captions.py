@@ -93,3 +93,17 @@ def test_the_bases_never_import_the_oracle_pairs_or_rationales():
     assert not bad
     assert ("captions.py", "world.scene") in imported  # the check does see the package's imports
     assert not [(f, m) for f, m in imported if m == "world.bases.evaluate" or m.endswith(".evaluate") and "bases" in m]
+
+
+def test_the_backbone_with_world_vocabulary_reads_colour_and_shape_words_as_single_tokens():
+    from world.bases.backbone import build_backbone
+    from world.bases.config import BackboneBaseConfig
+
+    plain = build_backbone(BackboneBaseConfig(hidden_size=32, num_layers=1, vision_hidden_size=32, vision_depth=1))
+    worded = build_backbone(BackboneBaseConfig(hidden_size=32, num_layers=1, vision_hidden_size=32, vision_depth=1,
+                                               world_vocabulary=True))
+    text = "a small cyan triangle at the top left"
+    assert worded[1].tokenizer.tokenize(text) == ["a", "Ġsmall", "Ġcyan", "Ġtriangle", "Ġat", "Ġthe", "Ġtop", "Ġleft"]
+    assert len(plain[1].tokenizer.tokenize(text)) > 8
+    # the model's vocabulary covers the larger tokenizer
+    assert worded[0].get_input_embeddings().num_embeddings == len(worded[1].tokenizer)
