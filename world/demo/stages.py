@@ -34,7 +34,7 @@ from reward.jrm.annotate import AnnotationSummary, annotate_pairs
 from reward.jrm.data import load_images, load_preference_pairs
 from reward.jrm.model import JRM
 from reward.jrm.train import REPO_ROOT, TrainResult, train_jrm
-from reward.jrm.train_config import JRMModelInit
+from reward.jrm.train_config import JRMModelInit, JRMTrainConfig
 from rl.controller import RunResult, run_flow_grpo
 from world.bases.config import BasesConfig, load_bases_config
 from world.bases.load import backbone_model_init, check_bases
@@ -163,15 +163,24 @@ def jrm_model_init(cfg: DemoConfig) -> JRMModelInit:
     return backbone_model_init(cfg.bases, bases, head_mlp_size=cfg.jrm.model.tiny_head_mlp_size)
 
 
-def stage_jrm(cfg: DemoConfig, out: Path, alpha: float) -> TrainResult:
-    """Train one JRM; every alpha starts from the same model (:func:`jrm_model_init`)."""
-    run_cfg = replace(
+def jrm_run_config(cfg: DemoConfig, out: Path, alpha: float) -> JRMTrainConfig:
+    """The JRM run of ``alpha``: from :func:`jrm_model_init`, into ``out/jrm_alpha_<alpha>``. The backbone base
+    is a tiny model too, so unless ``jrm.prompt`` is set it gets ``jrm.model.tiny_prompt`` (the paper's ~500-token
+    prompt, a backbone's default, swamps a tiny model's image tokens and costs about 5x the time per step)."""
+    prompt = cfg.jrm.prompt if cfg.jrm.prompt is not None or cfg.bases is None else cfg.jrm.model.tiny_prompt
+    return replace(
         cfg.jrm,
         model=jrm_model_init(cfg),
+        prompt=prompt,
         alpha=alpha,
         output_dir=str(out / f"jrm_alpha_{alpha_key(alpha)}"),
         wandb_run_name=f"demo-jrm-alpha-{alpha_key(alpha)}",
     )
+
+
+def stage_jrm(cfg: DemoConfig, out: Path, alpha: float) -> TrainResult:
+    """Train one JRM (:func:`jrm_run_config`); every alpha starts from the same model."""
+    run_cfg = jrm_run_config(cfg, out, alpha)
     validate_tree(run_cfg)
     return train_jrm(run_cfg)
 

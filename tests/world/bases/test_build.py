@@ -178,6 +178,9 @@ def test_the_demo_starts_its_policy_and_jrms_from_the_bases(builds, tmp_path):
     model = stages.jrm_model_init(demo)
     assert model.backbone == str(root / "a" / "backbone") and model.backbone_image_side == cfg.backbone.image_side
     assert model.backbone_head_mlp_size == demo.jrm.model.tiny_head_mlp_size
+    run = stages.jrm_run_config(demo, tmp_path, 0.7)
+    assert run.model == model and run.alpha == 0.7 and run.output_dir == str(tmp_path / "jrm_alpha_0.7")
+    assert demo.jrm.prompt is None and run.prompt == demo.jrm.model.tiny_prompt  # not the paper's long prompt
     # without bases: the demo's own tiny JRM
     assert stages.jrm_model_init(load_config(DemoConfig, REPO_ROOT / "configs" / "demo_smoke.yaml")).tiny
     with pytest.raises(ConfigError, match="bases: .* is not a folder"):
