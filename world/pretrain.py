@@ -55,12 +55,12 @@ class PretrainConfig:
     # weight of the flow loss on latent pixels the edit changes (1: plain MSE); edits touch a few percent of the
     # image, so plain MSE mostly teaches copying the source
     flow_changed_weight: float = 1.0
-    # condition dropout, so the policy samples with OmniGen2's dual CFG: a row's instruction is replaced by
-    # ``uncond_prompt`` with probability text_dropout, and instruction and reference image both with
-    # probability text_image_dropout (the ``ref`` and ``uncond`` branches of the guided velocity)
     # the tiny tokenizer keeps the world's instruction words whole (world.tasks.INSTRUCTION_WORDS); its 512-entry
     # BPE alone splits colour and shape words into fragments the frozen random text encoder barely tells apart
     world_vocabulary: bool = False
+    # condition dropout, so the policy samples with OmniGen2's dual CFG: a row's instruction is replaced by
+    # ``uncond_prompt`` with probability text_dropout, and instruction and reference image both with
+    # probability text_image_dropout (the ``ref`` and ``uncond`` branches of the guided velocity)
     text_dropout: float = 0.0
     text_image_dropout: float = 0.0
     uncond_prompt: str = ""

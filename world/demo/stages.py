@@ -167,7 +167,7 @@ def jrm_run_config(cfg: DemoConfig, out: Path, alpha: float) -> JRMTrainConfig:
     """The JRM run of ``alpha``: from :func:`jrm_model_init`, into ``out/jrm_alpha_<alpha>``. The backbone base
     is a tiny model too, so unless ``jrm.prompt`` is set it gets ``jrm.model.tiny_prompt`` (the paper's ~500-token
     prompt, a backbone's default, swamps a tiny model's image tokens and costs about 5x the time per step)."""
-    prompt = cfg.jrm.prompt if cfg.jrm.prompt is not None or cfg.bases is None else cfg.jrm.model.tiny_prompt
+    prompt = cfg.jrm.model.tiny_prompt if cfg.bases is not None and cfg.jrm.prompt is None else cfg.jrm.prompt
     return replace(
         cfg.jrm,
         model=jrm_model_init(cfg),
