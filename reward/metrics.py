@@ -4,6 +4,10 @@ One rule, used by JRM training's held-out evaluation and the RL reward eval hook
 when its human scores on that dimension differ, and is correct when the model's mean scores order the two sides
 the same way; ``overall`` counts the non-tie pairs (path1 preferred) and is correct when the combined reward of
 the preferred side is strictly higher. A model tie is always wrong.
+
+``overall`` is also split by how the pair's human scores differ (:func:`pair_case`, keys ``overall_<case>``): a
+reward can be right on most pairs overall while at chance on the pairs that
+only instruction following separates, or wrong on the pairs where the two dimensions disagree.
 """
 
 from __future__ import annotations
@@ -19,6 +23,20 @@ from reward.jrm.pairs import LoadedPair
 OVERALL = "overall"
 #: Human score attribute of :class:`reward.jrm.pairs.EditScores` per reward dimension name.
 LABEL_ATTR = {INSTRUCTION_FOLLOWING: "instruction_following", VISUAL_QUALITY: "visual_quality"}
+#: How a pair's human scores differ: only IF, only VQ, both the same way, or the two dimensions opposed.
+PAIR_CASES = ("if_only", "vq_only", "agree", "conflict")
+
+
+def pair_case(if_margin: float, vq_margin: float) -> str | None:
+    """The :data:`PAIR_CASES` entry of a pair from its human IF and VQ margins (preferred minus rejected);
+    None when neither dimension differs."""
+    if if_margin == 0 and vq_margin == 0:
+        return None
+    if vq_margin == 0:
+        return "if_only"
+    if if_margin == 0:
+        return "vq_only"
+    return "agree" if (if_margin > 0) == (vq_margin > 0) else "conflict"
 
 
 def count_agreements(model_margin: torch.Tensor, human_margin: torch.Tensor) -> tuple[int, int]:
@@ -42,14 +60,15 @@ def count_agreements(model_margin: torch.Tensor, human_margin: torch.Tensor) -> 
 
 @dataclass
 class PairwiseCounts:
-    """Correct and counted pairs per key: each labelled dimension name (:data:`LABEL_ATTR`) and ``overall``."""
+    """Correct and counted pairs per key: each labelled dimension name (:data:`LABEL_ATTR`), ``overall`` and
+    ``overall_<case>`` per :data:`PAIR_CASES`."""
 
     correct: dict[str, int]
     counted: dict[str, int]
 
     @classmethod
     def empty(cls) -> PairwiseCounts:
-        keys = [*LABEL_ATTR, OVERALL]
+        keys = [*LABEL_ATTR, OVERALL, *(f"{OVERALL}_{case}" for case in PAIR_CASES)]
         return cls(dict.fromkeys(keys, 0), dict.fromkeys(keys, 0))
 
     def add(self, key: str, agreements: tuple[int, int]) -> None:
@@ -86,5 +105,19 @@ def pairwise_counts(model: RewardModel, pairs: Sequence[LoadedPair], batch_size:
             )
             counts.add(name, count_agreements(scores.column(name)[:n] - scores.column(name)[n:], human))
         preferred = torch.tensor([0.0 if p.pair.tie else 1.0 for p in batch], dtype=torch.float64)
-        counts.add(OVERALL, count_agreements(scores.reward[:n] - scores.reward[n:], preferred))
+        margin = scores.reward[:n] - scores.reward[n:]
+        counts.add(OVERALL, count_agreements(margin, preferred))
+        cases = [_labelled_case(p) for p in batch]
+        for case in PAIR_CASES:
+            rows = [i for i, c in enumerate(cases) if c == case]
+            if rows:
+                counts.add(f"{OVERALL}_{case}", count_agreements(margin[rows], preferred[rows]))
     return counts
+
+
+def _labelled_case(pair: LoadedPair) -> str | None:
+    """:func:`pair_case` of a pair from its human IF and VQ scores."""
+    preferred, rejected = pair.pair.scores_preferred, pair.pair.scores_rejected
+    return pair_case(
+        preferred.instruction_following - rejected.instruction_following, preferred.visual_quality - rejected.visual_quality
+    )

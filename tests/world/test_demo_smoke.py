@@ -93,6 +93,10 @@ def test_demo_smoke_runs_every_stage(tmp_path):
     assert "the difference of the gains is" in report and "Per RL step, JRM alpha = 0 as the reward" in report
     assert "Training objective: ranking loss `hpsv3`" in report and "LM loss `token_mean`" in report
     assert "JRM-oracle agreement" in report and "Within-task JRM-oracle agreement" in report
+    # overall accuracy split by pair case: each case's share of the overall count is reported beside it
+    cases = [k for k in metrics if k.startswith("jrm.alpha_0.7.pair_acc_overall_")]
+    assert cases and all(0.0 <= metrics[k] <= 1.0 for k in cases)
+    assert "Overall accuracy by how the oracle's scores of a pair differ" in report
     for plot in ("rl_reward", "oracle_over_rl", "samples", "jrm_loss", "jrm_spectra"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000
         assert f"plots/{plot}.png" in report

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 
+from reward.metrics import PAIR_CASES
 from rl.controller import RunResult
 from world.demo.config import DemoConfig, alpha_key
 from world.demo.heldout import RLEvaluation
@@ -84,7 +85,7 @@ def collect_metrics(cfg: DemoConfig, outcome: DemoOutcome, clock: StageClock, wa
     for alpha, result in outcome.jrm.items():
         key = jrm_key(alpha)
         metrics[f"{key}.pair_acc"] = float(result.metrics["eval/acc/overall"])
-        for dim in ("instruction_following", "visual_quality"):
+        for dim in ("instruction_following", "visual_quality", *(f"overall_{case}" for case in PAIR_CASES)):
             if f"eval/acc/{dim}" in result.metrics:
                 metrics[f"{key}.pair_acc_{dim}"] = float(result.metrics[f"eval/acc/{dim}"])
         metrics[f"{key}.n_heldout_pairs"] = float(result.metrics.get("eval/n/overall", float("nan")))

@@ -11,6 +11,7 @@ from pathlib import Path
 from editrl.jsonl import read_jsonl
 from reward.jrm.analysis import plot_spectra
 from reward.jrm.train import TrainResult
+from reward.metrics import PAIR_CASES
 from rl.controller import RunResult
 from world.demo.config import DemoConfig, alpha_key
 from world.demo.heldout import RLEvaluation
@@ -228,6 +229,11 @@ def write_report(cfg: DemoConfig, out: Path, metrics: dict[str, float], outcome:
          spectra[a].effective_rank, spectra[a].isotropy)
         for a in outcome.jrm
     ]
+    case_rows = [
+        (alpha_key(a), *(f"{metrics.get(f'{jrm_key(a)}.pair_acc_overall_{case}', float('nan')):.3f} "
+                         f"({outcome.jrm[a].metrics.get(f'eval/n/overall_{case}', 0):.0f})" for case in PAIR_CASES))
+        for a in outcome.jrm
+    ]
     kinds = sorted(pairs.train.kind_counts.items(), key=lambda kv: -kv[1])[:12]
     ablation_plot_text = (
         " (each RL run's reward is its own JRM's, so the curves' levels do not compare across runs)" if outcome.ablation_arms else ""
@@ -259,7 +265,10 @@ def write_report(cfg: DemoConfig, out: Path, metrics: dict[str, float], outcome:
            f"LM loss `{cfg.jrm.lm_reduction}` ({LM_REDUCTION_TEXT[cfg.jrm.lm_reduction]})."
          + f"\n\nHeld-out pairs: {pairs.held_out.n_records} ({pairs.held_out.n_ties} ties, excluded from the overall "
            f"accuracy). Train pairs: {pairs.train.n_records}; rationales: {pairs.annotation.written_ok} edits annotated, "
-           f"{pairs.annotation.written_rejected} rejected.\n\n![JRM loss](plots/jrm_loss.png)\n\n![spectra](plots/jrm_spectra.png)"),
+           f"{pairs.annotation.written_rejected} rejected."
+         + "\n\nOverall accuracy by how the oracle's scores of a pair differ (IF only, VQ only, both the same way, "
+           "or opposed):\n\n" + markdown_table(["alpha", *(f"{case} (n)" for case in PAIR_CASES)], case_rows)
+         + "\n\n![JRM loss](plots/jrm_loss.png)\n\n![spectra](plots/jrm_spectra.png)"),
         *_oracle_section(outcome.oracle_run, cfg.rl.reward.combine),
         ("Pretraining", (
             "What the autoencoder leaves of a perfect edit: the held-out tasks' exact targets, encoded and decoded "
