@@ -3,12 +3,18 @@
 Policy base: held-out oracle IF / VQ / edit success of its ODE edits under the demo's sampling settings (:func:`world.evaluate.oracle_scores_of_policy`
 on the ``heldout`` split, the demo's), the IF histogram, and the within-group spread GRPO's advantages need: for
 ``groups`` tasks, ``group_size`` SDE samples each (the demo's sampling settings), the mean over tasks of the
-standard deviation of their oracle IF. The target is a held-out IF of 2.0-3.0 with real spread.
+standard deviation of their oracle IF, the share of groups whose IF differs at all (the others give GRPO no
+advantage), and the mean best IF of a group: the IF the policy would reach if RL only taught it to pick the best of
+the edits it already samples, an estimate of the headroom RL has without learning anything new. The target is a
+held-out IF of 2.0-3.0 with real spread.
 
 Backbone base (``--jrm-steps N`` > 0): a JRM is fine-tuned from it with :func:`reward.jrm.train.train_jrm` (the
 demo's JRM section, ``alpha`` and ``learning_rate`` as given) on oracle-scored pairs of the ``pairs`` split with
 RuleTeacher rationales, and its held-out pair accuracy (``pairs_eval`` split) is reported per dimension and
-overall; ``--jrm-steps 0`` skips it. The target is an overall accuracy of 0.85 (alpha 0.7).
+overall and per pair case (:func:`reward.metrics.pair_case`); ``--jrm-steps 0`` skips it. The target is an overall
+accuracy of 0.85 (alpha 0.7). Whether the trained JRM reads the edit at all is probed on exact edits of held-out
+tasks (:func:`edit_sensitivity`): how often its IF score ranks the exact target above the unchanged source, and
+above the same target under another task's instruction.
 
 Writes the figures to ``--out`` (JSON) and prints them.
 """
@@ -29,12 +35,14 @@ import torch
 from editrl.config import load_config, validate_tree
 from editrl.io import atomic_write_json
 from policies.base import RLPolicy
+from reward.base import INSTRUCTION_FOLLOWING
+from reward.jrm.model import JRM
 from world.bases.config import REPO_ROOT, BasesConfig, load_bases_config
 from world.bases.load import backbone_model_init, check_bases, load_policy_base
 from world.demo.config import DemoConfig
 from world.evaluate import oracle_scores_of_policy, score_images
 from world.render import to_pil
-from world.tasks import make_tasks
+from world.tasks import EditTask, make_tasks
 
 
 @dataclass
@@ -50,11 +58,23 @@ class PolicyBaseFigures:
     group_size: int
     sde_if_mean: float
     sde_if_within_group_std: float
+    sde_share_groups_with_spread: float
+    sde_if_best_of_group: float
 
 
 def within_group_std(scores: np.ndarray) -> float:
     """(groups, group_size) -> mean over groups of the population std within each group."""
     return float(scores.std(axis=1).mean())
+
+
+def share_with_spread(scores: np.ndarray) -> float:
+    """(groups, group_size) -> share of groups whose scores are not all equal."""
+    return float((scores.max(axis=1) > scores.min(axis=1)).mean())
+
+
+def best_of_group(scores: np.ndarray) -> float:
+    """(groups, group_size) -> mean over groups of the best score in the group."""
+    return float(scores.max(axis=1).mean())
 
 
 def policy_figures(policy: RLPolicy, n_heldout: int, groups: int, group_size: int, image_size: int, seed: int = 0) -> PolicyBaseFigures:
@@ -75,7 +95,26 @@ def policy_figures(policy: RLPolicy, n_heldout: int, groups: int, group_size: in
         oracle_vq=float(ode.visual_quality.mean()), oracle_edit_success=float(ode.edit_success.mean()),
         if_histogram=dict(sorted(Counter(int(v) for v in ode.instruction_following).items())),
         groups=groups, group_size=group_size, sde_if_mean=float(sde.mean()), sde_if_within_group_std=within_group_std(sde),
+        sde_share_groups_with_spread=share_with_spread(sde), sde_if_best_of_group=best_of_group(sde),
     )
+
+
+def edit_sensitivity(model: JRM, tasks: Sequence[EditTask]) -> dict[str, float]:
+    """Does a JRM read the edit and the instruction? On exact edits of ``tasks`` (at least 2): the share of tasks
+    whose IF score ranks the exact target above the unchanged source (a no-op), and above the same target scored
+    under the next task's instruction. 0.5 is a model blind to that input; 1.0 reads it on every task."""
+    if len(tasks) < 2:
+        raise ValueError(f"edit_sensitivity needs at least 2 tasks, got {len(tasks)}")
+    sources = [to_pil(t.source_image) for t in tasks]
+    targets = [to_pil(t.target_image) for t in tasks]
+    instructions = [t.instruction for t in tasks]
+    shifted = instructions[1:] + instructions[:1]
+    with torch.no_grad():
+        right = model.score(sources, targets, instructions).column(INSTRUCTION_FOLLOWING)
+        no_op = model.score(sources, sources, instructions).column(INSTRUCTION_FOLLOWING)
+        other = model.score(sources, targets, shifted).column(INSTRUCTION_FOLLOWING)
+    return {"target_over_noop": float((right > no_op).double().mean()),
+            "own_over_other_instruction": float((right > other).double().mean())}
 
 
 def jrm_figures(bases_dir: Path, cfg: BasesConfig, demo: DemoConfig, work: Path, *, alpha: float, steps: int,
@@ -101,8 +140,12 @@ def jrm_figures(bases_dir: Path, cfg: BasesConfig, demo: DemoConfig, work: Path,
     ensure_world_data(world, str(data / "instructions.jsonl"), jrm_cfg)
     if not held_out.is_file():
         write_preference_pairs(make_tasks("pairs_eval", n_eval_tasks, cfg.image_size), data, seed=0, name=held_out.name)
-    metrics = train_jrm(jrm_cfg).metrics
-    return {k.removeprefix("eval/"): float(v) for k, v in metrics.items() if k.startswith("eval/")}
+    result = train_jrm(jrm_cfg)
+    figures = {k.removeprefix("eval/"): float(v) for k, v in result.metrics.items() if k.startswith("eval/")}
+    model = JRM.from_pretrained(result.checkpoint_dir)
+    model.eval()
+    sensitivity = edit_sensitivity(model, make_tasks("pairs_eval", n_eval_tasks, cfg.image_size))
+    return {**figures, **{f"sensitivity/{k}": v for k, v in sensitivity.items()}}
 
 
 def main(argv: Sequence[str] | None = None) -> dict:

@@ -161,6 +161,8 @@ def test_the_evaluation_reports_held_out_if_and_the_within_group_spread(builds, 
     assert sum(policy["if_histogram"].values()) == policy["n_heldout"] == 4
     assert 1.0 <= policy["oracle_if"] <= 4.0 and 1.0 <= policy["sde_if_mean"] <= 4.0
     assert 0.0 <= policy["sde_if_within_group_std"] <= 1.5 and (policy["groups"], policy["group_size"]) == (2, 3)
+    assert 0.0 <= policy["sde_share_groups_with_spread"] <= 1.0
+    assert policy["sde_if_mean"] <= policy["sde_if_best_of_group"] <= 4.0
     assert "jrm" not in report  # --jrm-steps 0 skips the fine-tuning
 
 
