@@ -50,5 +50,7 @@ def test_pair_accuracy_hand_computed(tmp_path):
     assert result.n_items == 3
     assert result.metrics == pytest.approx(
         {"held_out/accuracy_instruction_following": 0.5, "held_out/accuracy_visual_quality": 0.0,
-         "held_out/accuracy_overall": 0.5}
+         "held_out/accuracy_overall": 0.5,
+         # by pair case: pair 0 differs on IF only (right), pair 1 has IF +2 against VQ -2 (wrong)
+         "held_out/accuracy_overall_if_only": 1.0, "held_out/accuracy_overall_conflict": 0.0}
     )
