@@ -79,8 +79,8 @@ def _build_backbone(cfg: BasesConfig, folder: Path, git: GitRevision, progress: 
     section = cfg.backbone
     tasks = make_tasks("pretrain", section.n_tasks, cfg.image_size, cfg.edit_types)
     held_out = make_tasks("pretrain", cfg.eval_tasks, cfg.image_size, cfg.edit_types, start=EVAL_TASK_START)
-    examples = caption_examples(tasks, section.no_change_fraction, section.seed)
-    eval_examples = caption_examples(held_out, section.no_change_fraction, section.seed + 1)
+    examples = caption_examples(tasks, section.no_change_fraction, section.seed, section.match_fraction)
+    eval_examples = caption_examples(held_out, section.no_change_fraction, section.seed + 1, section.match_fraction)
     training = train_backbone(section, examples, eval_examples, cfg.image_size, progress=progress)
     save_backbone(training, folder)
     write_base_metadata(folder, "backbone", cfg, git, {

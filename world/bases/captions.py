@@ -1,9 +1,13 @@
-"""The backbone base's vision-language texts, built from scene data only: describe a scene, say what changed.
+"""The backbone base's vision-language texts: describe a scene, say what changed, and (optionally) match an
+instruction to an edit.
 
-The texts are functions of :class:`world.scene.Scene` objects and nothing else: no instruction, edit type,
-oracle score, preference pair or teacher rationale is read (the JRM learns those later, from its own data). A
+Describe and what-changed texts are functions of :class:`world.scene.Scene` objects and nothing else. A
 what-changed text compares two scenes object by object (an object is its colour and kind), so it is the same
-whichever edit produced the second scene.
+whichever edit produced the second scene. Edit-instruction matching (``match_fraction``) is image-text matching
+(BLIP's ITM) for edits: does this instruction say what turned the first image into the second? Its positives are a
+task's exact edit with its own instruction; its negatives the unchanged source with that instruction, or the exact
+edit with another task's instruction. No edit type, oracle score, preference pair, corrupted edit or teacher
+rationale is read: the JRM learns those later, from its own data.
 """
 
 from __future__ import annotations
@@ -13,12 +17,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from world.scene import PLACES, Scene, Shape
+from world.scene import KINDS, PALETTE, PLACES, Scene, Shape
 from world.tasks import EditTask
 
 DESCRIBE_PROMPT = "Describe the image."
 CHANGE_PROMPT = "What changed from the first image to the second?"
 NOTHING_CHANGED = "nothing changed."
+MATCH_PROMPT = "Instruction: {instruction}. Does it say what turned the first image into the second?"
+MATCH_ANSWERS = {True: "yes.", False: "no."}
 
 
 def _in_grid_order(shapes: Sequence[Shape]) -> list[Shape]:
@@ -86,15 +92,49 @@ def change_example(before: Scene, after: Scene) -> CaptionExample:
     return CaptionExample((before, after), CHANGE_PROMPT, describe_change(before, after))
 
 
-def caption_examples(tasks: Sequence[EditTask], no_change_fraction: float, seed: int) -> list[CaptionExample]:
-    """Per task: describe its source and its target scene, and what changed from one to the other (in a
-    random direction); with probability ``no_change_fraction`` one more example shows a scene twice.
+def match_example(before: Scene, after: Scene, instruction: str, matches: bool) -> CaptionExample:
+    return CaptionExample((before, after), MATCH_PROMPT.format(instruction=instruction), MATCH_ANSWERS[matches])
 
-    Only ``task.source`` and ``task.target`` (scenes) are read. Deterministic in ``seed`` and the tasks.
+
+def content_words(instruction: str) -> frozenset[str]:
+    """The colours, shape kinds, places and "background" an instruction names: two instructions that name the
+    same ones may be paraphrases of one edit ("make the background white", "change the background to white")."""
+    names = {*PALETTE, *KINDS, "background"}
+    words = instruction.lower().replace(".", " ").split()
+    places = {place for place in PLACES if f" {place} " in f" {instruction.lower()} "}
+    return frozenset({w for w in words if w in names} | places)
+
+
+def match_examples(tasks: Sequence[EditTask], index: int, rng: np.random.Generator) -> list[CaptionExample]:
+    """Edit-instruction matching for ``tasks[index]``: its exact edit with its instruction ("yes"), and one
+    negative ("no"): the unchanged source with that instruction, or the edit with another task's instruction
+    that names other colours, kinds, places (:func:`content_words`), each half of the time (the source when no
+    other instruction qualifies)."""
+    task = tasks[index]
+    examples = [match_example(task.source, task.target, task.instruction, True)]
+    own = content_words(task.instruction)
+    others = [t.instruction for t in tasks if content_words(t.instruction) != own]
+    if others and rng.random() < 0.5:
+        examples.append(match_example(task.source, task.target, others[int(rng.integers(len(others)))], False))
+    else:
+        examples.append(match_example(task.source, task.source, task.instruction, False))
+    return examples
+
+
+def caption_examples(
+    tasks: Sequence[EditTask], no_change_fraction: float, seed: int, match_fraction: float = 0.0
+) -> list[CaptionExample]:
+    """Per task: describe its source and its target scene, and what changed from one to the other (in a
+    random direction); with probability ``no_change_fraction`` one more example shows a scene twice; with
+    probability ``match_fraction`` its two edit-instruction matching examples (:func:`match_examples`).
+
+    Only the tasks' scenes and, for matching, their instructions are read. Deterministic in ``seed`` and the
+    tasks; with ``match_fraction`` 0 the examples are those of a build without matching.
     """
     rng = np.random.default_rng(seed)
+    match_rng = np.random.default_rng([seed, 1])
     examples: list[CaptionExample] = []
-    for task in tasks:
+    for index, task in enumerate(tasks):
         source, target = task.source, task.target
         examples.append(describe_example(source))
         examples.append(describe_example(target))
@@ -102,4 +142,6 @@ def caption_examples(tasks: Sequence[EditTask], no_change_fraction: float, seed:
         if rng.random() < no_change_fraction:
             scene = source if rng.random() < 0.5 else target
             examples.append(change_example(scene, scene))
+        if match_fraction > 0 and match_rng.random() < match_fraction:
+            examples.extend(match_examples(tasks, index, match_rng))
     return examples

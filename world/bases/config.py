@@ -32,12 +32,15 @@ class BackboneBaseConfig:
     n_tasks: tasks of the ``pretrain`` split whose source and target scenes the texts describe (their
              instructions, edit types and every oracle output are never read).
     no_change_fraction: share of what-changed examples that show one scene twice ("nothing changed").
+    match_fraction: share of tasks that also give two edit-instruction matching examples (a positive and a
+             negative, :func:`world.bases.captions.match_examples`); 0 = describe and what-changed only.
     image_side: every image is resized to this square side (a multiple of 32 = patch 16 x merge 2), i.e.
              ``(side / 32)^2`` vision tokens per image; the saved image processor keeps this budget.
     """
 
     n_tasks: int = 4000
     no_change_fraction: float = 0.1
+    match_fraction: float = 0.0
     hidden_size: int = 64
     num_layers: int = 2
     vision_hidden_size: int = 64
@@ -63,8 +66,9 @@ class BackboneBaseConfig:
             raise ConfigError(f"image_side must be a multiple of 32 (patch 16 x merge 2), got {self.image_side}")
         if self.steps < 0 or self.warmup_steps < 0:
             raise ConfigError(f"steps and warmup_steps must be >= 0, got {self.steps}, {self.warmup_steps}")
-        if not 0.0 <= self.no_change_fraction <= 1.0:
-            raise ConfigError(f"no_change_fraction must be in [0, 1], got {self.no_change_fraction}")
+        for key in ("no_change_fraction", "match_fraction"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.learning_rate <= 0 or self.max_grad_norm <= 0:
             raise ConfigError("learning_rate and max_grad_norm must be > 0")
         if self.n_tasks > EVAL_TASK_START:

@@ -6,14 +6,18 @@ from types import SimpleNamespace
 
 import pytest
 
+from editrl.config import ConfigError
 from world.bases.captions import (
     CHANGE_PROMPT,
     DESCRIBE_PROMPT,
+    MATCH_PROMPT,
     NOTHING_CHANGED,
     caption_examples,
+    content_words,
     describe_change,
     describe_scene,
 )
+from world.bases.config import BackboneBaseConfig
 from world.scene import Scene, Shape
 from world.tasks import EDIT_TYPES, build_task, make_tasks
 
@@ -75,6 +79,38 @@ def test_examples_read_only_the_scenes_of_the_tasks():
             assert word not in example.answer
     assert counts[DESCRIBE_PROMPT] == 2 * len(tasks) and counts[CHANGE_PROMPT] > len(tasks)
     assert {t.edit_type for t in tasks} == set(EDIT_TYPES)
+
+
+def test_content_words_name_what_an_instruction_is_about():
+    assert content_words("make the background white") == content_words("change the background to white") == {"background", "white"}
+    assert content_words("put a large yellow square in the top left") == {"yellow", "square", "top", "left", "top left"}
+    assert content_words("make the background black") != content_words("make the background white")
+
+
+def test_matching_pairs_each_edit_with_its_instruction_and_one_negative():
+    tasks = make_tasks("pretrain", 40)
+    # stand-ins with the scenes and the instruction only: reading an edit type or anything else would raise
+    bare = [SimpleNamespace(source=t.source, target=t.target, instruction=t.instruction) for t in tasks]
+    examples = caption_examples(bare, no_change_fraction=0.0, seed=5, match_fraction=1.0)
+    assert caption_examples(tasks, 0.0, 5, match_fraction=0.0) == caption_examples(tasks, 0.0, 5)
+    matching = [e for e in examples if e.prompt not in (DESCRIBE_PROMPT, CHANGE_PROMPT)]
+    assert len(matching) == 2 * len(tasks) and len(examples) == 5 * len(tasks)
+    kinds = {"no-op": 0, "other instruction": 0}
+    for task, positive, negative in zip(tasks, matching[0::2], matching[1::2]):
+        assert (positive.scenes, positive.prompt, positive.answer) == (
+            (task.source, task.target), MATCH_PROMPT.format(instruction=task.instruction), "yes.")
+        assert negative.answer == "no."
+        if negative.scenes == (task.source, task.source):
+            assert negative.prompt == positive.prompt
+            kinds["no-op"] += 1
+        else:
+            assert negative.scenes == (task.source, task.target)
+            other = negative.prompt.removeprefix("Instruction: ").split(". Does it say")[0]
+            assert other in {t.instruction for t in tasks} and content_words(other) != content_words(task.instruction)
+            kinds["other instruction"] += 1
+    assert min(kinds.values()) >= 10  # both negatives, about half each
+    with pytest.raises(ConfigError, match="match_fraction"):
+        BackboneBaseConfig(match_fraction=1.5).validate()
 
 
 #: Measures built bases against the oracle (its job); the build never imports it (checked below).
