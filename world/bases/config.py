@@ -30,7 +30,7 @@ class BackboneBaseConfig:
     """The tiny Qwen3-VL backbone and its vision-language pretraining (describe a scene; say what changed).
 
     n_tasks: tasks of the ``pretrain`` split whose source and target scenes the texts describe (their
-             instructions, edit types and every oracle output are never read).
+             edit types and every oracle output are never read; instructions only by matching).
     no_change_fraction: share of what-changed examples that show one scene twice ("nothing changed").
     match_fraction: share of tasks that also give two edit-instruction matching examples (a positive and a
              negative, :func:`world.bases.captions.match_examples`); 0 = describe and what-changed only.
