@@ -96,28 +96,22 @@ def pairwise_counts(model: RewardModel, pairs: Sequence[LoadedPair], batch_size:
                 [p.preferred for p in batch] + [p.rejected for p in batch],
                 [p.pair.instruction for p in batch] * 2,
             )
-        for name, attr in LABEL_ATTR.items():
-            if name not in scores.dimensions:
-                continue
-            human = torch.tensor(
+        human = {
+            name: torch.tensor(
                 [getattr(p.pair.scores_preferred, attr) - getattr(p.pair.scores_rejected, attr) for p in batch],
                 dtype=torch.float64,
             )
-            counts.add(name, count_agreements(scores.column(name)[:n] - scores.column(name)[n:], human))
+            for name, attr in LABEL_ATTR.items()
+        }
+        for name in LABEL_ATTR:
+            if name in scores.dimensions:
+                counts.add(name, count_agreements(scores.column(name)[:n] - scores.column(name)[n:], human[name]))
         preferred = torch.tensor([0.0 if p.pair.tie else 1.0 for p in batch], dtype=torch.float64)
         margin = scores.reward[:n] - scores.reward[n:]
         counts.add(OVERALL, count_agreements(margin, preferred))
-        cases = [_labelled_case(p) for p in batch]
+        cases = [pair_case(float(i), float(v)) for i, v in zip(human[INSTRUCTION_FOLLOWING], human[VISUAL_QUALITY])]
         for case in PAIR_CASES:
             rows = [i for i, c in enumerate(cases) if c == case]
             if rows:
                 counts.add(f"{OVERALL}_{case}", count_agreements(margin[rows], preferred[rows]))
     return counts
-
-
-def _labelled_case(pair: LoadedPair) -> str | None:
-    """:func:`pair_case` of a pair from its human IF and VQ scores."""
-    preferred, rejected = pair.pair.scores_preferred, pair.pair.scores_rejected
-    return pair_case(
-        preferred.instruction_following - rejected.instruction_following, preferred.visual_quality - rejected.visual_quality
-    )

@@ -96,24 +96,28 @@ def match_example(before: Scene, after: Scene, instruction: str, matches: bool) 
     return CaptionExample((before, after), MATCH_PROMPT.format(instruction=instruction), MATCH_ANSWERS[matches])
 
 
+#: The one-word names :func:`content_words` keeps: colours, shape kinds and "background".
+_CONTENT_NAMES = frozenset({*PALETTE, *KINDS, "background"})
+
+
 def content_words(instruction: str) -> frozenset[str]:
     """The colours, shape kinds, places and "background" an instruction names: two instructions that name the
     same ones may be paraphrases of one edit ("make the background white", "change the background to white")."""
-    names = {*PALETTE, *KINDS, "background"}
     words = instruction.lower().replace(".", " ").split()
     places = {place for place in PLACES if f" {place} " in f" {instruction.lower()} "}
-    return frozenset({w for w in words if w in names} | places)
+    return frozenset({w for w in words if w in _CONTENT_NAMES} | places)
 
 
-def match_examples(tasks: Sequence[EditTask], index: int, rng: np.random.Generator) -> list[CaptionExample]:
+def match_examples(
+    tasks: Sequence[EditTask], words: Sequence[frozenset[str]], index: int, rng: np.random.Generator
+) -> list[CaptionExample]:
     """Edit-instruction matching for ``tasks[index]``: its exact edit with its instruction ("yes"), and one
     negative ("no"): the unchanged source with that instruction, or the edit with another task's instruction
-    that names other colours, kinds, places (:func:`content_words`), each half of the time (the source when no
-    other instruction qualifies)."""
+    that names other colours, kinds, places (``words[i]`` is :func:`content_words` of ``tasks[i]``), each half of
+    the time (the source when no other instruction qualifies)."""
     task = tasks[index]
     examples = [match_example(task.source, task.target, task.instruction, True)]
-    own = content_words(task.instruction)
-    others = [t.instruction for t in tasks if content_words(t.instruction) != own]
+    others = [t.instruction for t, w in zip(tasks, words) if w != words[index]]
     if others and rng.random() < 0.5:
         examples.append(match_example(task.source, task.target, others[int(rng.integers(len(others)))], False))
     else:
@@ -133,6 +137,7 @@ def caption_examples(
     """
     rng = np.random.default_rng(seed)
     match_rng = np.random.default_rng([seed, 1])
+    words = [content_words(t.instruction) for t in tasks] if match_fraction > 0 else []
     examples: list[CaptionExample] = []
     for index, task in enumerate(tasks):
         source, target = task.source, task.target
@@ -143,5 +148,5 @@ def caption_examples(
             scene = source if rng.random() < 0.5 else target
             examples.append(change_example(scene, scene))
         if match_fraction > 0 and match_rng.random() < match_fraction:
-            examples.extend(match_examples(tasks, index, match_rng))
+            examples.extend(match_examples(tasks, words, index, match_rng))
     return examples

@@ -138,13 +138,14 @@ def jrm_figures(bases_dir: Path, cfg: BasesConfig, demo: DemoConfig, work: Path,
     # training pairs and their rationales as a run's stage 1 builds them; the held-out pairs from their own split
     world = WorldDataConfig(build_if_missing=True, image_size=cfg.image_size, n_pair_tasks=n_train_tasks, n_instructions=1)
     ensure_world_data(world, str(data / "instructions.jsonl"), jrm_cfg)
+    eval_tasks = make_tasks("pairs_eval", n_eval_tasks, cfg.image_size)
     if not held_out.is_file():
-        write_preference_pairs(make_tasks("pairs_eval", n_eval_tasks, cfg.image_size), data, seed=0, name=held_out.name)
+        write_preference_pairs(eval_tasks, data, seed=0, name=held_out.name)
     result = train_jrm(jrm_cfg)
     figures = {k.removeprefix("eval/"): float(v) for k, v in result.metrics.items() if k.startswith("eval/")}
     model = JRM.from_pretrained(result.checkpoint_dir)
     model.eval()
-    sensitivity = edit_sensitivity(model, make_tasks("pairs_eval", n_eval_tasks, cfg.image_size))
+    sensitivity = edit_sensitivity(model, eval_tasks)
     return {**figures, **{f"sensitivity/{k}": v for k, v in sensitivity.items()}}
 
 
