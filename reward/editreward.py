@@ -9,7 +9,7 @@ Published architecture (``ranknet_multi_head``, ``output_dim=2``, ``pooling_stra
 - two passes (one per prompt/head); the published score averages the two heads' outputs.
 
 Positions: the official model embeds the tokens, scatters the vision tower's image features into the image
-placeholders itself, and calls the backbone with ``inputs_embeds`` and the attention mask only (no ``input_ids``,
+token positions itself, and calls the backbone with ``inputs_embeds`` and the attention mask only (no ``input_ids``,
 no image grids). A Qwen2.5-VL-family backbone (Qwen2.5-VL, MiMo-VL; ``model_type == "qwen2_5_vl"``) then
 cannot build its 3-D M-RoPE image positions and gives every token, image tokens included, plain 1-D positions
 ``cumsum(attention_mask) - 1`` on all three rotary axes; the released checkpoints were trained that way, so

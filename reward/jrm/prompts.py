@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from reward.base import INSTRUCTION_FOLLOWING, VISUAL_QUALITY
 from reward.jrm.rationale import RationaleDimension
 
-#: The placeholder of appendix C's prompts.
+#: The slot of appendix C's prompts that the instruction fills.
 TEXT_PROMPT_SLOT = "{text_prompt}"
 
 #: Appendix C.1, "Instruction Edit Following Template", as printed.
