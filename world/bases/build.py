@@ -79,8 +79,11 @@ def _build_backbone(cfg: BasesConfig, folder: Path, git: GitRevision, progress: 
     section = cfg.backbone
     tasks = make_tasks("pretrain", section.n_tasks, cfg.image_size, cfg.edit_types)
     held_out = make_tasks("pretrain", cfg.eval_tasks, cfg.image_size, cfg.edit_types, start=EVAL_TASK_START)
-    examples = caption_examples(tasks, section.no_change_fraction, section.seed, section.match_fraction)
-    eval_examples = caption_examples(held_out, section.no_change_fraction, section.seed + 1, section.match_fraction)
+    variety = {"paraphrase": section.paraphrase_prompts, "context_fraction": section.context_fraction}
+    examples = caption_examples(tasks, section.no_change_fraction, section.seed, section.match_fraction, **variety)
+    eval_examples = caption_examples(
+        held_out, section.no_change_fraction, section.seed + 1, section.match_fraction, **variety
+    )
     training = train_backbone(section, examples, eval_examples, cfg.image_size, progress=progress)
     save_backbone(training, folder)
     write_base_metadata(folder, "backbone", cfg, git, {

@@ -25,6 +25,16 @@ CHANGE_PROMPT = "What changed from the first image to the second?"
 NOTHING_CHANGED = "nothing changed."
 MATCH_PROMPT = "Instruction: {instruction}. Does it say what turned the first image into the second?"
 MATCH_ANSWERS = {True: "yes.", False: "no."}
+#: Wordings of the describe and what-changed questions (``paraphrase``; the first of each is the one used without).
+DESCRIBE_PROMPTS = (DESCRIBE_PROMPT, "What is in this image?", "List the objects in the image and the background.")
+CHANGE_PROMPTS = (
+    CHANGE_PROMPT,
+    "Describe the difference between the two images.",
+    "How was the first image edited to get the second?",
+    "Compare the two images. What is different in the second one?",
+)
+#: A question after an edit instruction (``context_fraction``), as the JRM's prompts put one before theirs.
+CONTEXT_TEMPLATE = 'Edit: "{instruction}" {prompt}'
 
 
 def _in_grid_order(shapes: Sequence[Shape]) -> list[Shape]:
@@ -125,15 +135,49 @@ def match_examples(
     return examples
 
 
+def vary_prompts(
+    examples: Sequence[CaptionExample], instructions: Sequence[str], paraphrase: bool, context_fraction: float,
+    rng: np.random.Generator,
+) -> list[CaptionExample]:
+    """Describe and what-changed examples with their question reworded (``paraphrase``: one of
+    :data:`DESCRIBE_PROMPTS` / :data:`CHANGE_PROMPTS` at random) and, with probability ``context_fraction``, put
+    after a random one of ``instructions`` (:data:`CONTEXT_TEMPLATE`); matching examples are kept as they are.
+
+    Why: a tiny backbone pretrained on one fixed wording learns to compare the two images only at that exact
+    prompt (a linear probe on its last state separates an edit from the unchanged source 0.995 after its own
+    question, 0.56 after the JRM's compact prompt; issue 13). The instruction put before the question is another
+    task's, so the answer can never be copied from it and has to come from the images.
+    """
+    varied: list[CaptionExample] = []
+    for example in examples:
+        if example.prompt not in (DESCRIBE_PROMPT, CHANGE_PROMPT):
+            varied.append(example)
+            continue
+        pool = CHANGE_PROMPTS if example.prompt == CHANGE_PROMPT else DESCRIBE_PROMPTS
+        prompt = pool[int(rng.integers(len(pool)))] if paraphrase else example.prompt
+        if instructions and rng.random() < context_fraction:
+            prompt = CONTEXT_TEMPLATE.format(instruction=instructions[int(rng.integers(len(instructions)))], prompt=prompt)
+        varied.append(CaptionExample(example.scenes, prompt, example.answer))
+    return varied
+
+
 def caption_examples(
-    tasks: Sequence[EditTask], no_change_fraction: float, seed: int, match_fraction: float = 0.0
+    tasks: Sequence[EditTask],
+    no_change_fraction: float,
+    seed: int,
+    match_fraction: float = 0.0,
+    *,
+    paraphrase: bool = False,
+    context_fraction: float = 0.0,
 ) -> list[CaptionExample]:
     """Per task: describe its source and its target scene, and what changed from one to the other (in a
     random direction); with probability ``no_change_fraction`` one more example shows a scene twice; with
-    probability ``match_fraction`` its two edit-instruction matching examples (:func:`match_examples`).
+    probability ``match_fraction`` its two edit-instruction matching examples (:func:`match_examples`); then
+    the questions varied by :func:`vary_prompts` (``paraphrase``, ``context_fraction``).
 
-    Only the tasks' scenes and, for matching, their instructions are read. Deterministic in ``seed`` and the
-    tasks; with ``match_fraction`` 0 the examples are those of a build without matching.
+    Only the tasks' scenes and, for matching and context, their instructions are read. Deterministic in
+    ``seed`` and the tasks; with ``match_fraction`` 0, ``paraphrase`` False and ``context_fraction`` 0 the
+    examples are those of a build without these options.
     """
     rng = np.random.default_rng(seed)
     match_rng = np.random.default_rng([seed, 1])
@@ -149,4 +193,7 @@ def caption_examples(
             examples.append(change_example(scene, scene))
         if match_fraction > 0 and match_rng.random() < match_fraction:
             examples.extend(match_examples(tasks, words, index, match_rng))
+    if paraphrase or context_fraction > 0:
+        instructions = [t.instruction for t in tasks]
+        examples = vary_prompts(examples, instructions, paraphrase, context_fraction, np.random.default_rng([seed, 2]))
     return examples

@@ -34,6 +34,10 @@ class BackboneBaseConfig:
     no_change_fraction: share of what-changed examples that show one scene twice ("nothing changed").
     match_fraction: share of tasks that also give two edit-instruction matching examples (a positive and a
              negative, :func:`world.bases.captions.match_examples`); 0 = describe and what-changed only.
+    paraphrase_prompts: ask the describe and what-changed questions in several wordings
+             (:func:`world.bases.captions.vary_prompts`).
+    context_fraction: share of those questions put after another task's edit instruction, so that comparing the
+             images does not hinge on one exact prompt (the JRM asks its own).
     image_side: every image is resized to this square side (a multiple of 32 = patch 16 x merge 2), i.e.
              ``(side / 32)^2`` vision tokens per image; the saved image processor keeps this budget.
     """
@@ -41,6 +45,8 @@ class BackboneBaseConfig:
     n_tasks: int = 4000
     no_change_fraction: float = 0.1
     match_fraction: float = 0.0
+    paraphrase_prompts: bool = False
+    context_fraction: float = 0.0
     hidden_size: int = 64
     num_layers: int = 2
     vision_hidden_size: int = 64
@@ -66,7 +72,7 @@ class BackboneBaseConfig:
             raise ConfigError(f"image_side must be a multiple of 32 (patch 16 x merge 2), got {self.image_side}")
         if self.steps < 0 or self.warmup_steps < 0:
             raise ConfigError(f"steps and warmup_steps must be >= 0, got {self.steps}, {self.warmup_steps}")
-        for key in ("no_change_fraction", "match_fraction"):
+        for key in ("no_change_fraction", "match_fraction", "context_fraction"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.learning_rate <= 0 or self.max_grad_norm <= 0:

@@ -9,7 +9,10 @@ import pytest
 from editrl.config import ConfigError
 from world.bases.captions import (
     CHANGE_PROMPT,
+    CHANGE_PROMPTS,
+    CONTEXT_TEMPLATE,
     DESCRIBE_PROMPT,
+    DESCRIBE_PROMPTS,
     MATCH_PROMPT,
     NOTHING_CHANGED,
     caption_examples,
@@ -143,3 +146,35 @@ def test_the_backbone_with_world_vocabulary_reads_colour_and_shape_words_as_sing
     assert len(plain[1].tokenizer.tokenize(text)) > 8
     # the model's vocabulary covers the larger tokenizer
     assert worded[0].get_input_embeddings().num_embeddings == len(worded[1].tokenizer)
+
+
+def test_prompt_variety_rewords_and_prefixes_questions_but_keeps_scenes_answers_and_matching():
+    tasks = make_tasks("pretrain", 60)
+    bare = [SimpleNamespace(source=t.source, target=t.target, instruction=t.instruction) for t in tasks]
+    plain = caption_examples(bare, 0.2, seed=4, match_fraction=0.5)
+    varied = caption_examples(bare, 0.2, seed=4, match_fraction=0.5, paraphrase=True, context_fraction=0.5)
+    assert caption_examples(tasks, 0.2, 4, 0.5, paraphrase=False, context_fraction=0.0) == plain
+    assert len(varied) == len(plain)
+    instructions = {t.instruction for t in tasks}
+    wordings, with_context = set(), 0
+    for before, after in zip(plain, varied):
+        assert (after.scenes, after.answer) == (before.scenes, before.answer)
+        if before.prompt not in (DESCRIBE_PROMPT, CHANGE_PROMPT):
+            assert after.prompt == before.prompt  # matching examples already name their instruction
+            continue
+        pool = CHANGE_PROMPTS if before.prompt == CHANGE_PROMPT else DESCRIBE_PROMPTS
+        question = after.prompt
+        if after.prompt.startswith('Edit: "'):
+            instruction, question = after.prompt.removeprefix('Edit: "').split('" ', 1)
+            assert instruction in instructions
+            assert CONTEXT_TEMPLATE.format(instruction=instruction, prompt=question) == after.prompt
+            with_context += 1
+        assert question in pool
+        wordings.add(question)
+    asked = sum(1 for e in plain if e.prompt in (DESCRIBE_PROMPT, CHANGE_PROMPT))
+    assert wordings == set(CHANGE_PROMPTS) | set(DESCRIBE_PROMPTS)
+    assert 0.35 < with_context / asked < 0.65
+    only_context = caption_examples(bare, 0.2, seed=4, context_fraction=1.0)
+    assert all(e.prompt.startswith('Edit: "') and e.prompt.endswith((DESCRIBE_PROMPT, CHANGE_PROMPT)) for e in only_context)
+    with pytest.raises(ConfigError, match="context_fraction"):
+        BackboneBaseConfig(context_fraction=-0.1).validate()
