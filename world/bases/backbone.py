@@ -9,6 +9,7 @@ transformers model folder (config, safetensors, tokenizer, image processor), whi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -110,11 +111,14 @@ def train_backbone(
     image_size: int,
     *,
     progress: bool = True,
+    start: tuple[Qwen3VLForConditionalGeneration, TinyVLComponents] | None = None,
+    description: str = "bases: backbone (describe / what changed)",
 ) -> BackboneTraining:
-    """AdamW on :func:`answer_loss` over random batches of ``examples`` (linear warmup, cosine decay)."""
+    """AdamW on :func:`answer_loss` over random batches of ``examples`` (linear warmup, cosine decay), from
+    the random model of ``cfg`` or from ``start`` (a model and its parts, trained further in place)."""
     if not examples or not eval_examples:
         raise ValueError("train_backbone needs training and held-out examples")
-    model, parts = build_backbone(cfg)
+    model, parts = start if start is not None else build_backbone(cfg)
     train, held_out = CaptionBatches(parts, examples, image_size), CaptionBatches(parts, eval_examples, image_size)
     init = eval_answer_loss(model, held_out, cfg.batch_size)
     generator = torch.Generator().manual_seed(cfg.seed + 1)
@@ -129,7 +133,7 @@ def train_backbone(
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, rate)
     model.train()
     losses: list[float] = []
-    bar = tqdm(range(cfg.steps), desc="bases: backbone (describe / what changed)", disable=not progress)
+    bar = tqdm(range(cfg.steps), desc=description, disable=not progress)
     for _ in bar:
         index = torch.randint(0, len(train), (cfg.batch_size,), generator=generator).tolist()
         loss = answer_loss(model, train.batch(index))
@@ -145,6 +149,27 @@ def train_backbone(
     model.eval()
     trained = eval_answer_loss(model, held_out, cfg.batch_size)
     return BackboneTraining(model, parts, losses, init, trained)
+
+
+def train_variety_phase(
+    cfg: BackboneBaseConfig,
+    first: BackboneTraining,
+    examples: Sequence[CaptionExample],
+    eval_examples: Sequence[CaptionExample],
+    image_size: int,
+    *,
+    progress: bool = True,
+) -> BackboneTraining:
+    """The second phase (``cfg.variety``): ``first``'s model trained further on ``examples`` with the phase's
+    steps, learning rate and warmup, and its own batch order."""
+    phase = cfg.variety
+    phase_cfg = dataclasses.replace(
+        cfg, steps=phase.steps, learning_rate=phase.learning_rate, warmup_steps=phase.warmup_steps, seed=cfg.seed + 2
+    )
+    return train_backbone(
+        phase_cfg, examples, eval_examples, image_size, progress=progress, start=(first.model, first.parts),
+        description="bases: backbone (varied wordings)",
+    )
 
 
 def save_backbone(training: BackboneTraining, folder: str | Path) -> None:

@@ -25,8 +25,8 @@ from editrl.config import ConfigError, validate_tree
 from editrl.config_reference import sections_help
 from editrl.io import atomic_replace_dir, atomic_write_json
 from editrl.manifest import DamagedCheckpointError
-from world.bases.backbone import save_backbone, train_backbone
-from world.bases.captions import caption_examples
+from world.bases.backbone import save_backbone, train_backbone, train_variety_phase
+from world.bases.captions import caption_examples, comparison_examples
 from world.bases.config import EVAL_TASK_START, PRESETS, BasesConfig, load_bases_config
 from world.bases.metadata import (
     BASE_KINDS,
@@ -79,20 +79,29 @@ def _build_backbone(cfg: BasesConfig, folder: Path, git: GitRevision, progress: 
     section = cfg.backbone
     tasks = make_tasks("pretrain", section.n_tasks, cfg.image_size, cfg.edit_types)
     held_out = make_tasks("pretrain", cfg.eval_tasks, cfg.image_size, cfg.edit_types, start=EVAL_TASK_START)
-    variety = {"paraphrase": section.paraphrase_prompts, "context_fraction": section.context_fraction}
-    examples = caption_examples(tasks, section.no_change_fraction, section.seed, section.match_fraction, **variety)
-    eval_examples = caption_examples(
-        held_out, section.no_change_fraction, section.seed + 1, section.match_fraction, **variety
-    )
+    examples = caption_examples(tasks, section.no_change_fraction, section.seed, section.match_fraction)
+    eval_examples = caption_examples(held_out, section.no_change_fraction, section.seed + 1, section.match_fraction)
     training = train_backbone(section, examples, eval_examples, cfg.image_size, progress=progress)
-    save_backbone(training, folder)
-    write_base_metadata(folder, "backbone", cfg, git, {
+    figures = {
         "examples": len(examples),
         "loss_first": training.losses[0] if training.losses else None,
         "loss_last": training.losses[-1] if training.losses else None,
         "heldout_answer_loss_init": training.eval_loss_init,
         "heldout_answer_loss_trained": training.eval_loss_trained,
-    })
+    }
+    if section.variety.steps > 0:
+        phase = section.variety
+        varied = comparison_examples(tasks, section.seed, phase.describe_fraction, phase.context_fraction)
+        varied_eval = comparison_examples(held_out, section.seed + 1, phase.describe_fraction, phase.context_fraction)
+        training = train_variety_phase(section, training, varied, varied_eval, cfg.image_size, progress=progress)
+        figures.update({
+            "variety_examples": len(varied),
+            "variety_loss_last": training.losses[-1] if training.losses else None,
+            "variety_heldout_answer_loss_init": training.eval_loss_init,
+            "variety_heldout_answer_loss_trained": training.eval_loss_trained,
+        })
+    save_backbone(training, folder)
+    write_base_metadata(folder, "backbone", cfg, git, figures)
 
 
 STAGES: dict[str, Callable[[BasesConfig, Path, GitRevision, bool], None]] = {

@@ -1,5 +1,5 @@
 """The backbone base's vision-language texts: describe a scene, say what changed, and (optionally) match an
-instruction to an edit.
+instruction to an edit; for the second pretraining phase the same questions worded in several ways.
 
 Describe and what-changed texts are functions of :class:`world.scene.Scene` objects and nothing else. A
 what-changed text compares two scenes object by object (an object is its colour and kind), so it is the same
@@ -144,7 +144,7 @@ def vary_prompts(
     after a random one of ``instructions`` (:data:`CONTEXT_TEMPLATE`); matching examples are kept as they are.
 
     Why: a tiny backbone pretrained on one fixed wording learns to compare the two images only at that exact
-    prompt (a linear probe on its last state separates an edit from the unchanged source 0.995 after its own
+    prompt (a linear probe on its last state separates an edit from the unchanged source 0.99 after its own
     question, 0.56 after the JRM's compact prompt; issue 13). The instruction put before the question is another
     task's, so the answer can never be copied from it and has to come from the images.
     """
@@ -162,22 +162,14 @@ def vary_prompts(
 
 
 def caption_examples(
-    tasks: Sequence[EditTask],
-    no_change_fraction: float,
-    seed: int,
-    match_fraction: float = 0.0,
-    *,
-    paraphrase: bool = False,
-    context_fraction: float = 0.0,
+    tasks: Sequence[EditTask], no_change_fraction: float, seed: int, match_fraction: float = 0.0
 ) -> list[CaptionExample]:
     """Per task: describe its source and its target scene, and what changed from one to the other (in a
     random direction); with probability ``no_change_fraction`` one more example shows a scene twice; with
-    probability ``match_fraction`` its two edit-instruction matching examples (:func:`match_examples`); then
-    the questions varied by :func:`vary_prompts` (``paraphrase``, ``context_fraction``).
+    probability ``match_fraction`` its two edit-instruction matching examples (:func:`match_examples`).
 
-    Only the tasks' scenes and, for matching and context, their instructions are read. Deterministic in
-    ``seed`` and the tasks; with ``match_fraction`` 0, ``paraphrase`` False and ``context_fraction`` 0 the
-    examples are those of a build without these options.
+    Only the tasks' scenes and, for matching, their instructions are read. Deterministic in ``seed`` and the
+    tasks; with ``match_fraction`` 0 the examples are those of a build without matching.
     """
     rng = np.random.default_rng(seed)
     match_rng = np.random.default_rng([seed, 1])
@@ -193,7 +185,24 @@ def caption_examples(
             examples.append(change_example(scene, scene))
         if match_fraction > 0 and match_rng.random() < match_fraction:
             examples.extend(match_examples(tasks, words, index, match_rng))
-    if paraphrase or context_fraction > 0:
-        instructions = [t.instruction for t in tasks]
-        examples = vary_prompts(examples, instructions, paraphrase, context_fraction, np.random.default_rng([seed, 2]))
     return examples
+
+
+def comparison_examples(
+    tasks: Sequence[EditTask], seed: int, describe_fraction: float, context_fraction: float
+) -> list[CaptionExample]:
+    """The prompt-variety phase's examples: per task, what changed in both directions and one scene shown twice
+    ("nothing changed"), with probability ``describe_fraction`` a description of one of its scenes; every
+    question reworded and, with probability ``context_fraction``, put after another task's instruction
+    (:func:`vary_prompts`). Reads the tasks' scenes and instructions only; deterministic in ``seed``."""
+    rng = np.random.default_rng([seed, 3])
+    examples: list[CaptionExample] = []
+    for task in tasks:
+        source, target = task.source, task.target
+        examples.append(change_example(source, target))
+        examples.append(change_example(target, source))
+        shown_twice = source if rng.random() < 0.5 else target
+        examples.append(change_example(shown_twice, shown_twice))
+        if rng.random() < describe_fraction:
+            examples.append(describe_example(source if rng.random() < 0.5 else target))
+    return vary_prompts(examples, [t.instruction for t in tasks], True, context_fraction, rng)

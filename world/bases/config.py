@@ -26,6 +26,38 @@ EVAL_TASK_START = 900_000
 
 
 @dataclass
+class VarietyPhaseConfig:
+    """The backbone's second pretraining phase: the same model, on comparison-heavy examples whose questions are
+    worded in several ways and often follow another task's instruction
+    (:func:`world.bases.captions.comparison_examples`).
+
+    Why a second phase: on one fixed wording the backbone learns to compare its two images (it says "nothing
+    changed" exactly when they are equal), but only at that wording; the JRM asks its own question after the
+    task's instruction. Varied wordings from the start keep it from learning the comparison at all within 20k
+    steps; varied wordings after it has learned it make the comparison carry over (issue 13 notes).
+
+    steps:             optimizer steps of the phase (0: no second phase).
+    describe_fraction: share of tasks that also give one scene description (keeps describing from fading).
+    context_fraction:  share of questions put after another task's edit instruction.
+    """
+
+    steps: int = 0
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    describe_fraction: float = 0.3
+    context_fraction: float = 0.5
+
+    def validate(self) -> None:
+        if self.steps < 0 or self.warmup_steps < 0:
+            raise ConfigError(f"variety.steps and variety.warmup_steps must be >= 0, got {self.steps}, {self.warmup_steps}")
+        if self.learning_rate <= 0:
+            raise ConfigError(f"variety.learning_rate must be > 0, got {self.learning_rate}")
+        for key in ("describe_fraction", "context_fraction"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"variety.{key} must be in [0, 1], got {getattr(self, key)}")
+
+
+@dataclass
 class BackboneBaseConfig:
     """The tiny Qwen3-VL backbone and its vision-language pretraining (describe a scene; say what changed).
 
@@ -34,10 +66,7 @@ class BackboneBaseConfig:
     no_change_fraction: share of what-changed examples that show one scene twice ("nothing changed").
     match_fraction: share of tasks that also give two edit-instruction matching examples (a positive and a
              negative, :func:`world.bases.captions.match_examples`); 0 = describe and what-changed only.
-    paraphrase_prompts: ask the describe and what-changed questions in several wordings
-             (:func:`world.bases.captions.vary_prompts`).
-    context_fraction: share of those questions put after another task's edit instruction, so that comparing the
-             images does not hinge on one exact prompt (the JRM asks its own).
+    variety:  the second phase (:class:`VarietyPhaseConfig`; ``variety.steps: 0`` skips it).
     image_side: every image is resized to this square side (a multiple of 32 = patch 16 x merge 2), i.e.
              ``(side / 32)^2`` vision tokens per image; the saved image processor keeps this budget.
     """
@@ -45,8 +74,6 @@ class BackboneBaseConfig:
     n_tasks: int = 4000
     no_change_fraction: float = 0.1
     match_fraction: float = 0.0
-    paraphrase_prompts: bool = False
-    context_fraction: float = 0.0
     hidden_size: int = 64
     num_layers: int = 2
     vision_hidden_size: int = 64
@@ -60,8 +87,10 @@ class BackboneBaseConfig:
     warmup_steps: int = 100
     max_grad_norm: float = 1.0
     seed: int = 0
+    variety: VarietyPhaseConfig = field(default_factory=VarietyPhaseConfig)
 
     def validate(self) -> None:
+        self.variety.validate()
         for key in ("n_tasks", "hidden_size", "num_layers", "vision_hidden_size", "vision_depth", "batch_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
@@ -72,7 +101,7 @@ class BackboneBaseConfig:
             raise ConfigError(f"image_side must be a multiple of 32 (patch 16 x merge 2), got {self.image_side}")
         if self.steps < 0 or self.warmup_steps < 0:
             raise ConfigError(f"steps and warmup_steps must be >= 0, got {self.steps}, {self.warmup_steps}")
-        for key in ("no_change_fraction", "match_fraction", "context_fraction"):
+        for key in ("no_change_fraction", "match_fraction"):
             if not 0.0 <= getattr(self, key) <= 1.0:
                 raise ConfigError(f"{key} must be in [0, 1], got {getattr(self, key)}")
         if self.learning_rate <= 0 or self.max_grad_norm <= 0:

@@ -69,6 +69,9 @@ def test_metadata_records_the_build_config_and_git_revision(builds):
     for kind in ("policy", "backbone"):
         meta = json.loads((out / kind / "world_base.json").read_text())
         assert meta["git_rev"] == expected_rev and meta["config"][kind] == dataclasses.asdict(getattr(cfg, kind))
+        if kind == "backbone":  # the reduced preset runs the second (varied wordings) phase too
+            assert meta["training"]["variety_examples"] >= 3 * cfg.backbone.n_tasks
+            assert meta["training"]["variety_heldout_answer_loss_trained"] is not None
         for path in (out / kind).rglob("*.safetensors"):
             with safe_open(path, framework="pt") as handle:
                 header = handle.metadata()

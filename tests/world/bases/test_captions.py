@@ -4,6 +4,7 @@ import ast
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from editrl.config import ConfigError
@@ -16,11 +17,13 @@ from world.bases.captions import (
     MATCH_PROMPT,
     NOTHING_CHANGED,
     caption_examples,
+    comparison_examples,
     content_words,
     describe_change,
     describe_scene,
+    vary_prompts,
 )
-from world.bases.config import BackboneBaseConfig
+from world.bases.config import BackboneBaseConfig, VarietyPhaseConfig
 from world.scene import Scene, Shape
 from world.tasks import EDIT_TYPES, build_task, make_tasks
 
@@ -150,12 +153,11 @@ def test_the_backbone_with_world_vocabulary_reads_colour_and_shape_words_as_sing
 
 def test_prompt_variety_rewords_and_prefixes_questions_but_keeps_scenes_answers_and_matching():
     tasks = make_tasks("pretrain", 60)
-    bare = [SimpleNamespace(source=t.source, target=t.target, instruction=t.instruction) for t in tasks]
-    plain = caption_examples(bare, 0.2, seed=4, match_fraction=0.5)
-    varied = caption_examples(bare, 0.2, seed=4, match_fraction=0.5, paraphrase=True, context_fraction=0.5)
-    assert caption_examples(tasks, 0.2, 4, 0.5, paraphrase=False, context_fraction=0.0) == plain
+    plain = caption_examples(tasks, 0.2, seed=4, match_fraction=0.5)
+    instructions = [t.instruction for t in tasks]
+    varied = vary_prompts(plain, instructions, True, 0.5, np.random.default_rng(0))
+    assert vary_prompts(plain, instructions, False, 0.0, np.random.default_rng(0)) == plain
     assert len(varied) == len(plain)
-    instructions = {t.instruction for t in tasks}
     wordings, with_context = set(), 0
     for before, after in zip(plain, varied):
         assert (after.scenes, after.answer) == (before.scenes, before.answer)
@@ -174,7 +176,28 @@ def test_prompt_variety_rewords_and_prefixes_questions_but_keeps_scenes_answers_
     asked = sum(1 for e in plain if e.prompt in (DESCRIBE_PROMPT, CHANGE_PROMPT))
     assert wordings == set(CHANGE_PROMPTS) | set(DESCRIBE_PROMPTS)
     assert 0.35 < with_context / asked < 0.65
-    only_context = caption_examples(bare, 0.2, seed=4, context_fraction=1.0)
-    assert all(e.prompt.startswith('Edit: "') and e.prompt.endswith((DESCRIBE_PROMPT, CHANGE_PROMPT)) for e in only_context)
-    with pytest.raises(ConfigError, match="context_fraction"):
-        BackboneBaseConfig(context_fraction=-0.1).validate()
+    only_context = vary_prompts(plain[:30], instructions, False, 1.0, np.random.default_rng(1))
+    asked_first = [e for e in only_context if not e.prompt.startswith("Instruction: ")]
+    assert asked_first and all(
+        e.prompt.startswith('Edit: "') and e.prompt.endswith((DESCRIBE_PROMPT, CHANGE_PROMPT)) for e in asked_first
+    )
+
+
+def test_comparison_examples_show_each_edit_both_ways_and_once_unchanged():
+    tasks = make_tasks("pretrain", 50)
+    bare = [SimpleNamespace(source=t.source, target=t.target, instruction=t.instruction) for t in tasks]
+    examples = comparison_examples(bare, seed=2, describe_fraction=0.0, context_fraction=0.0)
+    assert len(examples) == 3 * len(tasks)
+    for task, forward, backward, twice in zip(tasks, examples[0::3], examples[1::3], examples[2::3]):
+        assert forward.scenes == (task.source, task.target) and forward.answer == describe_change(task.source, task.target)
+        assert backward.scenes == (task.target, task.source) and backward.answer == describe_change(task.target, task.source)
+        assert twice.scenes in ((task.source, task.source), (task.target, task.target)) and twice.answer == NOTHING_CHANGED
+        assert {forward.prompt, backward.prompt, twice.prompt} <= set(CHANGE_PROMPTS)
+    with_describe = comparison_examples(bare, seed=2, describe_fraction=1.0, context_fraction=0.0)
+    described = [e for e in with_describe if len(e.scenes) == 1]
+    assert len(described) == len(tasks) and all(e.prompt in DESCRIBE_PROMPTS for e in described)
+    assert comparison_examples(bare, 7, 0.3, 0.5) == comparison_examples(tasks, 7, 0.3, 0.5)
+    with pytest.raises(ConfigError, match="variety.context_fraction"):
+        VarietyPhaseConfig(context_fraction=-0.1).validate()
+    with pytest.raises(ConfigError, match="variety.steps"):
+        BackboneBaseConfig(variety=VarietyPhaseConfig(steps=-1)).validate()
