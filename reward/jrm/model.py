@@ -104,6 +104,10 @@ def combine_dimensions(mu: torch.Tensor, dimensions: Sequence[str], combine: str
     raise ValueError(f"combine must be one of {COMBINE_MODES} or a dimension in {tuple(dimensions)}, got {combine!r}")
 
 
+#: How a newly added ``<|reward|>`` embedding starts (``JRMConfig.reward_token_init``).
+REWARD_TOKEN_INITS: tuple[str, ...] = ("mean", "answer_start")
+
+
 @dataclass
 class JRMConfig:
     """What defines a JRM beyond its backbone; saved as ``jrm_config.json``.
@@ -120,6 +124,11 @@ class JRMConfig:
     batch_size:       edits per forward in ``score`` (each edit is one row per dimension with the paper prompts).
     prompt:           the evaluation prompt style of ``reward.jrm.prompts``: "paper" (appendix C, one row per
                       dimension) or "compact" (one joint row, for tiny from-scratch models).
+    reward_token_init: the embedding a newly added ``<|reward|>`` starts from: "mean" (the mean of the backbone's
+                      embeddings, transformers' resizing) or "answer_start" (a copy of the token that opens the
+                      assistant's answer, so the head first reads the state where the backbone would begin to
+                      answer; a tiny pretrained base compares its images there and not at a mean-initialised
+                      token: linear probe of edit vs unchanged source 0.84 against 0.63, issue 13).
     """
 
     alpha: float = 0.7
@@ -134,6 +143,7 @@ class JRMConfig:
     combine: str = "mean"
     batch_size: int = 8
     prompt: str = PAPER
+    reward_token_init: str = "mean"
 
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
@@ -150,6 +160,8 @@ class JRMConfig:
             raise ConfigError(f"min_pixels/max_pixels: need 0 < min <= max, got {self.min_pixels}, {self.max_pixels}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.reward_token_init not in REWARD_TOKEN_INITS:
+            raise ConfigError(f"reward_token_init: must be one of {REWARD_TOKEN_INITS}, got {self.reward_token_init!r}")
         try:
             check_prompt_style(self.prompt, self.dimensions)
         except ValueError as exc:
@@ -275,6 +287,17 @@ class JRM(nn.Module):
         rows = self.backbone.get_input_embeddings().weight.shape[0]
         if len(self.tokenizer) > rows:
             self.backbone.resize_token_embeddings(len(self.tokenizer), mean_resizing=True)
+        if REWARD_TOKEN in missing and self.config.reward_token_init == "answer_start":
+            embeddings = self.backbone.get_input_embeddings().weight
+            with torch.no_grad():
+                embeddings[self.tokenizer.convert_tokens_to_ids(REWARD_TOKEN)] = embeddings[self.answer_start_token_id()]
+
+    def answer_start_token_id(self) -> int:
+        """The last token of the chat template's generation prompt (Qwen: the newline after ``assistant``)."""
+        text = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True
+        )
+        return int(self.tokenizer(text, add_special_tokens=False)["input_ids"][-1])
 
     @property
     def row_dimensions(self) -> tuple[str | None, ...]:

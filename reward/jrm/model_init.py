@@ -26,7 +26,8 @@ def build_model(init: JRMModelInit, prompt: str | None = None) -> Any:
             sizes.update(min_pixels=init.backbone_image_side**2, max_pixels=init.backbone_image_side**2)
         if init.backbone_head_mlp_size is not None:
             sizes["head_mlp_size"] = init.backbone_head_mlp_size
-        return JRM.from_backbone(init.backbone, JRMConfig(prompt=prompt or PAPER, **sizes))
+        token_init = init.backbone_reward_token_init or "mean"
+        return JRM.from_backbone(init.backbone, JRMConfig(prompt=prompt or PAPER, reward_token_init=token_init, **sizes))
     return JRM.build_tiny(
         seed=init.tiny_seed,
         config=tiny_jrm_config(init, prompt),

@@ -34,6 +34,8 @@ class JRMModelInit:
     backbone_image_side:    with ``backbone``: resize every image to this square side (a multiple of 32), e.g. the
                             side a small pretrained base saw; null keeps the paper's pixel budget.
     backbone_head_mlp_size: with ``backbone``: the fresh reward head's MLP width; null keeps the default (1024).
+    backbone_reward_token_init: with ``backbone``: where the new ``<|reward|>`` embedding starts ("mean" or
+                            "answer_start", see ``reward.jrm.model.JRMConfig``); null keeps "mean".
     """
 
     checkpoint: str | None = None
@@ -49,16 +51,21 @@ class JRMModelInit:
     tiny_prompt: str = "compact"
     backbone_image_side: int | None = None
     backbone_head_mlp_size: int | None = None
+    backbone_reward_token_init: str | None = None
 
     def validate(self) -> None:
         if sum([self.checkpoint is not None, self.backbone is not None, self.tiny]) > 1:
             raise ConfigError("set only one of checkpoint, backbone or tiny=true")
-        for key in ("backbone_image_side", "backbone_head_mlp_size"):
+        for key in ("backbone_image_side", "backbone_head_mlp_size", "backbone_reward_token_init"):
             if getattr(self, key) is not None and self.backbone is None:
                 raise ConfigError(f"model.{key} applies to a start from model.backbone, which is not set")
         side = self.backbone_image_side
         if side is not None and (side < 32 or side % 32):
             raise ConfigError(f"model.backbone_image_side must be a multiple of 32 (patch 16 x merge 2) or null, got {side}")
+        if self.backbone_reward_token_init not in (None, "mean", "answer_start"):
+            raise ConfigError(
+                f"model.backbone_reward_token_init must be 'mean', 'answer_start' or null, got {self.backbone_reward_token_init!r}"
+            )
         if self.backbone_head_mlp_size is not None and self.backbone_head_mlp_size < 1:
             raise ConfigError(f"model.backbone_head_mlp_size must be >= 1, got {self.backbone_head_mlp_size}")
         for key in ("tiny_hidden_size", "tiny_vision_hidden_size"):

@@ -1,13 +1,15 @@
 """JRM on a tiny random Qwen3-VL: the <|reward|> read-out, the LM mask, persistence, dtypes, failure modes."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from editrl.config import ConfigError
 from reward.base import RewardModel
-from reward.jrm.model import JRM, REWARD_TOKEN
+from reward.jrm.model import JRM, REWARD_TOKEN, tiny_jrm_config
 from tests.reward._jrm_fixtures import solid
 
 SOURCES = [solid((255, 0, 0)), solid((0, 255, 0), (48, 64)), solid((0, 0, 0))]
@@ -225,3 +227,25 @@ def test_a_backbone_start_takes_the_image_side_and_head_width_of_the_config(tmp_
         JRMModelInit(tiny=True, backbone_image_side=64).validate()
     with pytest.raises(ConfigError, match="multiple of 32"):
         JRMModelInit(backbone="x", backbone_image_side=40).validate()
+
+
+def test_answer_start_reward_token_starts_as_the_answer_opening_token(tmp_path):
+    base = tiny_jrm_config()
+    mean = JRM.build_tiny(seed=0, config=base)
+    copied = JRM.build_tiny(seed=0, config=dataclasses.replace(base, reward_token_init="answer_start"))
+    opening = copied.answer_start_token_id()
+    assert copied.tokenizer.decode([opening]) == "\n"  # Qwen's generation prompt ends "<|im_start|>assistant\n"
+    rows, mean_rows = copied.backbone.get_input_embeddings().weight, mean.backbone.get_input_embeddings().weight
+    reward = copied.reward_token_id
+    assert torch.equal(rows[reward], rows[opening])
+    assert not torch.equal(mean_rows[reward], mean_rows[opening])
+    others = [i for i in range(rows.shape[0]) if i != reward]
+    assert torch.equal(rows[others], mean_rows[others])  # only the reward row differs
+    with torch.no_grad():
+        rows[reward] += 1.0  # as if trained: a checkpoint keeps its row, it is not copied again
+    copied.save_pretrained(tmp_path / "ckpt")
+    loaded = JRM.from_pretrained(tmp_path / "ckpt")
+    assert loaded.config.reward_token_init == "answer_start"
+    assert torch.equal(loaded.backbone.get_input_embeddings().weight[reward], rows[reward])
+    with pytest.raises(ConfigError, match="reward_token_init"):
+        dataclasses.replace(base, reward_token_init="zeros").validate()

@@ -60,9 +60,11 @@ def load_policy_base(
 
 def backbone_model_init(bases_dir: str | Path, cfg: BasesConfig | None = None, head_mlp_size: int | None = None) -> JRMModelInit:
     """The JRM's ``model`` section that starts from the backbone base (``model.backbone``); with ``cfg``, images
-    are resized to the side the backbone was pretrained at (``backbone.image_side``)."""
+    are resized to the side the backbone was pretrained at (``backbone.image_side``). The reward token starts
+    as a copy of the answer-opening token (``answer_start``), where the base compares its two images."""
     return JRMModelInit(backbone=str(Path(bases_dir) / "backbone"),
-                        backbone_image_side=cfg.backbone.image_side if cfg else None, backbone_head_mlp_size=head_mlp_size)
+                        backbone_image_side=cfg.backbone.image_side if cfg else None, backbone_head_mlp_size=head_mlp_size,
+                        backbone_reward_token_init="answer_start")
 
 
 def load_backbone_base(bases_dir: str | Path, cfg: BasesConfig, *, prompt: str | None = None) -> JRM:

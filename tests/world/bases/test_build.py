@@ -145,6 +145,9 @@ def test_the_backbone_jrm_sees_images_at_the_side_the_backbone_was_pretrained_at
     jrm = load_backbone_base(root / "a", cfg)
     side = cfg.backbone.image_side
     assert jrm.config.min_pixels == jrm.config.max_pixels == side * side
+    rows = jrm.backbone.get_input_embeddings().weight  # <|reward|> starts where the base begins its answers
+    assert jrm.config.reward_token_init == "answer_start"
+    assert torch.equal(rows[jrm.reward_token_id], rows[jrm.answer_start_token_id()])
 
 
 def test_the_evaluation_reports_held_out_if_and_the_within_group_spread(builds, tmp_path):
@@ -183,6 +186,7 @@ def test_the_demo_starts_its_policy_and_jrms_from_the_bases(builds, tmp_path):
     model = stages.jrm_model_init(demo)
     assert model.backbone == str(root / "a" / "backbone") and model.backbone_image_side == cfg.backbone.image_side
     assert model.backbone_head_mlp_size == demo.jrm.model.tiny_head_mlp_size
+    assert model.backbone_reward_token_init == "answer_start"
     run = stages.jrm_run_config(demo, tmp_path, 0.7)
     assert run.model == model and run.alpha == 0.7 and run.output_dir == str(tmp_path / "jrm_alpha_0.7")
     assert demo.jrm.prompt is None and run.prompt == demo.jrm.model.tiny_prompt  # not the paper's long prompt
