@@ -178,6 +178,10 @@ class JRMTrainConfig:
     # relative output_dir resolves inside each node's copy of the job's working directory
     shared_output_dir: bool = False
     alpha: float = 0.7  # L = (1 - alpha) * L_rank + alpha * L_LM; 0 = the discriminative baseline
+    # optimizer steps at the start on L_rank alone (alpha 0), then `alpha`; 0 (default) = the paper's joint loss from
+    # step 1. Tiny JRMs from the toy backbone base: joint from step 1 the rationale loss erases the image comparison
+    # the base learned (IF-only pairs at chance); ranking first keeps it (issue 13 notes)
+    rank_warmup_steps: int = 0
     # JRM evaluation prompt (reward.jrm.prompts): "paper" (appendix C, one row per dimension) or "compact" (one
     # joint row, tiny models). null: "paper" for model.backbone, model.tiny_prompt for a tiny model, the
     # checkpoint's own for model.checkpoint; a checkpoint trained with another prompt than a set one refuses
@@ -227,6 +231,8 @@ class JRMTrainConfig:
     def validate(self) -> None:
         if not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
+        if self.rank_warmup_steps < 0:
+            raise ConfigError(f"rank_warmup_steps must be >= 0, got {self.rank_warmup_steps}")
         if self.shared_output_dir and not Path(self.output_dir).is_absolute():
             raise ConfigError(
                 f"output_dir: must be an absolute path on shared storage with shared_output_dir=true, got "

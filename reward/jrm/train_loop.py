@@ -192,19 +192,25 @@ def _autocast(run: WorkerRun) -> AbstractContextManager[Any]:
     return torch.autocast("cuda", dtype=torch.bfloat16, enabled=enabled)
 
 
+def step_alpha(cfg: JRMTrainConfig, step: int) -> float:
+    """The LM weight of optimizer step ``step`` (0-based): 0 during ``rank_warmup_steps``, then ``cfg.alpha``."""
+    return 0.0 if step < cfg.rank_warmup_steps else cfg.alpha
+
+
 def accumulate_gradients(run: WorkerRun, shard: list[int], autocast: AbstractContextManager[Any]) -> dict[str, float]:
     """Forward and backward over this worker's share of the batch in micro-batches; mean losses over them."""
     from reward.jrm.objective import compute_loss
 
     cfg = run.cfg
     accumulation = cfg.grad_accumulation_steps
+    alpha = step_alpha(cfg, run.progress.step)
     sums = {"loss": 0.0, "rank": 0.0, "lm": 0.0, "lm_sides": 0.0}
     for m in range(accumulation):
         micro = shard[m * cfg.per_device_batch_size : (m + 1) * cfg.per_device_batch_size]
         loaded = [load_images(run.train_pairs[i], cfg.data.max_pixels) for i in micro]
         run.plan.set_gradient_sync(run.model, last_micro_batch=m == accumulation - 1)
         with autocast:
-            out = compute_loss(run.model, loaded, cfg.alpha, cfg.rank_loss, cfg.lm_reduction)
+            out = compute_loss(run.model, loaded, alpha, cfg.rank_loss, cfg.lm_reduction)
         if not torch.isfinite(out.total):
             step = run.progress.step
             raise FloatingPointError(f"non-finite loss at step {step} (records {[p.pair.record_id for p in loaded]})")
@@ -225,10 +231,12 @@ def train_step(run: WorkerRun, autocast: AbstractContextManager[Any]) -> dict[st
     grad_norm = as_local_tensor(torch.nn.utils.clip_grad_norm_(run.params, run.cfg.max_grad_norm))
     if not torch.isfinite(grad_norm):
         raise FloatingPointError(f"non-finite gradient norm at step {run.progress.step}")
+    alpha = step_alpha(run.cfg, run.progress.step)
     run.optimizer.step()
     run.scheduler.step()
     run.progress.step += 1
     return {
+        "train/alpha": alpha,
         "train/loss": losses["loss"],
         "train/rank_loss": losses["rank"],
         "train/lm_loss": losses["lm"],

@@ -19,7 +19,7 @@ from reward.jrm.schedule import lr_factor, warmup_cosine_schedule
 from reward.jrm.train import train_jrm
 from reward.jrm.train_config import JRMDataConfig, JRMModelInit, JRMTrainConfig
 from reward.jrm.train_data import drop_overlong, sequence_length_bound
-from reward.jrm.train_loop import planned_steps, run_worker
+from reward.jrm.train_loop import planned_steps, run_worker, step_alpha
 from reward.registry import RewardModelConfig, build_reward_model
 from tests.reward.test_annotate import chat_server  # noqa: F401 (the scripted OpenAI-compatible server fixture)
 
@@ -207,6 +207,23 @@ def test_resume_from_mid_run_checkpoint_reaches_the_same_weights(tmp_path):
     assert all(torch.equal(head_a[k], head_b[k]) for k in head_a)
     initial = JRM.build_tiny(seed=0).head.state_dict()
     assert not all(torch.equal(initial[k], head_a[k]) for k in head_a)
+
+
+def test_rank_warmup_trains_ranking_alone_then_the_joint_loss(tmp_path):
+    assert [step_alpha(JRMTrainConfig(alpha=0.7, rank_warmup_steps=2), s) for s in range(4)] == [0.0, 0.0, 0.7, 0.7]
+    assert step_alpha(JRMTrainConfig(alpha=0.7), 0) == 0.7  # the paper's joint loss from the first step
+    with pytest.raises(ConfigError, match="rank_warmup_steps"):
+        JRMTrainConfig(rank_warmup_steps=-1).validate()
+    pairs = make_colour_pairs(tmp_path / "data", 12, rationales=True)
+    run_worker(_cfg(pairs, tmp_path / "run", alpha=0.5, rank_warmup_steps=2, max_steps=3))
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+    assert [row["train/alpha"] for row in log] == [0.0, 0.0, 0.5]
+    assert [row["train/lm_sides"] for row in log] == [0, 0, 2 * 4]  # no rationale is even appended before step 3
+    for row in log[:2]:  # L = L_rank while alpha is 0
+        assert row["train/lm_loss"] == 0.0 and row["train/loss"] == pytest.approx(row["train/rank_loss"], rel=1e-6)
+    last = log[2]
+    assert last["train/lm_loss"] > 0
+    assert last["train/loss"] == pytest.approx(0.5 * last["train/rank_loss"] + 0.5 * last["train/lm_loss"], rel=1e-5)
 
 
 def _data_parallel_worker(rank: int, cfgs: list[JRMTrainConfig], port: int) -> None:
