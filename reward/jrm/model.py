@@ -46,6 +46,7 @@ from reward.jrm.prompts import (
     PAPER,
     PROMPT_STYLES,
     RATIONALE_DIMENSIONS,
+    REWARD_TOKEN_INITS,
     check_prompt_style,
     row_dimensions,
     row_prompts,
@@ -102,10 +103,6 @@ def combine_dimensions(mu: torch.Tensor, dimensions: Sequence[str], combine: str
     if combine in dimensions:
         return mu[:, list(dimensions).index(combine)]
     raise ValueError(f"combine must be one of {COMBINE_MODES} or a dimension in {tuple(dimensions)}, got {combine!r}")
-
-
-#: How a newly added ``<|reward|>`` embedding starts (``JRMConfig.reward_token_init``).
-REWARD_TOKEN_INITS: tuple[str, ...] = ("mean", "answer_start")
 
 
 @dataclass

@@ -103,6 +103,9 @@ Judge instruction following and visual quality (1-4)."""
 PAPER, COMPACT = "paper", "compact"
 #: The prompt styles a JRM can be built with (``JRMConfig.prompt``).
 PROMPT_STYLES: tuple[str, ...] = (PAPER, COMPACT)
+#: Where a newly added ``<|reward|>`` embedding starts, i.e. which state the head first reads after the prompt
+#: (``JRMConfig.reward_token_init``): the embeddings' mean, or a copy of the answer-opening token.
+REWARD_TOKEN_INITS: tuple[str, ...] = ("mean", "answer_start")
 #: Head dimension -> its appendix-C prompt (``paper`` style).
 PAPER_DIMENSION_PROMPTS: dict[str, str] = {INSTRUCTION_FOLLOWING: PAPER_IF_PROMPT, VISUAL_QUALITY: PAPER_VQ_PROMPT}
 #: Head dimension -> the rationale dimension its row explains (``paper`` style).

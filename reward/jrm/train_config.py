@@ -62,9 +62,12 @@ class JRMModelInit:
         side = self.backbone_image_side
         if side is not None and (side < 32 or side % 32):
             raise ConfigError(f"model.backbone_image_side must be a multiple of 32 (patch 16 x merge 2) or null, got {side}")
-        if self.backbone_reward_token_init not in (None, "mean", "answer_start"):
+        from reward.jrm.prompts import PROMPT_STYLES, REWARD_TOKEN_INITS
+
+        if self.backbone_reward_token_init not in (None, *REWARD_TOKEN_INITS):
             raise ConfigError(
-                f"model.backbone_reward_token_init must be 'mean', 'answer_start' or null, got {self.backbone_reward_token_init!r}"
+                f"model.backbone_reward_token_init must be one of {list(REWARD_TOKEN_INITS)} or null, "
+                f"got {self.backbone_reward_token_init!r}"
             )
         if self.backbone_head_mlp_size is not None and self.backbone_head_mlp_size < 1:
             raise ConfigError(f"model.backbone_head_mlp_size must be >= 1, got {self.backbone_head_mlp_size}")
@@ -74,8 +77,6 @@ class JRMModelInit:
         for key in ("tiny_num_layers", "tiny_vision_depth", "tiny_head_mlp_size"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"model.{key} must be >= 1, got {getattr(self, key)}")
-        from reward.jrm.prompts import PROMPT_STYLES
-
         if self.tiny_prompt not in PROMPT_STYLES:
             raise ConfigError(f"model.tiny_prompt must be one of {list(PROMPT_STYLES)}, got {self.tiny_prompt!r}")
         side = self.tiny_image_side

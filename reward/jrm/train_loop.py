@@ -197,13 +197,15 @@ def step_alpha(cfg: JRMTrainConfig, step: int) -> float:
     return 0.0 if step < cfg.rank_warmup_steps else cfg.alpha
 
 
-def accumulate_gradients(run: WorkerRun, shard: list[int], autocast: AbstractContextManager[Any]) -> dict[str, float]:
-    """Forward and backward over this worker's share of the batch in micro-batches; mean losses over them."""
+def accumulate_gradients(
+    run: WorkerRun, shard: list[int], autocast: AbstractContextManager[Any], alpha: float
+) -> dict[str, float]:
+    """Forward and backward of ``(1-alpha) L_rank + alpha L_LM`` over this worker's share of the batch in
+    micro-batches; mean losses over them."""
     from reward.jrm.objective import compute_loss
 
     cfg = run.cfg
     accumulation = cfg.grad_accumulation_steps
-    alpha = step_alpha(cfg, run.progress.step)
     sums = {"loss": 0.0, "rank": 0.0, "lm": 0.0, "lm_sides": 0.0}
     for m in range(accumulation):
         micro = shard[m * cfg.per_device_batch_size : (m + 1) * cfg.per_device_batch_size]
@@ -225,13 +227,13 @@ def accumulate_gradients(run: WorkerRun, shard: list[int], autocast: AbstractCon
 def train_step(run: WorkerRun, autocast: AbstractContextManager[Any]) -> dict[str, float]:
     """One optimizer step on the next global batch; returns the ``train/*`` metrics and ``epoch``."""
     shard = PairBatchSampler.shard(run.sampler.next_batch(), run.rank, run.plan.world_size)
+    alpha = step_alpha(run.cfg, run.progress.step)
     run.optimizer.zero_grad(set_to_none=True)
-    losses = accumulate_gradients(run, shard, autocast)
+    losses = accumulate_gradients(run, shard, autocast, alpha)
     run.plan.reduce_gradients(run.params)
     grad_norm = as_local_tensor(torch.nn.utils.clip_grad_norm_(run.params, run.cfg.max_grad_norm))
     if not torch.isfinite(grad_norm):
         raise FloatingPointError(f"non-finite gradient norm at step {run.progress.step}")
-    alpha = step_alpha(run.cfg, run.progress.step)
     run.optimizer.step()
     run.scheduler.step()
     run.progress.step += 1
