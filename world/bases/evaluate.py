@@ -37,6 +37,7 @@ from editrl.io import atomic_write_json
 from policies.base import RLPolicy
 from reward.base import INSTRUCTION_FOLLOWING
 from reward.jrm.model import JRM
+from reward.jrm.train_config import JRMTrainConfig
 from world.bases.config import REPO_ROOT, BasesConfig, load_bases_config
 from world.bases.load import backbone_model_init, check_bases, load_policy_base
 from world.demo.config import DemoConfig
@@ -117,24 +118,38 @@ def edit_sensitivity(model: JRM, tasks: Sequence[EditTask]) -> dict[str, float]:
             "own_over_other_instruction": float((right > other).double().mean())}
 
 
+def jrm_eval_config(bases_dir: Path, cfg: BasesConfig, demo: DemoConfig, work: Path, *, alpha: float, steps: int,
+                    learning_rate: float, rank_warmup_steps: int = 0) -> JRMTrainConfig:
+    """The JRM run :func:`jrm_figures` trains: the demo's JRM section started from the backbone base, for exactly
+    ``steps`` optimizer steps (the demo's epoch count is raised to ``steps`` so it never caps them), the compact
+    prompt, data under ``work/pairs`` (rationales only when ``alpha`` > 0)."""
+    data = work / "pairs"
+    jrm_cfg = dataclasses.replace(
+        demo.jrm, model=backbone_model_init(bases_dir, cfg, head_mlp_size=demo.jrm.model.tiny_head_mlp_size),
+        alpha=alpha, max_steps=steps, epochs=max(demo.jrm.epochs, steps), rank_warmup_steps=rank_warmup_steps,
+        eval_every_steps=steps, learning_rate=learning_rate, prompt="compact",
+        output_dir=str(work / f"jrm_alpha_{alpha:g}"), progress_bar=False, wandb_mode="disabled",
+        data=dataclasses.replace(demo.jrm.data, train_pairs=str(data / "pairs.jsonl"),
+                                 held_out_pairs=str(data / "pairs_eval.jsonl"),
+                                 rationales=str(data / "rationales.jsonl") if alpha > 0 else None),
+    )
+    validate_tree(jrm_cfg)
+    return jrm_cfg
+
+
 def jrm_figures(bases_dir: Path, cfg: BasesConfig, demo: DemoConfig, work: Path, *, alpha: float, steps: int,
-                learning_rate: float, n_train_tasks: int = 600, n_eval_tasks: int = 60) -> dict[str, float]:
-    """Fine-tune a JRM from the backbone base (the demo's JRM section otherwise) on oracle pairs with RuleTeacher
-    rationales; its held-out accuracy."""
+                learning_rate: float, rank_warmup_steps: int = 0, n_train_tasks: int = 600,
+                n_eval_tasks: int = 60) -> dict[str, float]:
+    """Fine-tune a JRM (:func:`jrm_eval_config`) on oracle pairs of ``n_train_tasks`` tasks with RuleTeacher
+    rationales; its held-out accuracy and edit sensitivity. ``work`` holds one pair set: use a fresh one per
+    ``n_train_tasks``."""
     from reward.jrm.train import train_jrm
     from world.data_files import WorldDataConfig, ensure_world_data
     from world.pairs import write_preference_pairs
 
-    data = work / "pairs"
-    train, held_out, rationales = data / "pairs.jsonl", data / "pairs_eval.jsonl", data / "rationales.jsonl"
-    jrm_cfg = dataclasses.replace(
-        demo.jrm, model=backbone_model_init(bases_dir, cfg, head_mlp_size=demo.jrm.model.tiny_head_mlp_size),
-        alpha=alpha, max_steps=steps, eval_every_steps=steps, learning_rate=learning_rate, prompt="compact",
-        output_dir=str(work / f"jrm_alpha_{alpha:g}"), progress_bar=False, wandb_mode="disabled",
-        data=dataclasses.replace(demo.jrm.data, train_pairs=str(train), held_out_pairs=str(held_out),
-                                 rationales=str(rationales) if alpha > 0 else None),
-    )
-    validate_tree(jrm_cfg)
+    jrm_cfg = jrm_eval_config(bases_dir, cfg, demo, work, alpha=alpha, steps=steps, learning_rate=learning_rate,
+                              rank_warmup_steps=rank_warmup_steps)
+    data, held_out = work / "pairs", Path(jrm_cfg.data.held_out_pairs)
     # training pairs and their rationales as a run's stage 1 builds them; the held-out pairs from their own split
     world = WorldDataConfig(build_if_missing=True, image_size=cfg.image_size, n_pair_tasks=n_train_tasks, n_instructions=1)
     ensure_world_data(world, str(data / "instructions.jsonl"), jrm_cfg)
@@ -161,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> dict:
     parser.add_argument("--jrm-steps", type=int, default=0, help="fine-tune a JRM from the backbone for N steps (0: skip)")
     parser.add_argument("--jrm-alpha", type=float, default=0.7)
     parser.add_argument("--jrm-learning-rate", type=float, default=1e-3)
+    parser.add_argument("--jrm-rank-warmup-steps", type=int, default=0,
+                        help="train on L_rank alone for the first N JRM steps, then the joint loss")
+    parser.add_argument("--jrm-train-tasks", type=int, default=600, help="tasks whose oracle pairs train the JRM")
     parser.add_argument("--work", type=Path, default=Path("runs/world_bases_eval"))
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default: <work>/evaluation.json)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides the bases were built with")
@@ -181,8 +199,11 @@ def main(argv: Sequence[str] | None = None) -> dict:
         policy_figures(policy, args.heldout, args.groups, args.group_size, cfg.image_size))}
     if args.jrm_steps > 0:
         report["jrm"] = {"alpha": args.jrm_alpha, "steps": args.jrm_steps, "learning_rate": args.jrm_learning_rate,
+                         "rank_warmup_steps": args.jrm_rank_warmup_steps, "train_tasks": args.jrm_train_tasks,
                          **jrm_figures(args.bases, cfg, demo, args.work, alpha=args.jrm_alpha, steps=args.jrm_steps,
-                                       learning_rate=args.jrm_learning_rate)}
+                                       learning_rate=args.jrm_learning_rate,
+                                       rank_warmup_steps=args.jrm_rank_warmup_steps,
+                                       n_train_tasks=args.jrm_train_tasks)}
     report["wall_seconds"] = time.perf_counter() - start
     out = args.out or args.work / "evaluation.json"
     out.parent.mkdir(parents=True, exist_ok=True)

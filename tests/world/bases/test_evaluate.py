@@ -46,3 +46,24 @@ def test_edit_sensitivity_tells_a_model_that_reads_the_edit_from_one_that_reads_
     assert text_only["own_over_other_instruction"] == pytest.approx(longer_than_next)
     with pytest.raises(ValueError, match="at least 2"):
         edit_sensitivity(_ChangeReader(), tasks[:1])
+
+
+def test_jrm_eval_config_runs_exactly_the_asked_steps_past_the_demos_epoch_cap(tmp_path):
+    from editrl.config import load_config
+    from reward.jrm.train_loop import planned_steps
+    from world.bases.config import REPO_ROOT, load_bases_config
+    from world.bases.evaluate import jrm_eval_config
+    from world.demo.config import DemoConfig
+
+    demo = load_config(DemoConfig, REPO_ROOT / "configs" / "demo.yaml")
+    batches = 2400 // demo.jrm.global_batch_size
+    assert planned_steps(demo.jrm, batches) < 1200  # the demo's own section would stop a 1200-step run early
+    cfg = jrm_eval_config(tmp_path / "bases", load_bases_config("full", []), demo, tmp_path / "work", alpha=0.7,
+                          steps=1200, learning_rate=1e-3, rank_warmup_steps=600)
+    assert planned_steps(cfg, batches) == 1200
+    assert planned_steps(cfg, 1) == 1200  # even one batch per epoch reaches the asked steps
+    assert (cfg.rank_warmup_steps, cfg.alpha, cfg.learning_rate) == (600, 0.7, 1e-3)
+    assert cfg.data.rationales == str(tmp_path / "work" / "pairs" / "rationales.jsonl")
+    rank_only = jrm_eval_config(tmp_path / "bases", load_bases_config("full", []), demo, tmp_path / "work", alpha=0.0,
+                                steps=10, learning_rate=1e-3)
+    assert rank_only.data.rationales is None
