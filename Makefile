@@ -36,7 +36,7 @@ demo-full: setup
 # The toy world's pretrained bases (policy + VLM backbone) in data/world_bases/ (README: "Pretrained toy bases").
 # ARGS: key=value overrides of configs/world_bases.yaml, or --size reduced for a check in well under a minute.
 world-bases: setup
-	$(PY) -m world.bases.build --out data/world_bases --size full $(ARGS)
+	$(PY) -m world.bases.build --out data/world_bases --size full --jobs 2 $(ARGS)
 
 bench: setup
 	$(PY) -m bench.run_all

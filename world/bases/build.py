@@ -3,16 +3,21 @@
 Writes ``DIR/policy/`` (OmniGen2's folder layout), ``DIR/backbone/`` (a transformers Qwen3-VL folder) and
 ``DIR/build_info.json``; see :mod:`world.bases`. The stages run in the work folder ``.<DIR name>.work`` beside
 ``DIR``; each stage's folder appears there whole or not at all, and a rerun with the same stage config and
-code revision reuses it (``--no-resume`` rebuilds). The work folder then replaces ``DIR`` in one rename.
-``make world-bases`` runs ``--size full --out data/world_bases``.
+code revision reuses it (``--no-resume`` rebuilds). With ``--jobs 2`` the two stages train side by side in
+worker processes, each writing its progress to ``<work folder>/<stage>.log``; the weights are the same as a
+sequential build's. The work folder then replaces ``DIR`` in one rename.
+``make world-bases`` runs ``--size full --out data/world_bases --jobs 2``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
+import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,46 +131,93 @@ def _refuse_foreign(out: Path) -> None:
         raise FileExistsError(f"--out {out} exists and is not a bases folder (no {BUILD_INFO_NAME}); pick another one")
 
 
-def build_bases(cfg: BasesConfig, out: str | Path, *, resume: bool = True, progress: bool = True) -> BuildReport:
-    """Build both bases into ``out`` (replaced as a whole at the end); see the module docstring."""
+def _run_stage(kind: str, cfg: BasesConfig, folder: Path, git: GitRevision, progress: bool) -> float:
+    """Train stage ``kind`` into ``folder`` (atomically) on ``cfg.threads`` threads; its wall seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        start = time.perf_counter()
+        torch.manual_seed(0)  # nothing should draw from the global generator; if something does, it is seeded
+        write_dir_atomically(folder, lambda tmp: STAGES[kind](cfg, tmp, git, progress))
+        return time.perf_counter() - start
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run_stage_logged(kind: str, cfg: BasesConfig, folder: Path, git: GitRevision, progress: bool, log: Path) -> float:
+    """:func:`_run_stage` in a worker process, its progress bars and messages written to ``log``."""
+    with log.open("w", buffering=1) as stream:
+        sys.stderr = sys.stdout = stream
+        return _run_stage(kind, cfg, folder, git, progress)
+
+
+def _run_stages(kinds: list[str], cfg: BasesConfig, work: Path, git: GitRevision, progress: bool, jobs: int) -> dict[str, float]:
+    """Run the ``kinds`` stages, ``jobs`` at a time in worker processes when ``jobs`` > 1; their wall seconds.
+    A failed stage fails the build after the others finish, so their folders stay in the work folder for a rerun."""
+    if jobs <= 1 or len(kinds) <= 1:
+        seconds = {}
+        for kind in kinds:
+            tqdm.write(f"[bases] {kind}: building")
+            seconds[kind] = _run_stage(kind, cfg, work / kind, git, progress)
+        return seconds
+    context = multiprocessing.get_context("spawn")  # no forked copies of the parent's threads and torch state
+    with ProcessPoolExecutor(max_workers=min(jobs, len(kinds)), mp_context=context) as pool:
+        futures = {}
+        for kind in kinds:
+            log = work / f"{kind}.log"
+            tqdm.write(f"[bases] {kind}: building in a worker process; progress in {log}")
+            futures[kind] = pool.submit(_run_stage_logged, kind, cfg, work / kind, git, progress, log)
+        seconds, errors = {}, {}
+        for kind, future in futures.items():
+            try:
+                seconds[kind] = future.result()
+                tqdm.write(f"[bases] {kind}: done in {seconds[kind]:.0f} s")
+            except Exception as exc:  # reported below, after the other stages finish
+                errors[kind] = exc
+    if errors:
+        kind, exc = next(iter(errors.items()))
+        raise RuntimeError(f"bases stage {kind!r} failed (log: {work / f'{kind}.log'}): {exc}") from exc
+    return seconds
+
+
+def build_bases(cfg: BasesConfig, out: str | Path, *, resume: bool = True, progress: bool = True,
+                jobs: int = 1) -> BuildReport:
+    """Build both bases into ``out`` (replaced as a whole at the end), ``jobs`` stages at a time; see the module
+    docstring."""
     validate_tree(cfg)
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
     out = Path(out)
     _refuse_foreign(out)
     git, work = git_revision(), work_dir_of(out)
     work.mkdir(parents=True, exist_ok=True)
     report = BuildReport(out, {})
-    threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
-    try:
-        for kind in BASE_KINDS:
-            folder = work / kind
-            if resume and _reusable(folder, kind, cfg, git):
-                tqdm.write(f"[bases] {kind}: reusing {folder} (same stage config and code revision)")
-                report.reused.append(kind)
-                continue
-            tqdm.write(f"[bases] {kind}: building")
-            start = time.perf_counter()
-            torch.manual_seed(0)  # nothing should draw from the global generator; if something does, it is seeded
-            write_dir_atomically(folder, lambda tmp, kind=kind: STAGES[kind](cfg, tmp, git, progress))
-            report.seconds[kind] = time.perf_counter() - start
-        for kind in BASE_KINDS:
-            report.training[kind] = check_base(work / kind, kind, cfg, git)["training"]
-            report.sizes_bytes[kind] = folder_bytes(work / kind)
-        total = sum(report.sizes_bytes.values())
-        if total > cfg.max_total_mb * 1e6:
-            raise ValueError(
-                f"max_total_mb: the bases take {total / 1e6:.2f} MB ({report.sizes_bytes} bytes), over the limit of "
-                f"{cfg.max_total_mb} MB; the built stages stay in {work}"
-            )
-        whole = dataclasses.asdict(cfg)
-        atomic_write_json(work / BUILD_INFO_NAME, {
-            "config": whole, "config_sha256": config_sha256(whole), "git_rev": git.rev, "git_dirty": git.dirty,
-            "versions": library_versions(), "sizes_bytes": {**report.sizes_bytes, "total": total},
-            "wall_seconds": report.seconds, "reused_stages": report.reused, "training": report.training,
-        })
-        atomic_replace_dir(work, out)
-    finally:
-        torch.set_num_threads(threads)
+    pending = []
+    for kind in BASE_KINDS:
+        if resume and _reusable(work / kind, kind, cfg, git):
+            tqdm.write(f"[bases] {kind}: reusing {work / kind} (same stage config and code revision)")
+            report.reused.append(kind)
+        else:
+            pending.append(kind)
+    report.seconds = _run_stages(pending, cfg, work, git, progress, jobs)
+    for kind in BASE_KINDS:
+        report.training[kind] = check_base(work / kind, kind, cfg, git)["training"]
+        report.sizes_bytes[kind] = folder_bytes(work / kind)
+    total = sum(report.sizes_bytes.values())
+    if total > cfg.max_total_mb * 1e6:
+        raise ValueError(
+            f"max_total_mb: the bases take {total / 1e6:.2f} MB ({report.sizes_bytes} bytes), over the limit of "
+            f"{cfg.max_total_mb} MB; the built stages stay in {work}"
+        )
+    for kind in BASE_KINDS:
+        (work / f"{kind}.log").unlink(missing_ok=True)
+    whole = dataclasses.asdict(cfg)
+    atomic_write_json(work / BUILD_INFO_NAME, {
+        "config": whole, "config_sha256": config_sha256(whole), "git_rev": git.rev, "git_dirty": git.dirty,
+        "versions": library_versions(), "sizes_bytes": {**report.sizes_bytes, "total": total},
+        "wall_seconds": report.seconds, "reused_stages": report.reused, "training": report.training,
+    })
+    atomic_replace_dir(work, out)
     return report
 
 
@@ -179,10 +231,12 @@ def main(argv: Sequence[str] | None = None) -> BuildReport:
     parser.add_argument("--config", default=None, help="another preset YAML (instead of --size)")
     parser.add_argument("--no-resume", action="store_true", help="rebuild every stage, even one the work folder has")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="stages trained side by side in worker processes (2: policy and backbone at once)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. policy.flow_steps=100 backbone.seed=1")
     args = parser.parse_args(argv)
     cfg = load_bases_config(args.size, args.overrides, args.config)
-    report = build_bases(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress)
+    report = build_bases(cfg, args.out, resume=not args.no_resume, progress=not args.no_progress, jobs=args.jobs)
     total = sum(report.sizes_bytes.values())
     print(f"bases in {report.out_dir}: {total / 1e6:.2f} MB ({report.sizes_bytes}); reused {report.reused or 'none'}")
     for kind, summary in report.training.items():

@@ -205,3 +205,15 @@ def test_the_demo_starts_its_policy_and_jrms_from_the_bases(builds, tmp_path):
                              [f"bases={root / 'a'}", "bases_size=full", f"output_dir={tmp_path}"])
     with pytest.raises(ValueError, match="build_info.json"):  # the full preset's config is not what was built
         stages.stage_pretrain(wrong_size, tmp_path)
+
+
+def test_stages_built_side_by_side_in_worker_processes_give_the_sequential_weights(builds, tmp_path):
+    root, cfg, _, _ = builds
+    report = build_bases(cfg, tmp_path / "p", progress=False, jobs=2)
+    assert sorted(report.seconds) == ["backbone", "policy"] and report.reused == []
+    a, p = _weights(root / "a"), _weights(tmp_path / "p")
+    assert sorted(a) == sorted(p)
+    assert all(torch.equal(a[k], p[k]) for k in a)
+    assert not list((tmp_path / "p").glob("*.log"))  # the stage logs stay out of the bases
+    with pytest.raises(ValueError, match="jobs"):
+        build_bases(cfg, tmp_path / "q", progress=False, jobs=0)
