@@ -2,7 +2,8 @@
 
 Built-in kinds: ``jrm`` (the joint model), ``jrm_alpha0`` (the same architecture trained with alpha = 0, the
 paper's discriminative baseline; loading is identical, the kind records which one is meant and checks the
-checkpoint's alpha), ``editreward``. ``checkpoint: null`` with ``tiny: true`` builds a tiny random model (tests,
+checkpoint's alpha), ``editreward``, and ``noise`` (:class:`reward.noise.NoiseReward`, the null-reward control:
+scores that ignore quality, to measure what RL's updates alone do). ``checkpoint: null`` with ``tiny: true`` builds a tiny random model (tests,
 toy world); ``checkpoint: null`` alone is an error naming the key.
 """
 
@@ -20,13 +21,14 @@ from reward.base import DEFAULT_DIMENSIONS, RewardModel
 from reward.editreward import EditRewardModel
 from reward.jrm.model import COMBINE_MODES, JRM, combine_dimensions, tiny_jrm_config
 from reward.jrm.prompts import COMPACT, PROMPT_STYLES
+from reward.noise import NoiseReward
 
 
 @dataclass
 class RewardModelConfig:
     """Which reward model to build and where it runs.
 
-    kind:           a registered kind ("jrm", "jrm_alpha0", "editreward", or one registered later).
+    kind:           a registered kind ("jrm", "jrm_alpha0", "editreward", "noise", or one registered later).
     checkpoint:     local directory; null only with ``tiny: true`` (or when stage 1 fills it in, ``train_jrm``).
     tiny:           with ``checkpoint`` null, build a tiny random model (tests, toy world); a given checkpoint wins.
     base_model:     EditReward only: local Qwen-VL directory with config/tokenizer/processor, if the
@@ -71,6 +73,8 @@ class RewardModelConfig:
 
 #: The kinds that load a JRM checkpoint (the joint model and its alpha = 0 baseline).
 JRM_KINDS = ("jrm", "jrm_alpha0")
+#: Built-in kinds that load nothing (``checkpoint`` is not read).
+CHECKPOINT_FREE_KINDS = ("noise",)
 
 RewardFactory = Callable[[RewardModelConfig], RewardModel]
 
@@ -134,6 +138,13 @@ def _build_editreward(cfg: RewardModelConfig) -> EditRewardModel:
     return model.eval()
 
 
+def _build_noise(cfg: RewardModelConfig) -> NoiseReward:
+    try:
+        return NoiseReward(seed=cfg.seed, combine=cfg.combine)
+    except ValueError as exc:
+        raise ConfigError(f"combine: {exc}") from None
+
+
 def default_registry() -> RewardRegistry:
     """A fresh registry with the built-in kinds (each call returns a new, independent object)."""
     return RewardRegistry(
@@ -141,6 +152,7 @@ def default_registry() -> RewardRegistry:
             "jrm": lambda cfg: _build_jrm(cfg, expect_alpha_zero=False),
             "jrm_alpha0": lambda cfg: _build_jrm(cfg, expect_alpha_zero=True),
             "editreward": _build_editreward,
+            "noise": _build_noise,
         }
     )
 

@@ -15,7 +15,7 @@ from editrl.config import ConfigError, load_config
 from policies.policy_config import PolicyConfig
 from policies.registry import default_policy_registry
 from reward.jrm.train_config import JRMTrainConfig
-from reward.registry import JRM_KINDS, RewardModelConfig, default_registry
+from reward.registry import CHECKPOINT_FREE_KINDS, JRM_KINDS, RewardModelConfig, default_registry
 from rl.benchmarks.config import PolicyEvalHookConfig
 
 
@@ -265,7 +265,8 @@ class ExperimentConfig:
         default_registry().require(self.reward.kind)  # custom kinds: pass a registry to run_flow_grpo instead
         if self.train_jrm and self.reward.kind not in JRM_KINDS:
             raise ConfigError(f"train_jrm is set but reward.kind is {self.reward.kind!r} (needs one of {JRM_KINDS})")
-        if self.reward.checkpoint is None and not self.reward.tiny and not self.train_jrm:
+        needs_checkpoint = self.reward.kind not in CHECKPOINT_FREE_KINDS
+        if needs_checkpoint and self.reward.checkpoint is None and not self.reward.tiny and not self.train_jrm:
             raise ConfigError(
                 "reward.checkpoint: required (a local checkpoint directory), unless train_jrm=true trains it in "
                 "stage 1; set reward.tiny=true for a tiny random model"

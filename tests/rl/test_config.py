@@ -114,3 +114,10 @@ def test_the_32gpu_preset_refuses_missing_checkpoints_and_rationales_naming_the_
     with pytest.raises(ConfigError, match=r"jrm\.output_dir: must be an absolute path on shared storage"):
         load_experiment_config(preset, [*stage1, "jrm.output_dir=runs/jrm"])
     assert not ray.is_initialized()
+
+
+def test_the_noise_control_needs_no_reward_checkpoint_but_a_jrm_does(tmp_path):
+    control = toy_config(tmp_path, "reward.kind=noise", "reward.tiny=false", "reward.checkpoint=null")
+    assert control.reward.kind == "noise" and control.reward.checkpoint is None
+    with pytest.raises(ConfigError, match=r"reward\.checkpoint: required"):
+        toy_config(tmp_path, "reward.kind=jrm", "reward.tiny=false", "reward.checkpoint=null")
