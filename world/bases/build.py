@@ -146,9 +146,13 @@ def _run_stage(kind: str, cfg: BasesConfig, folder: Path, git: GitRevision, prog
 
 def _run_stage_logged(kind: str, cfg: BasesConfig, folder: Path, git: GitRevision, progress: bool, log: Path) -> float:
     """:func:`_run_stage` in a worker process, its progress bars and messages written to ``log``."""
+    streams = sys.stdout, sys.stderr
     with log.open("w", buffering=1) as stream:
         sys.stderr = sys.stdout = stream
-        return _run_stage(kind, cfg, folder, git, progress)
+        try:
+            return _run_stage(kind, cfg, folder, git, progress)
+        finally:
+            sys.stdout, sys.stderr = streams
 
 
 def _run_stages(kinds: list[str], cfg: BasesConfig, work: Path, git: GitRevision, progress: bool, jobs: int) -> dict[str, float]:
