@@ -119,11 +119,11 @@ def edit_sensitivity(model: JRM, tasks: Sequence[EditTask]) -> dict[str, float]:
 
 
 def jrm_eval_config(bases_dir: Path, cfg: BasesConfig, demo: DemoConfig, work: Path, *, alpha: float, steps: int,
-                    learning_rate: float, rank_warmup_steps: int = 0) -> JRMTrainConfig:
+                    learning_rate: float, rank_warmup_steps: int = 0, n_train_tasks: int = 600) -> JRMTrainConfig:
     """The JRM run :func:`jrm_figures` trains: the demo's JRM section started from the backbone base, for exactly
     ``steps`` optimizer steps (the demo's epoch count is raised to ``steps`` so it never caps them), the compact
-    prompt, data under ``work/pairs`` (rationales only when ``alpha`` > 0)."""
-    data = work / "pairs"
+    prompt, data under ``work/pairs_<n_train_tasks>`` (one folder per pair set; rationales only when ``alpha`` > 0)."""
+    data = work / f"pairs_{n_train_tasks}"
     jrm_cfg = dataclasses.replace(
         demo.jrm, model=backbone_model_init(bases_dir, cfg, head_mlp_size=demo.jrm.model.tiny_head_mlp_size),
         alpha=alpha, max_steps=steps, epochs=max(demo.jrm.epochs, steps), rank_warmup_steps=rank_warmup_steps,
@@ -141,15 +141,15 @@ def jrm_figures(bases_dir: Path, cfg: BasesConfig, demo: DemoConfig, work: Path,
                 learning_rate: float, rank_warmup_steps: int = 0, n_train_tasks: int = 600,
                 n_eval_tasks: int = 60) -> dict[str, float]:
     """Fine-tune a JRM (:func:`jrm_eval_config`) on oracle pairs of ``n_train_tasks`` tasks with RuleTeacher
-    rationales; its held-out accuracy and edit sensitivity. ``work`` holds one pair set: use a fresh one per
-    ``n_train_tasks``."""
+    rationales; its held-out accuracy and edit sensitivity."""
     from reward.jrm.train import train_jrm
     from world.data_files import WorldDataConfig, ensure_world_data
     from world.pairs import write_preference_pairs
 
     jrm_cfg = jrm_eval_config(bases_dir, cfg, demo, work, alpha=alpha, steps=steps, learning_rate=learning_rate,
-                              rank_warmup_steps=rank_warmup_steps)
-    data, held_out = work / "pairs", Path(jrm_cfg.data.held_out_pairs)
+                              rank_warmup_steps=rank_warmup_steps, n_train_tasks=n_train_tasks)
+    held_out = Path(jrm_cfg.data.held_out_pairs)
+    data = held_out.parent
     # training pairs and their rationales as a run's stage 1 builds them; the held-out pairs from their own split
     world = WorldDataConfig(build_if_missing=True, image_size=cfg.image_size, n_pair_tasks=n_train_tasks, n_instructions=1)
     ensure_world_data(world, str(data / "instructions.jsonl"), jrm_cfg)

@@ -1,5 +1,7 @@
 """The bases evaluation's figures by hand: RL headroom of sampled groups and the JRM edit-sensitivity probe."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -63,7 +65,9 @@ def test_jrm_eval_config_runs_exactly_the_asked_steps_past_the_demos_epoch_cap(t
     assert planned_steps(cfg, batches) == 1200
     assert planned_steps(cfg, 1) == 1200  # even one batch per epoch reaches the asked steps
     assert (cfg.rank_warmup_steps, cfg.alpha, cfg.learning_rate) == (600, 0.7, 1e-3)
-    assert cfg.data.rationales == str(tmp_path / "work" / "pairs" / "rationales.jsonl")
+    assert cfg.data.rationales == str(tmp_path / "work" / "pairs_600" / "rationales.jsonl")
     rank_only = jrm_eval_config(tmp_path / "bases", load_bases_config("full", []), demo, tmp_path / "work", alpha=0.0,
-                                steps=10, learning_rate=1e-3)
+                                steps=10, learning_rate=1e-3, n_train_tasks=1200)
     assert rank_only.data.rationales is None
+    # another pair set lands in its own folder, never mixed with a cached one of another size
+    assert Path(rank_only.data.train_pairs).parent != Path(cfg.data.train_pairs).parent
