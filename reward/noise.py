@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from reward.base import DEFAULT_DIMENSIONS, RewardScores
-from reward.jrm.model import combine_dimensions
+from reward.jrm.model import check_combine, combine_dimensions
 
 SCORE_LOW, SCORE_HIGH = 1.0, 4.0
 
@@ -39,7 +39,7 @@ class NoiseReward:
     dimensions: tuple[str, ...] = DEFAULT_DIMENSIONS
 
     def __init__(self, seed: int = 0, combine: str = "mean") -> None:
-        combine_dimensions(torch.zeros(1, len(self.dimensions)), self.dimensions, combine)
+        check_combine(combine, self.dimensions)
         self.seed, self.combine = seed, combine
 
     def score(self, sources: Sequence[Image.Image], edits: Sequence[Image.Image], instructions: Sequence[str]) -> RewardScores:

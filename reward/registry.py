@@ -12,14 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import torch
-
 from editrl.config import ConfigError
 from editrl.dtypes import DTYPES, check_dtype_name
 from editrl.registry import Registry
 from reward.base import DEFAULT_DIMENSIONS, RewardModel
 from reward.editreward import EditRewardModel
-from reward.jrm.model import COMBINE_MODES, JRM, combine_dimensions, tiny_jrm_config
+from reward.jrm.model import COMBINE_MODES, JRM, check_combine, tiny_jrm_config
 from reward.jrm.prompts import COMPACT, PROMPT_STYLES
 from reward.noise import NoiseReward
 
@@ -115,7 +113,7 @@ def _build_jrm(cfg: RewardModelConfig, expect_alpha_zero: bool) -> JRM:
         if expect_alpha_zero and model.config.alpha != 0.0:
             raise ConfigError(f"kind: 'jrm_alpha0' but {cfg.checkpoint} was trained with alpha={model.config.alpha}")
     try:
-        combine_dimensions(torch.zeros(1, len(model.dimensions)), model.dimensions, cfg.combine)
+        check_combine(cfg.combine, model.dimensions)
     except ValueError as exc:
         raise ConfigError(f"combine: {exc}") from None
     model.config.combine = cfg.combine

@@ -20,7 +20,7 @@ from PIL import Image
 from editrl.config import ConfigError
 from editrl.jsonl import iter_jsonl
 from reward.base import DEFAULT_DIMENSIONS, RewardScores
-from reward.jrm.model import combine_dimensions
+from reward.jrm.model import check_combine, combine_dimensions
 from reward.registry import RewardModelConfig
 from world.oracle import score_edit
 from world.render import from_pil
@@ -45,7 +45,7 @@ class WorldOracleReward:
     def __init__(self, tasks: Sequence[EditTask], *, combine: str = "mean") -> None:
         if not tasks:
             raise ValueError("WorldOracleReward needs at least one task")
-        combine_dimensions(torch.zeros(1, len(self.dimensions)), self.dimensions, combine)
+        check_combine(combine, self.dimensions)
         self.combine = combine
         self._by_instruction: dict[str, list[EditTask]] = {}
         for task in tasks:

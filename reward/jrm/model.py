@@ -105,6 +105,11 @@ def combine_dimensions(mu: torch.Tensor, dimensions: Sequence[str], combine: str
     raise ValueError(f"combine must be one of {COMBINE_MODES} or a dimension in {tuple(dimensions)}, got {combine!r}")
 
 
+def check_combine(combine: str, dimensions: Sequence[str]) -> None:
+    """Raise :func:`combine_dimensions`'s ValueError if ``combine`` cannot combine ``dimensions``."""
+    combine_dimensions(torch.zeros(1, len(dimensions)), list(dimensions), combine)
+
+
 @dataclass
 class JRMConfig:
     """What defines a JRM beyond its backbone; saved as ``jrm_config.json``.
@@ -164,7 +169,7 @@ class JRMConfig:
         except ValueError as exc:
             raise ConfigError(f"prompt: {exc}") from None
         try:
-            combine_dimensions(torch.zeros(1, len(self.dimensions)), list(self.dimensions), self.combine)
+            check_combine(self.combine, self.dimensions)
         except ValueError as exc:
             raise ConfigError(f"combine: {exc}") from None
 
