@@ -29,9 +29,9 @@ from policies.omnigen2 import lora
 from policies.omnigen2.guidance import cfg_active
 from policies.omnigen2.image_processing import normalize_edit_inputs, to_rgb8
 from policies.omnigen2.sde import draw_noise, sde_noise_std
-from policies.rollout import EditConditions, Rollout, StepLogProbs, rollout_from_steps
+from policies.rollout import EditConditions, Rollout, StepLogProbs, check_step_indices, rollout_from_steps
 from policies.sd3 import sd3_sde_step, sd3_sigmas
-from policies.settings import SamplingSettings
+from policies.settings import SamplingSettings, check_sde_window
 
 
 def load_local_pipeline(pipeline_class: type[DiffusionPipeline], local_dir: str | Path, dtype: torch.dtype | str) -> Any:
@@ -182,7 +182,7 @@ class DiffusersEditPolicy(lora.TransformerLoRAMixin, ABC):
             sigma, sigma_next = 1.0 - grid[i], 1.0 - grid[i + 1]
             guided = cfg_active(torch.full((batch,), i), steps, settings.cfg_range).to(self.device)
             velocity = self.velocity(x, sigma.expand(batch), conditions, guided, settings.text_guidance_scale)
-            step = sd3_sde_step(velocity, sigma, sigma_next, x, settings.noise_level, generator=generator)
+            step = sd3_sde_step(velocity, sigma, sigma_next, x, settings.step_noise_level(i), generator=generator)
             x = step.prev_sample
             latents.append(x)
             log_probs.append(step.log_prob)
@@ -196,12 +196,13 @@ class DiffusersEditPolicy(lora.TransformerLoRAMixin, ABC):
         settings = self._settings(settings)
         if settings.noise_level <= 0:
             raise ValueError("sample_with_logprob needs noise_level > 0 (use edit() for the ODE)")
+        check_sde_window(settings.sde_window, settings.num_inference_steps)
         return self._sample(sources, instructions, settings, generator, progress)
 
     def edit(self, sources, instructions, *, seed: int = 0, settings: SamplingSettings | None = None,
              progress: bool = False) -> list[Image.Image]:
         """Deterministic (ODE) edits at the settings' size; sample i starts from noise seeded with ``seed + i``."""
-        settings = replace(self._settings(settings), noise_level=0.0)
+        settings = replace(self._settings(settings), noise_level=0.0, sde_window=None)
         generators = [torch.Generator().manual_seed(seed + i) for i in range(len(instructions))]
         rollout = self._sample(sources, instructions, settings, generators, progress)
         return tensor_to_pil(rollout.images)
@@ -213,12 +214,7 @@ class DiffusersEditPolicy(lora.TransformerLoRAMixin, ABC):
         (``use_adapter=False``: the reference policy), with the guidance exactly as sampled; one transformer
         call for all B·K rows. Returns log_prob (B, K), mean (B, K, C, h, w), std / sigma / dt (B, K)."""
         batch, num_steps = rollout.log_probs.shape
-        if step_indices.ndim != 2 or step_indices.shape[0] != batch:
-            raise ValueError(f"step_indices must be (B={batch}, K), got {tuple(step_indices.shape)}")
-        if rollout.noise_level <= 0:
-            raise ValueError("the rollout was sampled without noise (ODE); it has no log-probs to re-score")
-        if int(step_indices.min()) < 0 or int(step_indices.max()) >= num_steps:
-            raise ValueError(f"step_indices must lie in [0, {num_steps - 1}]")
+        check_step_indices(rollout, step_indices)
         k = step_indices.shape[1]
         flat = step_indices.reshape(-1).cpu()
         owners = torch.arange(batch).repeat_interleave(k)

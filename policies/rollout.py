@@ -73,6 +73,8 @@ class Rollout:
     conditions:      the conditioning needed to re-run the transformer on any step.
     images:          (B, 3, H_px, W_px) float32 in [0, 1], decoded final edits.
     noise_level:     the SDE noise coefficient c (sigma in the papers); 0 = ODE.
+    sde_window:      (start, end): the steps sampled with the SDE (the others are ODE steps, log-prob 0, and
+                     cannot be re-scored); None = every step.
     text_guidance_scale / image_guidance_scale / cfg_range: CFG settings used while sampling (re-used when
                      re-scoring so that log-probs are comparable).
     adapter_version: version of the adapter weights that sampled this rollout (a record of the policy's
@@ -87,6 +89,7 @@ class Rollout:
     conditions: EditConditions
     images: torch.Tensor
     noise_level: float
+    sde_window: tuple[int, int] | None = None
     text_guidance_scale: float = 1.0
     image_guidance_scale: float = 1.0
     cfg_range: tuple[float, float] = (0.0, 1.0)
@@ -119,6 +122,7 @@ def rollout_from_steps(
         conditions=conditions.to("cpu"),
         images=images.cpu(),
         noise_level=float(settings.noise_level),
+        sde_window=settings.sde_window,
         text_guidance_scale=float(settings.text_guidance_scale),
         image_guidance_scale=float(settings.image_guidance_scale),
         cfg_range=settings.cfg_range,
@@ -143,3 +147,25 @@ class StepLogProbs:
     std: torch.Tensor
     sigma: torch.Tensor
     dt: torch.Tensor
+
+
+def check_step_indices(rollout: Rollout, step_indices: torch.Tensor) -> None:
+    """Refuse step indices (B, K) that cannot be re-scored: wrong shape, out of [0, T), or on an ODE step.
+
+    An ODE step (noise level 0, or outside the rollout's SDE window) is deterministic and has no density.
+    """
+    batch, num_steps = rollout.log_probs.shape
+    if step_indices.ndim != 2 or step_indices.shape[0] != batch:
+        raise ValueError(f"step_indices must be (B={batch}, K), got {tuple(step_indices.shape)}")
+    if rollout.noise_level <= 0:
+        raise ValueError("the rollout was sampled without noise (ODE); it has no log-probs to re-score")
+    if step_indices.numel() == 0:
+        return
+    if int(step_indices.min()) < 0 or int(step_indices.max()) >= num_steps:
+        raise ValueError(f"step_indices must lie in [0, {num_steps - 1}]")
+    window = rollout.sde_window
+    if window is not None and (int(step_indices.min()) < window[0] or int(step_indices.max()) >= window[1]):
+        raise ValueError(
+            f"step_indices must lie in the rollout's SDE window [{window[0]}, {window[1]}): the other steps were "
+            f"sampled with the ODE and have no log-prob; got {sorted(set(step_indices.reshape(-1).tolist()))}"
+        )

@@ -74,15 +74,32 @@ def num_trained_steps(num_steps: int, fraction: float) -> int:
 
 
 def trained_step_indices(
-    batch_size: int, num_steps: int, fraction: float, generator: torch.Generator
+    batch_size: int, num_steps: int, fraction: float, generator: torch.Generator, *, offset: int = 0
 ) -> torch.Tensor:
-    """A random subset of ``K = max(1, round(fraction * T))`` steps per sample, sorted, without repeats.
+    """A random subset of ``K = max(1, round(fraction * T))`` of ``T = num_steps`` steps per sample, sorted,
+    without repeats, shifted by ``offset`` (the first step of an SDE window; 0 = steps ``[0, T)``).
 
-    Returns (B, K) int64 in ``[0, T)``; each row is drawn independently from ``generator``.
+    Returns (B, K) int64 in ``[offset, offset + T)``; each row is drawn independently from ``generator``.
     """
     k = num_trained_steps(num_steps, fraction)
-    rows = [torch.randperm(num_steps, generator=generator)[:k].sort().values for _ in range(batch_size)]
+    rows = [torch.randperm(num_steps, generator=generator)[:k].sort().values + offset for _ in range(batch_size)]
     return torch.stack(rows) if rows else torch.zeros(0, k, dtype=torch.long)
+
+
+def draw_sde_window(
+    num_steps: int, size: int, window_range: tuple[int, int] | None, generator: torch.Generator
+) -> tuple[int, int] | None:
+    """The round's SDE window ``(start, start + size)`` of the T steps, its start uniform over the positions
+    that keep it inside ``window_range`` ((start, end), end exclusive; None = ``(0, T)``), as Flow-GRPO-Fast
+    draws it. ``size`` 0 = no window (None: the SDE on every step).
+    """
+    if size == 0:
+        return None
+    low, high = window_range if window_range is not None else (0, num_steps)
+    if not (0 <= low and low + size <= high <= num_steps):
+        raise ValueError(f"an SDE window of {size} steps does not fit [{low}, {high}) of T={num_steps} steps")
+    start = low + int(torch.randint(high - size - low + 1, (1,), generator=generator))
+    return start, start + size
 
 
 def clipped_surrogate(

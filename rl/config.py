@@ -46,7 +46,13 @@ class GRPOConfig:
     eps_high: float = 5e-4
     beta: float = 0.04
     exact_kl: bool = False  # False: mean((mu-mu_ref)^2)/(2 sigma^2) as public code; True: the Gaussian KL
-    timestep_fraction: float = 0.6
+    timestep_fraction: float = 0.6  # of the SDE steps (of the window when sde_window_size > 0)
+    # Flow-GRPO-Fast (flow_grpo's sample.sde_window_size / sde_window_range; MixGRPO): > 0 = only a window of this
+    # many consecutive steps takes the SDE, the rest the ODE, and only the window's steps are trained. Its start
+    # is drawn each round (from seed and round) so the window lies in sde_window_range ([start, end) steps;
+    # null = all T steps). 0 = the SDE on every step (Flow-GRPO).
+    sde_window_size: int = 0
+    sde_window_range: list[int] | None = None
     learning_rate: float = 4e-4
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
@@ -79,6 +85,13 @@ class GRPOConfig:
             )
         if not 0.0 < self.timestep_fraction <= 1.0:
             raise ConfigError(f"timestep_fraction must be in (0, 1], got {self.timestep_fraction}")
+        if self.sde_window_size < 0:
+            raise ConfigError(f"sde_window_size must be >= 0 (0 = the SDE on every step), got {self.sde_window_size}")
+        if self.sde_window_range is not None:
+            if self.sde_window_size == 0:
+                raise ConfigError("sde_window_range is set but sde_window_size is 0 (no window); set both or neither")
+            if len(self.sde_window_range) != 2:
+                raise ConfigError(f"sde_window_range must be [start, end], got {self.sde_window_range}")
         for key in ("eps_low", "eps_high", "learning_rate", "max_grad_norm", "advantage_clip"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"{key} must be > 0, got {getattr(self, key)}")
@@ -278,12 +291,26 @@ class ExperimentConfig:
                     "jrm.model.backbone: stage 1 (train_jrm) needs a local Qwen3-VL directory (or jrm.model.checkpoint; "
                     "jrm.model.tiny=true for a tiny random JRM)"
                 )
+        check_sde_window_config(self.grpo, self.policy.num_inference_steps)
         if self.data.train_path == "???" or not self.data.train_path:
             raise ConfigError("data.train_path must be set")
 
     @property
     def output_path(self) -> Path:
         return Path(self.output_dir)
+
+
+def check_sde_window_config(cfg: GRPOConfig, num_steps: int) -> None:
+    """The SDE window (``grpo.sde_window_size`` within ``grpo.sde_window_range``) must fit the T sampling steps."""
+    if cfg.sde_window_size == 0:
+        return
+    start, end = cfg.sde_window_range if cfg.sde_window_range is not None else (0, num_steps)
+    if not 0 <= start < end <= num_steps:
+        raise ConfigError(f"grpo.sde_window_range must satisfy 0 <= start < end <= T={num_steps}, got [{start}, {end}]")
+    if cfg.sde_window_size > end - start:
+        raise ConfigError(
+            f"grpo.sde_window_size ({cfg.sde_window_size}) does not fit grpo.sde_window_range [{start}, {end})"
+        )
 
 
 def load_experiment_config(path: str | Path | None = None, overrides: tuple[str, ...] | list[str] = ()) -> ExperimentConfig:

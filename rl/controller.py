@@ -37,6 +37,7 @@ from reward.registry import RewardRegistry
 from rl.actor_group import ActorGroup, CompletedUpdate, GatheredChunk, PendingChunk, placement_report
 from rl.algorithms import (
     assign_minibatches,
+    draw_sde_window,
     group_advantages,
     minibatch_element_counts,
     num_trained_steps,
@@ -100,9 +101,11 @@ def ensure_ray(cfg: RayConfig) -> None:
 
 
 def chunk_requests(
-    records: list, images: list, *, step: int, group_size: int, samples_per_chunk: int, seed: int, learner_version: int
+    records: list, images: list, *, step: int, group_size: int, samples_per_chunk: int, seed: int, learner_version: int,
+    sde_window: tuple[int, int] | None = None,
 ) -> list[SampleRequest]:
-    """Split a round's groups into sampler calls: whole groups per call, or one group over several calls."""
+    """Split a round's groups into sampler calls: whole groups per call, or one group over several calls.
+    Every call of the round samples with the round's ``sde_window`` (None = the SDE on every step)."""
     requests: list[SampleRequest] = []
     if samples_per_chunk >= group_size:
         per = samples_per_chunk // group_size
@@ -119,9 +122,17 @@ def chunk_requests(
                 samples_per_group=spg,
                 seed=((seed * _SEED_STRIDE + step) * 10_007 + c) % (2**63),
                 learner_version=learner_version,
+                sde_window=sde_window,
             )
         )
     return requests
+
+
+def round_sde_window(cfg_grpo: GRPOConfig, num_steps: int, step: int) -> tuple[int, int] | None:
+    """Round ``step``'s SDE window (None: no window), drawn from (seed, step) alone so a re-run draws it again."""
+    gen = torch.Generator().manual_seed((cfg_grpo.seed * _SEED_STRIDE + step) * 7 + 3)
+    window_range = tuple(cfg_grpo.sde_window_range) if cfg_grpo.sde_window_range is not None else None
+    return draw_sde_window(num_steps, cfg_grpo.sde_window_size, window_range, gen)
 
 
 def round_advantages(
@@ -137,7 +148,10 @@ def round_advantages(
     group_ids = torch.cat([q.group_ids.repeat_interleave(q.samples_per_group) for q in requests])
     adv = group_advantages(reward, group_ids, std_over_batch=cfg_grpo.std_over_batch, clip=cfg_grpo.advantage_clip)
     gen = torch.Generator().manual_seed(cfg_grpo.seed * _SEED_STRIDE + step)
-    indices = [trained_step_indices(r.reward.shape[0], num_steps, cfg_grpo.timestep_fraction, gen) for r in rewards]
+    indices = []
+    for q, r in zip(requests, rewards):
+        span, first = _window_span(q.sde_window, num_steps)
+        indices.append(trained_step_indices(r.reward.shape[0], span, cfg_grpo.timestep_fraction, gen, offset=first))
     minibatch = assign_minibatches(adv.valid, cfg_grpo.num_updates_per_step, gen)
     chunks: list[LearnChunk] = []
     offset = 0
@@ -147,7 +161,7 @@ def round_advantages(
         chunks.append(LearnChunk(adv.advantages[part], adv.valid[part], idx, minibatch[part]))
         offset += n
     kept = adv.advantages[adv.valid]
-    k = num_trained_steps(num_steps, cfg_grpo.timestep_fraction)
+    k = num_trained_steps(_window_span(requests[0].sde_window, num_steps)[0], cfg_grpo.timestep_fraction)
     return RoundAdvantages(
         chunks=chunks,
         n_samples=reward.numel(),
@@ -159,6 +173,11 @@ def round_advantages(
         abs_max=float(kept.abs().max()) if kept.numel() else 0.0,
         minibatch_elements=minibatch_element_counts(minibatch, cfg_grpo.num_updates_per_step, k),
     )
+
+
+def _window_span(window: tuple[int, int] | None, num_steps: int) -> tuple[int, int]:
+    """(how many steps take the SDE, the first of them) under ``window`` (None = all T steps from 0)."""
+    return (num_steps, 0) if window is None else (window[1] - window[0], window[0])
 
 
 @dataclass
@@ -279,6 +298,7 @@ class FlowGRPORun:
         requests = chunk_requests(
             records, images, step=step, group_size=g.group_size, samples_per_chunk=g.samples_per_chunk,
             seed=g.seed, learner_version=learner_version,
+            sde_window=round_sde_window(g, self.cfg.policy.num_inference_steps, step),
         )
         return self.actors.submit(requests)
 

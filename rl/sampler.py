@@ -10,6 +10,7 @@ the learner by more than ``max_weight_lag`` versions.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -99,7 +100,10 @@ class PolicySampler(Locatable):
         generator = torch.Generator().manual_seed(request.seed)
         with torch.no_grad():
             rollout = self.policy.sample_with_logprob(
-                [s if len(s) > 1 else s[0] for s in sources], instructions, generator=generator
+                [s if len(s) > 1 else s[0] for s in sources],
+                instructions,
+                replace(self.policy.sampling, sde_window=request.sde_window),
+                generator=generator,
             )
         rollout.instructions = instructions
         rollout.group_ids = request.group_ids.repeat_interleave(spg)

@@ -38,6 +38,7 @@ class SampleRequest:
     seed:             seeds the SDE noise of this chunk, so re-issuing the work reproduces it.
     learner_version:  the newest adapter version the learner has produced; the sampler refuses to run if its
                       own version lags it by more than its configured maximum.
+    sde_window:       (start, end): the steps sampled with the SDE this round (the rest with the ODE); None = all.
     """
 
     record_ids: list[str]
@@ -47,6 +48,7 @@ class SampleRequest:
     samples_per_group: int
     seed: int
     learner_version: int
+    sde_window: tuple[int, int] | None = None
 
     @property
     def num_samples(self) -> int:

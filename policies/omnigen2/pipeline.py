@@ -42,8 +42,8 @@ from policies.omnigen2.scheduler import OmniGen2FlowMatchScheduler
 from policies.omnigen2.sde import draw_noise, sde_noise_std, sde_step_with_logprob
 from policies.omnigen2.text_encoder import QwenTextEncoder
 from policies.omnigen2.transformer import OmniGen2Transformer2DModel
-from policies.rollout import EditConditions, Rollout, StepLogProbs, rollout_from_steps
-from policies.settings import SamplingSettings
+from policies.rollout import EditConditions, Rollout, StepLogProbs, check_step_indices, rollout_from_steps
+from policies.settings import SamplingSettings, check_sde_window
 
 COMPONENTS = ("transformer", "vae", "mllm", "processor", "scheduler")
 TRANSFORMER_WEIGHTS = "diffusion_pytorch_model.safetensors"
@@ -359,7 +359,7 @@ class OmniGen2EditPipeline(lora.TransformerLoRAMixin):
                 settings.text_guidance_scale,
                 settings.image_guidance_scale,
             )
-            step = sde_step_with_logprob(velocity, grid[i], grid[i + 1], x, settings.noise_level, generator=generator)
+            step = sde_step_with_logprob(velocity, grid[i], grid[i + 1], x, settings.step_noise_level(i), generator=generator)
             x = step.prev_sample
             latents.append(x)
             log_probs.append(step.log_prob)
@@ -384,6 +384,7 @@ class OmniGen2EditPipeline(lora.TransformerLoRAMixin):
         settings = self._settings(settings)
         if settings.noise_level <= 0:
             raise ValueError("sample_with_logprob needs noise_level > 0 (use edit() for the ODE)")
+        check_sde_window(settings.sde_window, settings.num_inference_steps)
         return self._sample(sources, instructions, settings, generator, progress)
 
     def edit(
@@ -403,7 +404,7 @@ class OmniGen2EditPipeline(lora.TransformerLoRAMixin):
         official pipeline does for single-image edits) instead of ``height`` x ``width``; samples of equal
         size run together.
         """
-        settings = replace(self._settings(settings), noise_level=0.0)
+        settings = replace(self._settings(settings), noise_level=0.0, sde_window=None)
         references, cleaned = normalize_edit_inputs(sources, instructions)
         sizes = [(settings.width, settings.height)] * len(cleaned)
         if match_source_size:
@@ -439,12 +440,7 @@ class OmniGen2EditPipeline(lora.TransformerLoRAMixin):
         """
         latents = rollout.latents
         batch, num_steps = rollout.log_probs.shape
-        if step_indices.ndim != 2 or step_indices.shape[0] != batch:
-            raise ValueError(f"step_indices must be (B={batch}, K), got {tuple(step_indices.shape)}")
-        if rollout.noise_level <= 0:
-            raise ValueError("the rollout was sampled without noise (ODE); it has no log-probs to re-score")
-        if int(step_indices.min()) < 0 or int(step_indices.max()) >= num_steps:
-            raise ValueError(f"step_indices must lie in [0, {num_steps - 1}]")
+        check_step_indices(rollout, step_indices)
         k = step_indices.shape[1]
         flat_steps = step_indices.reshape(-1).cpu()
         owners = torch.arange(batch).repeat_interleave(k)

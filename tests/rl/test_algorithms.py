@@ -15,6 +15,7 @@ from rl.algorithms import (
     micro_batch_rows,
     minibatch_element_counts,
     trained_step_indices,
+    draw_sde_window,
 )
 
 
@@ -85,6 +86,25 @@ def test_trained_step_indices():
         assert torch.equal(row, row.sort().values)
     again = trained_step_indices(3, 20, 0.6, torch.Generator().manual_seed(0))
     assert torch.equal(idx, again)
+
+
+def test_trained_step_indices_of_a_window_lie_in_it():
+    idx = trained_step_indices(4, 3, 1.0, torch.Generator().manual_seed(0), offset=5)
+    assert idx.tolist() == [[5, 6, 7]] * 4  # fraction 1: every step of the window [5, 8)
+    some = trained_step_indices(50, 4, 0.5, torch.Generator().manual_seed(1), offset=2)
+    assert some.shape == (50, 2) and set(some.reshape(-1).tolist()) == {2, 3, 4, 5}
+
+
+def test_sde_window_start_is_uniform_over_the_positions_inside_the_range():
+    gen = torch.Generator().manual_seed(0)
+    windows = [draw_sde_window(8, 2, (1, 5), gen) for _ in range(400)]
+    assert set(windows) == {(1, 3), (2, 4), (3, 5)}  # every start that keeps [start, start + 2) inside [1, 5)
+    counts = [windows.count(w) for w in ((1, 3), (2, 4), (3, 5))]
+    assert min(counts) > 100  # 400 draws over 3 positions: ~133 each
+    assert draw_sde_window(8, 8, None, gen) == (0, 8)
+    assert draw_sde_window(8, 0, (1, 5), gen) is None  # size 0: the SDE on every step
+    with pytest.raises(ValueError, match=r"3 steps does not fit \[1, 3\) of T=8"):
+        draw_sde_window(8, 3, (1, 3), gen)
 
 
 def test_minibatches_are_disjoint_near_equal_and_cover_every_kept_sample():

@@ -58,6 +58,9 @@ def test_paper_preset_chain(tmp_path):
         ("grpo.num_epochs_per_step=0", "grpo.num_epochs_per_step"),
         ("grpo.learner_micro_batch=-1", "grpo.learner_micro_batch"),
         ("ray.placement=fused", "ray.placement"),
+        ("grpo.sde_window_size=-1", "grpo.sde_window_size"),
+        ("grpo.sde_window_range=[0,2]", "grpo.sde_window_range is set but sde_window_size is 0"),
+        ("grpo.sde_window_size=9", "grpo.sde_window_size"),
     ],
 )
 def test_bad_config_names_the_key(tmp_path, override, named):

@@ -10,7 +10,7 @@ from PIL import Image
 
 from editrl.timing import phase_timer
 from rl.config import GRPOConfig
-from rl.controller import chunk_requests, reward_statistics, round_advantages
+from rl.controller import chunk_requests, reward_statistics, round_advantages, round_sde_window
 from rl.types import InstructionRecord, RewardResult, RoundTiming
 
 
@@ -50,6 +50,27 @@ def test_advantages_over_a_group_split_across_chunks():
     minibatch = torch.cat([c.minibatch for c in adv.chunks])
     assert sorted(minibatch.tolist()) == [0, 0, 1, 1] and adv.minibatch_elements == [24, 24]
     assert all(torch.equal(a.minibatch, b.minibatch) for a, b in zip(adv.chunks, again.chunks))
+
+
+def test_a_round_with_an_sde_window_samples_and_trains_only_the_window():
+    cfg = GRPOConfig(sde_window_size=2, sde_window_range=[1, 6], timestep_fraction=1.0, seed=4)
+    windows = [round_sde_window(cfg, 8, step) for step in range(60)]
+    assert windows[:5] == [round_sde_window(cfg, 8, step) for step in range(5)]  # drawn from (seed, round) alone
+    assert {w[0] for w in windows} == {1, 2, 3, 4} and all(w[1] == w[0] + 2 for w in windows)
+    assert round_sde_window(GRPOConfig(), 8, 0) is None  # no window: the SDE on every step
+
+    img = [[Image.new("RGB", (8, 8))] for _ in range(2)]
+    requests = chunk_requests(_records(2), img, step=0, group_size=2, samples_per_chunk=2, seed=0, learner_version=0,
+                              sde_window=(3, 5))
+    assert all(r.sde_window == (3, 5) for r in requests)
+    dims = ("instruction_following", "visual_quality")
+    rewards = [RewardResult(torch.tensor([1.0, 2.0]), torch.zeros(2, 2), dims, 0) for _ in requests]
+    adv = round_advantages(requests, rewards, num_steps=8, cfg_grpo=cfg, step=0)
+    assert all(c.step_indices.tolist() == [[3, 4], [3, 4]] for c in adv.chunks)
+    assert sum(adv.minibatch_elements) == 4 * 2  # 4 samples x the window's 2 steps
+    half = round_advantages(requests, rewards, num_steps=8, cfg_grpo=GRPOConfig(sde_window_size=2), step=0)
+    assert all(c.step_indices.shape == (2, 1) and set(c.step_indices.reshape(-1).tolist()) <= {3, 4}
+               for c in half.chunks)  # timestep_fraction 0.6 of a 2-step window: one step, inside it
 
 
 def test_dropped_samples_are_counted_and_reward_statistics_skip_nonfinite():
