@@ -5,7 +5,7 @@ writes ``metrics.json``, ``heldout_scores.json`` (and ``heldout_scores_alpha_<al
 ``report.md`` and ``plots/`` under ``output_dir``.
 
     python -m launch.demo --config configs/demo.yaml [key=value ...]
-    python -m launch.demo --config configs/demo_full.yaml     # + the alpha = 0 RL arm and the oracle-reward diagnostic
+    python -m launch.demo --config configs/demo_full.yaml     # + the alpha = 0 RL arm, the oracle- and null-reward diagnostics
     python -m launch.demo --config configs/demo_smoke.yaml     # the same stages, reduced (< 5 minutes)
 """
 
@@ -26,8 +26,8 @@ from policies.omnigen2.config import build_pipeline
 from world.demo import stages
 from world.demo.config import DemoConfig, alpha_key
 from world.demo.heldout import RLEvaluation, gain_differences, score_deltas, stage_eval, write_heldout_scores
-from world.demo.metrics import collect_metrics, oracle_diagnostic_metrics
-from world.demo.outcome import AblationArm, DemoOutcome, OracleRewardRun
+from world.demo.metrics import collect_metrics, diagnostic_metrics
+from world.demo.outcome import AblationArm, DemoOutcome, DiagnosticRewardRun
 from world.demo.report import write_report
 from world.evaluate import evaluate_autoencoder
 from world.tasks import EditTask
@@ -46,6 +46,20 @@ def run_ablation_arm(
         jrm_dir=jrm_dir, pretrained=main.oracle_before(),
     )
     return AblationArm(alpha, rl, evaluation, score_deltas(cfg, evaluation), gain_differences(cfg, main, evaluation))
+
+
+def run_diagnostic(
+    cfg: DemoConfig, clock: stages.StageClock, name: str, policy_dir: Path, out: Path, heldout: list[EditTask],
+    reward_jrm: str, main: RLEvaluation,
+) -> DiagnosticRewardRun:
+    """The main RL run again with diagnostic reward ``name`` (:data:`world.demo.stages.DIAGNOSTIC_REWARDS`),
+    evaluated from the main run's step-0 edits (the main JRM scores its edits too), its gains paired with the main
+    run's."""
+    rl = clock.run(f"rl_{name}", stages.stage_rl_diagnostic, cfg, policy_dir, out, name)
+    evaluation = clock.run(
+        f"eval_{name}", stage_eval, cfg, policy_dir, heldout, str(rl.output_dir), jrm_dir=reward_jrm, pretrained=main
+    )
+    return DiagnosticRewardRun(name, rl, evaluation, score_deltas(cfg, evaluation), gain_differences(cfg, main, evaluation))
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, float]:
@@ -72,14 +86,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
         )
     # wall time of the method itself (with its ablation arms); the optional diagnostic below is timed on its own
     metrics = collect_metrics(cfg, outcome, clock, time.perf_counter() - start)
-    if cfg.oracle_reward_rl:
-        oracle_rl = clock.run("rl_oracle_reward", stages.stage_rl_oracle, cfg, pretrain.checkpoint_dir, out)
-        oracle_eval = clock.run(
-            "eval_oracle_reward", stage_eval, cfg, pretrain.checkpoint_dir, heldout, str(oracle_rl.output_dir),
-            jrm_dir=reward_jrm, pretrained=evaluation,
-        )
-        outcome.oracle_run = OracleRewardRun(oracle_rl, oracle_eval, score_deltas(cfg, oracle_eval))
-        metrics.update(oracle_diagnostic_metrics(outcome.oracle_run, cfg.rl.reward.combine, clock))
+    for name, (switch, _) in stages.DIAGNOSTIC_REWARDS.items():
+        if getattr(cfg, switch):
+            outcome.diagnostics[name] = run_diagnostic(cfg, clock, name, pretrain.checkpoint_dir, out, heldout, reward_jrm, evaluation)
+            metrics.update(diagnostic_metrics(outcome.diagnostics[name], cfg.rl.reward.combine, clock))
     write_report(cfg, out, metrics, outcome)
     metrics["wall_seconds_total"] = time.perf_counter() - start
     atomic_write_json(out / "metrics.json", metrics)

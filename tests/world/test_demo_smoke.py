@@ -50,7 +50,8 @@ REQUIRED_KEYS = (
 @pytest.mark.slow
 def test_demo_smoke_runs_every_stage(tmp_path):
     out = tmp_path / "demo"
-    returned = main(["--config", "configs/demo_smoke.yaml", f"output_dir={out}", "oracle_reward_rl=true"])
+    returned = main(["--config", "configs/demo_smoke.yaml", f"output_dir={out}", "oracle_reward_rl=true",
+                     "null_reward_rl=true"])
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == pytest.approx(returned)
     for key in REQUIRED_KEYS:
@@ -77,8 +78,15 @@ def test_demo_smoke_runs_every_stage(tmp_path):
     assert metrics["policy.oracle_if_gain_minus_alpha0"] == pytest.approx(gain_difference)
     assert json.loads((out / "heldout_scores_alpha_0.json").read_text())["steps"] == [0, 1, 2]
     # the oracle-reward diagnostic: its own RL run, evaluated like the JRM run
-    assert metrics["diagnostic.oracle_reward.rl_steps"] == 2
-    assert len(list((out / "rl_oracle_reward" / "checkpoints").iterdir())) == 2
+    # the diagnostics: the oracle and the null reward, each its own RL run, evaluated like the JRM run from the
+    # same step-0 edits, its gain paired with the JRM run's
+    for name in ("oracle_reward", "null_reward"):
+        assert metrics[f"diagnostic.{name}.rl_steps"] == 2
+        assert len(list((out / f"rl_{name}" / "checkpoints").iterdir())) == 2
+        assert f"time.rl_{name}" in metrics and f"time.eval_{name}" in metrics
+        this_gain = metrics[f"diagnostic.{name}.oracle_if_delta"]
+        assert metrics[f"diagnostic.{name}.oracle_if_gain_main_minus_this"] == pytest.approx(
+            metrics["policy.oracle_if_delta"] - this_gain)
     # each stage's artefacts
     assert (out / "policy_pretrained" / "transformer" / "diffusion_pytorch_model.safetensors").is_file()
     assert (out / "data" / "rl" / "instructions.jsonl").is_file()
@@ -89,6 +97,7 @@ def test_demo_smoke_runs_every_stage(tmp_path):
     assert len(list((out / "rl" / "checkpoints").iterdir())) == 2
     report = (out / "report.md").read_text()
     assert "Diagnostic: RL with the oracle as the reward" in report
+    assert "Diagnostic: RL with a null reward (what the updates alone do)" in report
     assert "## RL reward: JRM alpha = 0.7 vs alpha = 0 (ablation)" in report
     assert "the difference of the gains is" in report and "Per RL step, JRM alpha = 0 as the reward" in report
     assert "Training objective: ranking loss `hpsv3`" in report and "LM loss `token_mean`" in report

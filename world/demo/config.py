@@ -141,8 +141,11 @@ class DemoConfig:
     # torch threads of the stages that run before Ray starts (pretraining, pair building); every later stage
     # runs one thread per process, since Ray's workers share the cores
     threads_before_ray: int = 2
-    # diagnostic: repeat the RL stage with the oracle as the reward (an upper bound; adds about the RL stage's time)
+    # diagnostics, each repeating the RL stage (same base, seeds, settings; adds about the RL stage's time) with
+    # another reward: the world's oracle (an upper bound), and a reward blind to the edit (reward.kind=noise, the
+    # null control: what the updates alone do; the JRM run's gain minus its gain is what the JRM's signal did)
     oracle_reward_rl: bool = False
+    null_reward_rl: bool = False
     rl: ExperimentConfig = field(default_factory=lambda: _demo_experiment())
     eval: EvalConfig = field(default_factory=EvalConfig)
     claims: ClaimsConfig = field(default_factory=ClaimsConfig)

@@ -11,7 +11,7 @@ from reward.metrics import PAIR_CASES
 from rl.controller import RunResult
 from world.demo.config import DemoConfig, alpha_key
 from world.demo.heldout import RLEvaluation
-from world.demo.outcome import AblationArm, DemoOutcome, OracleRewardRun
+from world.demo.outcome import AblationArm, DemoOutcome, DiagnosticRewardRun
 from world.demo.stages import StageClock
 from world.stats import PairedDifference
 
@@ -129,11 +129,15 @@ def delta_metrics(prefix: str, deltas: dict[str, PairedDifference]) -> dict[str,
     return out
 
 
-def oracle_diagnostic_metrics(run: OracleRewardRun, combine: str, clock: StageClock) -> dict[str, float]:
-    """``diagnostic.oracle_reward.*`` of the RL run with the oracle as the reward, and its stage times."""
-    prefix = "diagnostic.oracle_reward"
+def diagnostic_metrics(run: DiagnosticRewardRun, combine: str, clock: StageClock) -> dict[str, float]:
+    """``diagnostic.<name>.*`` of a diagnostic reward run: its held-out differences, the main run's gains minus
+    its gains (``..._gain_main_minus_this`` with 95% intervals), the main JRM's view of its edits, stage times."""
+    prefix = f"diagnostic.{run.name}"
     metrics = delta_metrics(prefix, run.deltas)
     metrics[f"{prefix}.rl_steps"] = float(run.rl.steps_completed)
     metrics.update(reward_model_metrics(prefix, run.evaluation, combine))
-    metrics.update({f"time.{k}": v for k, v in clock.seconds.items() if k.endswith("oracle_reward")})
+    for name, diff in run.gain_vs_main.items():
+        key = f"{prefix}.{name}_gain_main_minus_this"
+        metrics.update({key: diff.mean, f"{key}_ci95_low": diff.low, f"{key}_ci95_high": diff.high})
+    metrics.update({f"time.{k}": v for k, v in clock.seconds.items() if k.endswith(run.name)})
     return metrics

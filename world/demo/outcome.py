@@ -16,15 +16,21 @@ from world.tasks import EditTask
 
 
 @dataclass
-class OracleRewardRun:
-    """The diagnostic RL run with the oracle as the reward (``oracle_reward_rl``), evaluated like the JRM run.
+class DiagnosticRewardRun:
+    """A diagnostic RL run: the main run with another reward (``oracle_reward_rl``: the world's oracle, what a
+    perfect reward model would give; ``null_reward_rl``: a reward blind to the edit, what the updates alone do),
+    the same policy base, seeds and settings, evaluated from the main run's step-0 edits.
 
-    deltas: name ("oracle_if", "oracle_vq", "oracle_edit_success") -> after-minus-before difference.
+    name:         its metric and report name, ``oracle_reward`` or ``null_reward``.
+    deltas:       name ("oracle_if", "oracle_vq", "oracle_edit_success") -> after-minus-before difference.
+    gain_vs_main: name -> the main run's gain minus this run's, paired over the held-out tasks.
     """
 
+    name: str
     rl: RunResult
     evaluation: RLEvaluation
     deltas: dict[str, PairedDifference]
+    gain_vs_main: dict[str, PairedDifference]
 
 
 @dataclass
@@ -52,6 +58,7 @@ class DemoOutcome:
     rl: the run with the JRM of ``rl_reward_alpha`` as the reward; evaluation: its held-out evaluation.
     deltas: name ("oracle_if", "oracle_vq", "oracle_edit_success") -> after-minus-before difference.
     ablation_arms: alpha -> the ablation arm of each ``ablation_rl_alphas`` entry, in config order.
+    diagnostics: name -> each diagnostic reward run the config asks for (``oracle_reward``, ``null_reward``).
     """
 
     heldout: list[EditTask]
@@ -63,5 +70,5 @@ class DemoOutcome:
     rl: RunResult
     evaluation: RLEvaluation
     deltas: dict[str, PairedDifference]
-    oracle_run: OracleRewardRun | None = None
     ablation_arms: dict[float, AblationArm] = field(default_factory=dict)
+    diagnostics: dict[str, DiagnosticRewardRun] = field(default_factory=dict)

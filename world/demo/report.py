@@ -16,7 +16,7 @@ from rl.controller import RunResult
 from world.demo.config import DemoConfig, alpha_key
 from world.demo.heldout import RLEvaluation
 from world.demo.metrics import jrm_key
-from world.demo.outcome import AblationArm, DemoOutcome, OracleRewardRun
+from world.demo.outcome import AblationArm, DemoOutcome, DiagnosticRewardRun
 from world.demo.plots import markdown_table, plot_curves, plot_sample_grid, write_markdown
 from world.render import to_pil
 from world.stats import PairedDifference
@@ -57,17 +57,36 @@ def _group_agreement_text(cfg: DemoConfig, evaluation: RLEvaluation, n_heldout: 
     )
 
 
-def _oracle_section(oracle_run: OracleRewardRun | None, combine: str) -> list[tuple[str, str]]:
-    """Report section of the optional oracle-reward RL run (``oracle_reward_rl``)."""
-    if oracle_run is None:
-        return []
-    d_if, d_vq = oracle_run.deltas["oracle_if"], oracle_run.deltas["oracle_vq"]
-    text = (
+#: diagnostic run name -> (report heading, what the run is, in a sentence ending where its numbers follow)
+_DIAGNOSTIC_TEXT = {
+    "oracle_reward": (
+        "Diagnostic: RL with the oracle as the reward",
         "The same RL run with the world's oracle as the reward (same policy, settings and combine), i.e. what a "
-        f"perfect reward model would give: IF {d_if.mean:+.3f} [{d_if.low:+.3f}, {d_if.high:+.3f}], "
-        f"VQ {d_vq.mean:+.3f} [{d_vq.low:+.3f}, {d_vq.high:+.3f}].\n\n"
-    )
-    return [("Diagnostic: RL with the oracle as the reward", text + score_table(oracle_run.evaluation, combine))]
+        "perfect reward model would give:",
+    ),
+    "null_reward": (
+        "Diagnostic: RL with a null reward (what the updates alone do)",
+        "The same RL run with a reward blind to the edit (`reward.kind=noise`: a hash of its pixels, same policy, "
+        "seeds and settings), i.e. how far the updates move the policy without any signal:",
+    ),
+}
+
+
+def _diagnostic_sections(diagnostics: dict[str, DiagnosticRewardRun], combine: str) -> list[tuple[str, str]]:
+    """Report sections of the optional diagnostic reward runs (``oracle_reward_rl``, ``null_reward_rl``)."""
+    sections = []
+    for name, run in diagnostics.items():
+        heading, intro = _DIAGNOSTIC_TEXT[name]
+        d_if, d_vq = run.deltas["oracle_if"], run.deltas["oracle_vq"]
+        g_if, g_vq = run.gain_vs_main["oracle_if"], run.gain_vs_main["oracle_vq"]
+        text = (
+            f"{intro} IF {d_if.mean:+.3f} [{d_if.low:+.3f}, {d_if.high:+.3f}], VQ {d_vq.mean:+.3f} "
+            f"[{d_vq.low:+.3f}, {d_vq.high:+.3f}]. The JRM run's gain minus this run's, paired over the held-out "
+            f"tasks: IF {g_if.mean:+.3f} [{g_if.low:+.3f}, {g_if.high:+.3f}], VQ {g_vq.mean:+.3f} "
+            f"[{g_vq.low:+.3f}, {g_vq.high:+.3f}].\n\n"
+        )
+        sections.append((heading, text + score_table(run.evaluation, combine)))
+    return sections
 
 
 def rl_arms(cfg: DemoConfig, outcome: DemoOutcome) -> list[tuple[str, RunResult, RLEvaluation]]:
@@ -269,7 +288,7 @@ def write_report(cfg: DemoConfig, out: Path, metrics: dict[str, float], outcome:
          + "\n\nOverall accuracy by how the oracle's scores of a pair differ (IF only, VQ only, both the same way, "
            "or opposed):\n\n" + markdown_table(["alpha", *(f"{case} (n)" for case in PAIR_CASES)], case_rows)
          + "\n\n![JRM loss](plots/jrm_loss.png)\n\n![spectra](plots/jrm_spectra.png)"),
-        *_oracle_section(outcome.oracle_run, cfg.rl.reward.combine),
+        *_diagnostic_sections(outcome.diagnostics, cfg.rl.reward.combine),
         ("Pretraining", (
             "What the autoencoder leaves of a perfect edit: the held-out tasks' exact targets, encoded and decoded "
             f"by the policy's VAE, score IF {metrics['policy.autoencoder_roundtrip_if']:.3f} and VQ "

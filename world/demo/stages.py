@@ -239,8 +239,24 @@ def stage_rl_ablation(cfg: DemoConfig, policy_dir: Path, jrm_dir: str, out: Path
     return stage_rl(cfg, policy_dir, jrm_dir, output_dir=str(ablation_rl_dir(out, alpha)))
 
 
-def stage_rl_oracle(cfg: DemoConfig, policy_dir: Path, out: Path) -> RunResult:
-    """Diagnostic: the same RL run with the world's oracle as the reward (an upper bound for any learned reward)."""
-    reward = replace(cfg.rl.reward, kind=WORLD_ORACLE_KIND, checkpoint=cfg.rl.data.train_path)
-    rl_cfg = replace(cfg.rl, policy=rl_policy_config(cfg, policy_dir), reward=reward, output_dir=str(out / "rl_oracle_reward"))
+#: diagnostic run name -> (the config switch that asks for it, its reward kind). The oracle reads the RL
+#: instruction file (its checkpoint); the null reward needs no checkpoint.
+DIAGNOSTIC_REWARDS = {"oracle_reward": ("oracle_reward_rl", WORLD_ORACLE_KIND), "null_reward": ("null_reward_rl", "noise")}
+
+
+def diagnostic_rl_dir(out: Path, name: str) -> Path:
+    """Where the diagnostic run ``name`` (a :data:`DIAGNOSTIC_REWARDS` key) writes its RL run: ``rl_<name>``."""
+    return out / f"rl_{name}"
+
+
+def stage_rl_diagnostic(cfg: DemoConfig, policy_dir: Path, out: Path, name: str) -> RunResult:
+    """Diagnostic: the same RL run (policy base, seeds, settings) with the reward of :data:`DIAGNOSTIC_REWARDS`
+    ``name``: the world's oracle (an upper bound for any learned reward) or the null reward (a hash of the edit's
+    pixels, blind to its quality: what the updates alone do to the policy)."""
+    kind = DIAGNOSTIC_REWARDS[name][1]
+    checkpoint = cfg.rl.data.train_path if kind == WORLD_ORACLE_KIND else None
+    reward = replace(cfg.rl.reward, kind=kind, checkpoint=checkpoint)
+    rl_cfg = replace(
+        cfg.rl, policy=rl_policy_config(cfg, policy_dir), reward=reward, output_dir=str(diagnostic_rl_dir(out, name))
+    )
     return run_flow_grpo(rl_cfg, world_reward_registry(), hook_registry=world_hook_registry())
