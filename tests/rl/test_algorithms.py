@@ -10,12 +10,12 @@ from rl.algorithms import (
     assign_minibatches,
     clip_fraction,
     clipped_surrogate,
+    draw_sde_window,
     group_advantages,
     kl_to_reference,
     micro_batch_rows,
     minibatch_element_counts,
     trained_step_indices,
-    draw_sde_window,
 )
 
 
