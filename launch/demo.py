@@ -84,7 +84,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, float]:
         outcome.ablation_arms[alpha] = run_ablation_arm(
             cfg, clock, alpha, str(jrm[alpha].checkpoint_dir), pretrain.checkpoint_dir, out, heldout, evaluation
         )
-    # wall time of the method itself (with its ablation arms); the optional diagnostic below is timed on its own
+    # wall time of the method itself (with its ablation arms); the optional diagnostics below are timed on their own
     metrics = collect_metrics(cfg, outcome, clock, time.perf_counter() - start)
     for name, (switch, _) in stages.DIAGNOSTIC_REWARDS.items():
         if getattr(cfg, switch):

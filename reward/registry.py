@@ -71,8 +71,10 @@ class RewardModelConfig:
 
 #: The kinds that load a JRM checkpoint (the joint model and its alpha = 0 baseline).
 JRM_KINDS = ("jrm", "jrm_alpha0")
+#: The null-reward control (:mod:`reward.noise`).
+NOISE_KIND = "noise"
 #: Built-in kinds that load nothing (``checkpoint`` is not read).
-CHECKPOINT_FREE_KINDS = ("noise",)
+CHECKPOINT_FREE_KINDS = (NOISE_KIND,)
 
 RewardFactory = Callable[[RewardModelConfig], RewardModel]
 
@@ -150,7 +152,7 @@ def default_registry() -> RewardRegistry:
             "jrm": lambda cfg: _build_jrm(cfg, expect_alpha_zero=False),
             "jrm_alpha0": lambda cfg: _build_jrm(cfg, expect_alpha_zero=True),
             "editreward": _build_editreward,
-            "noise": _build_noise,
+            NOISE_KIND: _build_noise,
         }
     )
 

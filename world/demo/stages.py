@@ -35,6 +35,7 @@ from reward.jrm.data import load_images, load_preference_pairs
 from reward.jrm.model import JRM
 from reward.jrm.train import REPO_ROOT, TrainResult, train_jrm
 from reward.jrm.train_config import JRMModelInit, JRMTrainConfig
+from reward.registry import NOISE_KIND
 from rl.controller import RunResult, run_flow_grpo
 from world.bases.config import BasesConfig, load_bases_config
 from world.bases.load import backbone_model_init, check_bases
@@ -241,7 +242,7 @@ def stage_rl_ablation(cfg: DemoConfig, policy_dir: Path, jrm_dir: str, out: Path
 
 #: diagnostic run name -> (the config switch that asks for it, its reward kind). The oracle reads the RL
 #: instruction file (its checkpoint); the null reward needs no checkpoint.
-DIAGNOSTIC_REWARDS = {"oracle_reward": ("oracle_reward_rl", WORLD_ORACLE_KIND), "null_reward": ("null_reward_rl", "noise")}
+DIAGNOSTIC_REWARDS = {"oracle_reward": ("oracle_reward_rl", WORLD_ORACLE_KIND), "null_reward": ("null_reward_rl", NOISE_KIND)}
 
 
 def diagnostic_rl_dir(out: Path, name: str) -> Path:
