@@ -161,10 +161,11 @@ def check_step_indices(rollout: Rollout, step_indices: torch.Tensor) -> None:
         raise ValueError("the rollout was sampled without noise (ODE); it has no log-probs to re-score")
     if step_indices.numel() == 0:
         return
-    if int(step_indices.min()) < 0 or int(step_indices.max()) >= num_steps:
+    first, last = int(step_indices.min()), int(step_indices.max())
+    if first < 0 or last >= num_steps:
         raise ValueError(f"step_indices must lie in [0, {num_steps - 1}]")
     window = rollout.sde_window
-    if window is not None and (int(step_indices.min()) < window[0] or int(step_indices.max()) >= window[1]):
+    if window is not None and (first < window[0] or last >= window[1]):
         raise ValueError(
             f"step_indices must lie in the rollout's SDE window [{window[0]}, {window[1]}): the other steps were "
             f"sampled with the ODE and have no log-prob; got {sorted(set(step_indices.reshape(-1).tolist()))}"

@@ -40,7 +40,6 @@ from rl.algorithms import (
     draw_sde_window,
     group_advantages,
     minibatch_element_counts,
-    num_trained_steps,
     trained_step_indices,
 )
 from rl.checkpoint import TrainingState, save_checkpoint
@@ -161,7 +160,7 @@ def round_advantages(
         chunks.append(LearnChunk(adv.advantages[part], adv.valid[part], idx, minibatch[part]))
         offset += n
     kept = adv.advantages[adv.valid]
-    k = num_trained_steps(_window_span(requests[0].sde_window, num_steps)[0], cfg_grpo.timestep_fraction)
+    k = indices[0].shape[1]  # every chunk of a round trains the same number of steps
     return RoundAdvantages(
         chunks=chunks,
         n_samples=reward.numel(),

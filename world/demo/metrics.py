@@ -61,8 +61,7 @@ def ablation_metrics(arm: AblationArm, combine: str) -> dict[str, float]:
     metrics.update(rl_run_metrics(rl, arm.rl))
     metrics.update(reward_model_metrics(rl, arm.evaluation, combine))
     for name, diff in arm.gain_vs_main.items():
-        key = gain_difference_key(arm.alpha, name)
-        metrics.update({key: diff.mean, f"{key}_ci95_low": diff.low, f"{key}_ci95_high": diff.high})
+        metrics.update(interval_metrics(gain_difference_key(arm.alpha, name), diff))
     return metrics
 
 
@@ -119,13 +118,16 @@ def reward_model_metrics(prefix: str, evaluation: RLEvaluation, combine: str) ->
     return metrics
 
 
+def interval_metrics(key: str, diff: PairedDifference) -> dict[str, float]:
+    """``<key>`` (the mean difference) and its 95% interval ``<key>_ci95_low`` / ``<key>_ci95_high``."""
+    return {key: diff.mean, f"{key}_ci95_low": diff.low, f"{key}_ci95_high": diff.high}
+
+
 def delta_metrics(prefix: str, deltas: dict[str, PairedDifference]) -> dict[str, float]:
     """``<prefix>.<name>_delta`` and its 95% interval ``_ci95_low`` / ``_ci95_high`` for every difference."""
     out: dict[str, float] = {}
     for name, diff in deltas.items():
-        out[f"{prefix}.{name}_delta"] = diff.mean
-        out[f"{prefix}.{name}_delta_ci95_low"] = diff.low
-        out[f"{prefix}.{name}_delta_ci95_high"] = diff.high
+        out.update(interval_metrics(f"{prefix}.{name}_delta", diff))
     return out
 
 
@@ -137,7 +139,6 @@ def diagnostic_metrics(run: DiagnosticRewardRun, combine: str, clock: StageClock
     metrics[f"{prefix}.rl_steps"] = float(run.rl.steps_completed)
     metrics.update(reward_model_metrics(prefix, run.evaluation, combine))
     for name, diff in run.gain_vs_main.items():
-        key = f"{prefix}.{name}_gain_main_minus_this"
-        metrics.update({key: diff.mean, f"{key}_ci95_low": diff.low, f"{key}_ci95_high": diff.high})
+        metrics.update(interval_metrics(f"{prefix}.{name}_gain_main_minus_this", diff))
     metrics.update({f"time.{k}": v for k, v in clock.seconds.items() if k.endswith(run.name)})
     return metrics
