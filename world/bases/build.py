@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from editrl.config import ConfigError, validate_tree
 from editrl.config_reference import sections_help
 from editrl.io import atomic_replace_dir, atomic_write_json
 from editrl.manifest import DamagedCheckpointError
+from editrl.parent_watch import exit_with_parent
 from world.bases.backbone import save_backbone, train_backbone, train_variety_phase
 from world.bases.captions import caption_examples, comparison_examples
 from world.bases.config import EVAL_TASK_START, PRESETS, BasesConfig, load_bases_config
@@ -165,7 +167,9 @@ def _run_stages(kinds: list[str], cfg: BasesConfig, work: Path, git: GitRevision
             seconds[kind] = _run_stage(kind, cfg, work / kind, git, progress)
         return seconds
     context = multiprocessing.get_context("spawn")  # no forked copies of the parent's threads and torch state
-    with ProcessPoolExecutor(max_workers=min(jobs, len(kinds)), mp_context=context) as pool:
+    # a worker whose parent is killed (``kill PID``) stops instead of training on for nobody
+    with ProcessPoolExecutor(max_workers=min(jobs, len(kinds)), mp_context=context,
+                             initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
         futures = {}
         for kind in kinds:
             log = work / f"{kind}.log"
